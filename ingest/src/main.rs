@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("{}", ingest::NOT_YET_BUILT);
+    std::process::exit(2);
+}

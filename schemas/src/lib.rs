@@ -1,0 +1,19 @@
+//! The event contract of the pipeline: the canonical [`TrackingEvent`], its validation, its
+//! Avro encoding, the deterministic event-ID rule, the partition-key rule and the topics.
+//! No other crate redefines any of these.
+
+pub mod avro;
+pub mod event;
+pub mod event_id;
+pub mod input;
+pub mod key;
+pub mod samples;
+pub mod topics;
+pub mod validate;
+
+pub use avro::{DecodeError, EncodeError, EventCodec, SingleObjectCodec};
+pub use event::{ConsentState, EventName, PayoutStatus, RefundStatus, TrackingEvent};
+pub use event_id::postback_event_id;
+pub use input::{parse_event_json, RawPii};
+pub use key::conversion_key;
+pub use validate::{validate, FieldError, ValidationErrors};

@@ -1,0 +1,127 @@
+//! Topic names and their specification, read from `schemas/topics.conf` (the one list the
+//! stack scripts and docker compose also use).
+
+/// Validated tracking events from ingest (Avro single-object values).
+pub const EVENTS: &str = "tracking.events.v1";
+/// Input that could not be accepted, with the reason and the raw body, for replay.
+pub const QUARANTINE: &str = "tracking.quarantine.v1";
+/// The canonical ledger written by the processor.
+pub const LEDGER: &str = "ledger.v1";
+/// Receipt history: every occurrence of an event, duplicates included.
+pub const RECEIPTS: &str = "ledger.receipts.v1";
+/// The processor's compacted state changelog.
+pub const PROCESSOR_STATE: &str = "processor.state.v1";
+/// Postbacks to forward, written in the ledger's transaction.
+pub const POSTBACK_OUTBOX: &str = "postbacks.outbox.v1";
+/// Every delivery attempt of a postback.
+pub const POSTBACK_ATTEMPTS: &str = "postbacks.attempts.v1";
+/// Postbacks that failed permanently or ran out of attempts.
+pub const POSTBACK_DLQ: &str = "postbacks.dlq.v1";
+
+/// Every topic the pipeline uses.
+pub const ALL: &[&str] = &[
+    EVENTS,
+    QUARANTINE,
+    LEDGER,
+    RECEIPTS,
+    PROCESSOR_STATE,
+    POSTBACK_OUTBOX,
+    POSTBACK_ATTEMPTS,
+    POSTBACK_DLQ,
+];
+
+const TOPICS_CONF: &str = include_str!("../topics.conf");
+
+/// One topic as the deployment creates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub configs: Vec<(String, String)>,
+}
+
+/// Parses `topics.conf`: `name partitions key=value,key=value`, `#` comments.
+pub fn parse_specs(text: &str) -> Result<Vec<TopicSpec>, String> {
+    let mut specs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(name), Some(partitions)) = (parts.next(), parts.next()) else {
+            return Err(format!(
+                "line {}: expected `name partitions [configs]`",
+                n + 1
+            ));
+        };
+        let partitions = partitions
+            .parse()
+            .map_err(|_| format!("line {}: partitions {partitions:?} is not a number", n + 1))?;
+        let configs = parts
+            .next()
+            .map(|c| {
+                c.split(',')
+                    .map(|kv| {
+                        kv.split_once('=')
+                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                            .ok_or_else(|| {
+                                format!("line {}: config {kv:?} is not key=value", n + 1)
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        specs.push(TopicSpec {
+            name: name.to_owned(),
+            partitions,
+            configs,
+        });
+    }
+    Ok(specs)
+}
+
+/// The topics of this build, as `topics.conf` declares them.
+pub fn specs() -> Vec<TopicSpec> {
+    parse_specs(TOPICS_CONF).expect("topics.conf parses")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_and_conf_list_the_same_topics() {
+        let names: Vec<String> = specs().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ALL);
+    }
+
+    #[test]
+    fn keyed_topics_share_the_partition_count() {
+        let specs = specs();
+        let count = |name: &str| specs.iter().find(|s| s.name == name).unwrap().partitions;
+        for t in [LEDGER, RECEIPTS, PROCESSOR_STATE, POSTBACK_OUTBOX] {
+            assert_eq!(count(t), count(EVENTS), "{t}");
+        }
+    }
+
+    #[test]
+    fn state_topic_is_compacted() {
+        let state = specs()
+            .into_iter()
+            .find(|s| s.name == PROCESSOR_STATE)
+            .unwrap();
+        assert!(state
+            .configs
+            .contains(&("cleanup.policy".to_owned(), "compact".to_owned())));
+    }
+
+    #[test]
+    fn malformed_lines_are_reported() {
+        assert!(parse_specs("t1 six").unwrap_err().contains("line 1"));
+        assert!(parse_specs("t1 3 retention")
+            .unwrap_err()
+            .contains("key=value"));
+    }
+}

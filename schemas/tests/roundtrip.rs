@@ -1,0 +1,112 @@
+//! Avro single-object encoding round trips, and malformed bytes are errors, never panics.
+
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use schemas::avro::current_schema;
+use schemas::{samples, DecodeError, EventCodec, EventName, SingleObjectCodec, TrackingEvent};
+
+#[test]
+fn samples_round_trip_exactly() {
+    let codec = SingleObjectCodec::new();
+    for event in samples::all() {
+        let bytes = codec.encode(&event).unwrap();
+        assert_eq!(&bytes[..2], &[0xC3, 0x01]);
+        assert_eq!(&bytes[2..10], &current_schema().fingerprint);
+        assert_eq!(codec.decode(&bytes).unwrap(), event);
+    }
+}
+
+#[test]
+fn money_keeps_every_digit() {
+    let codec = SingleObjectCodec::new();
+    let mut e = samples::sale();
+    e.revenue = Some("999999999999.999999".parse().unwrap());
+    e.payout = Some("0.000001".parse().unwrap());
+    let back = codec.decode(&codec.encode(&e).unwrap()).unwrap();
+    assert_eq!(back.revenue.unwrap().to_string(), "999999999999.999999");
+    assert_eq!(back.payout.unwrap().to_string(), "0.000001");
+}
+
+#[test]
+fn malformed_messages_are_precise_errors() {
+    let codec = SingleObjectCodec::new();
+    let good = codec.encode(&samples::sale()).unwrap();
+    assert!(matches!(
+        codec.decode(&good[..5]),
+        Err(DecodeError::Truncated(5))
+    ));
+    let mut wrong_marker = good.clone();
+    wrong_marker[0] = 0x00;
+    assert!(matches!(
+        codec.decode(&wrong_marker),
+        Err(DecodeError::NotSingleObject)
+    ));
+    let mut unknown = good.clone();
+    unknown[2] ^= 0xFF;
+    assert!(matches!(
+        codec.decode(&unknown),
+        Err(DecodeError::UnknownSchema(_))
+    ));
+    let mut trailing = good.clone();
+    trailing.push(0);
+    assert!(matches!(
+        codec.decode(&trailing),
+        Err(DecodeError::TrailingBytes(1))
+    ));
+    assert!(codec.decode(&good[..good.len() - 3]).is_err());
+}
+
+fn opt_text() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of("[a-zA-Z0-9 _.-]{0,24}")
+}
+
+fn amount() -> impl Strategy<Value = Option<Decimal>> {
+    proptest::option::of(
+        (0i64..999_999_999_999_999_999, 0u32..=6)
+            .prop_map(|(m, s)| Decimal::new(m / 10i64.pow(6 - s), s)),
+    )
+}
+
+prop_compose! {
+    fn event()(
+        id in "[a-z0-9-]{1,40}",
+        name in proptest::sample::select(EventName::ALL.to_vec()),
+        occurred in 946_684_800_000i64..4_102_444_800_000,
+        order in opt_text(), click in opt_text(), sub3 in opt_text(),
+        revenue in amount(), payout in amount(),
+        rebill in proptest::option::of(1i32..100),
+        is_test in any::<bool>(),
+        attrs in proptest::collection::btree_map("[a-z]{1,8}", "[ -~]{0,16}", 0..4),
+    ) -> TrackingEvent {
+        let t = chrono::DateTime::from_timestamp_millis(occurred).unwrap();
+        let mut e = TrackingEvent::new(id, name, t, t, "first_party", "/v1/events");
+        e.order_id = order;
+        e.click_id = click;
+        e.sub3 = sub3;
+        e.revenue = revenue;
+        e.payout = payout;
+        e.currency = Some("USD".into());
+        e.rebill_sequence = rebill;
+        e.is_test = is_test;
+        e.attributes = attrs;
+        e
+    }
+}
+
+proptest! {
+    #[test]
+    fn any_event_round_trips(e in event()) {
+        let codec = SingleObjectCodec::new();
+        prop_assert_eq!(codec.decode(&codec.encode(&e).unwrap()).unwrap(), e);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let codec = SingleObjectCodec::new();
+        let mut framed = vec![0xC3, 0x01];
+        framed.extend_from_slice(&current_schema().fingerprint);
+        framed.extend_from_slice(&bytes);
+        let _ = codec.decode(&bytes);
+        let _ = codec.decode(&framed);
+    }
+}

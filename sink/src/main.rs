@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("{}", sink::NOT_YET_BUILT);
+    std::process::exit(2);
+}
