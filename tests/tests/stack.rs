@@ -1,0 +1,142 @@
+//! The foundation against the real services: the topics the stack script created, an event
+//! through the real broker, and a ledger-shaped row through the real ClickHouse engine.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clickhouse::Row;
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rust_decimal::Decimal;
+use schemas::{conversion_key, samples, topics, EventCodec, SingleObjectCodec};
+use serde::{Deserialize, Serialize};
+use tests::{clickhouse_url, kafka_bootstrap, produce_and_read_back, unique_name};
+
+#[tokio::test]
+async fn topics_exist_as_topics_conf_declares() {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .create()
+        .unwrap();
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    for spec in topics::specs() {
+        let topic = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == spec.name)
+            .unwrap_or_else(|| panic!("topic {} was not created", spec.name));
+        assert_eq!(
+            topic.partitions().len() as i32,
+            spec.partitions,
+            "{}",
+            spec.name
+        );
+    }
+
+    let resources: Vec<_> = topics::specs()
+        .iter()
+        .map(|s| ResourceSpecifier::Topic(Box::leak(s.name.clone().into_boxed_str())))
+        .collect();
+    let described = admin
+        .describe_configs(resources.iter(), &AdminOptions::new())
+        .await
+        .unwrap();
+    for (spec, result) in topics::specs().iter().zip(described) {
+        let config = result.unwrap();
+        for (key, want) in &spec.configs {
+            let got = config.get(key).and_then(|e| e.value.clone());
+            assert_eq!(got.as_deref(), Some(want.as_str()), "{} {key}", spec.name);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_event_round_trips_through_the_real_broker() {
+    let codec = SingleObjectCodec::new();
+    let mut event = samples::sale();
+    event.event_id = unique_name("evt");
+    let key = conversion_key(&event);
+    let payload = codec.encode(&event).unwrap();
+
+    let back = produce_and_read_back(topics::EVENTS, &key, &payload)
+        .await
+        .unwrap();
+    assert_eq!(back.key.as_deref(), Some(key.as_bytes()));
+    assert_eq!(back.payload, payload);
+    let decoded = codec.decode(&back.payload).unwrap();
+    assert_eq!(decoded, event);
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+struct LedgerProbe {
+    event_id: String,
+    event_name: String,
+    #[serde(with = "clickhouse::serde::chrono::datetime64::millis")]
+    occurred_at: DateTime<Utc>,
+    /// Decimal(18, 6) travels as its scaled integer in RowBinary.
+    revenue_scaled: i64,
+    currency: String,
+}
+
+#[tokio::test]
+async fn a_row_round_trips_through_the_real_clickhouse() {
+    let client = clickhouse::Client::default().with_url(clickhouse_url());
+    let db = unique_name("stack_test");
+    client
+        .query(&format!("CREATE DATABASE {db}"))
+        .execute()
+        .await
+        .unwrap();
+    let client = client.with_database(&db);
+    client
+        .query(
+            "CREATE TABLE probe (
+                event_id String,
+                event_name LowCardinality(String),
+                occurred_at DateTime64(3, 'UTC'),
+                revenue_scaled Decimal(18, 6),
+                currency LowCardinality(String)
+            ) ENGINE = MergeTree ORDER BY event_id",
+        )
+        .execute()
+        .await
+        .unwrap();
+
+    let sale = samples::sale();
+    let mut revenue = sale.revenue.unwrap();
+    revenue.rescale(6);
+    let row = LedgerProbe {
+        event_id: sale.event_id.clone(),
+        event_name: sale.event_name.to_string(),
+        occurred_at: sale.occurred_at,
+        revenue_scaled: i64::try_from(revenue.mantissa()).unwrap(),
+        currency: sale.currency.clone().unwrap(),
+    };
+    let mut insert = client.insert::<LedgerProbe>("probe").await.unwrap();
+    insert.write(&row).await.unwrap();
+    insert.end().await.unwrap();
+
+    let back: Vec<LedgerProbe> = client
+        .query("SELECT ?fields FROM probe")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(back, vec![row]);
+    // ClickHouse itself reads the money as the exact decimal, not a float.
+    let text: String = client
+        .query("SELECT toString(revenue_scaled) FROM probe")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(text.parse::<Decimal>().unwrap(), sale.revenue.unwrap());
+
+    client
+        .query(&format!("DROP DATABASE {db}"))
+        .execute()
+        .await
+        .unwrap();
+}
