@@ -1,6 +1,16 @@
-//! HTTP capture and network postbacks, produced as Avro to Kafka.
-//!
-//! Not built yet: see issue #3. The crate exists so that the workspace has its final shape.
+//! The ingest service: the only door into the pipeline. It authenticates, validates and
+//! minimises input, and answers 2xx only for what Kafka has durably accepted.
 
-/// What the binary says when it is started before it is built.
-pub const NOT_YET_BUILT: &str = "ingest is not implemented yet (issue #3)";
+pub mod adapters;
+pub mod app;
+pub mod config;
+pub mod metrics;
+pub mod offers;
+pub mod privacy;
+pub mod quarantine;
+pub mod routes;
+pub mod sink;
+pub mod spool;
+
+pub use app::{router, serve, AppState};
+pub use config::Config;

@@ -7,13 +7,15 @@ pub mod event;
 pub mod event_id;
 pub mod input;
 pub mod key;
+pub mod quarantine;
 pub mod samples;
 pub mod topics;
 pub mod validate;
 
 pub use avro::{DecodeError, EncodeError, EventCodec, SingleObjectCodec};
-pub use event::{ConsentState, EventName, PayoutStatus, RefundStatus, TrackingEvent};
+pub use event::{ConsentState, EventName, PayoutStatus, RefundStatus, TrackingEvent, FIRST_PARTY};
 pub use event_id::postback_event_id;
 pub use input::{parse_event_json, RawPii};
 pub use key::conversion_key;
+pub use quarantine::QuarantineRecord;
 pub use validate::{validate, FieldError, ValidationErrors};

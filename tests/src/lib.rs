@@ -88,3 +88,172 @@ pub async fn produce_and_read_back(
         payload: message.payload().unwrap_or_default().to_vec(),
     })
 }
+
+/// An ingest server running in this process against the real broker, on an ephemeral port.
+pub struct IngestServer {
+    pub base_url: String,
+    pub spool_dir: std::path::PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// The API key, PII key and network secrets the test servers use.
+pub mod secrets {
+    pub const API_KEY: &str = "test-api-key-0001";
+    pub const PII_KEY: &str = "test-pii-key-0123456789";
+    pub const CLICKBANK: &str = "TESTCLICKBANKSECRET";
+    pub const DIGISTORE24: &str = "test-ds24-passphrase";
+    pub const BUYGOODS: &str = "test-buygoods-token";
+    pub const S2S: &str = "tracker-a:test-s2s-token";
+    pub const S2S_TOKEN: &str = "test-s2s-token";
+}
+
+impl IngestServer {
+    /// Starts ingest with every adapter configured; `extra` adds or overrides flags.
+    pub async fn start(extra: &[&str]) -> Self {
+        let spool_dir = std::env::temp_dir().join(unique_name("ingest-spool"));
+        let offers = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/offers.toml");
+        let mut args = vec![
+            "ingest".to_owned(),
+            format!("--kafka-bootstrap-servers={}", kafka_bootstrap()),
+            format!("--api-keys={}", secrets::API_KEY),
+            format!("--pii-key={}", secrets::PII_KEY),
+            format!("--offers-file={offers}"),
+            format!("--clickbank-secret-key={}", secrets::CLICKBANK),
+            format!("--digistore24-passphrase={}", secrets::DIGISTORE24),
+            format!("--buygoods-token={}", secrets::BUYGOODS),
+            format!("--s2s-tokens={}", secrets::S2S),
+            format!("--spool-dir={}", spool_dir.display()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let config = <ingest::Config as clap::Parser>::parse_from(args);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(ingest::serve(config, listener, async {
+            let _ = rx.await;
+        }));
+        let server = Self {
+            base_url,
+            spool_dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    /// Waits until `/readyz` answers 200 (the producer sees the broker).
+    pub async fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http_status(&format!("{}/readyz", self.base_url)).await {
+                if r == 200 {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ingest did not become ready within 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops the server gracefully (flushing the producer).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// A GET's status code over a plain TCP connection, without an HTTP client dependency.
+async fn http_status(url: &str) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = tokio::net::TcpStream::connect(host).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status line"))
+}
+
+/// One message found on a topic.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+/// Reads `topic` from the beginning of every partition (read_committed) and returns the
+/// messages that satisfy `pred`. It stops once `want` are found, or every partition has
+/// been read to its end, or `timeout` passes. Ingest answers 2xx only after Kafka's ack, so
+/// what a test expects is already there when it scans, and an absent message is absent.
+pub fn scan_topic(
+    topic: &str,
+    want: usize,
+    timeout: std::time::Duration,
+    pred: impl Fn(&Found) -> bool,
+) -> Vec<Found> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", unique_name("scan"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = std::time::Instant::now() + timeout;
+    let partitions = tpl.count();
+    let mut at_end = std::collections::HashSet::new();
+    let mut found = Vec::new();
+    while found.len() < want && at_end.len() < partitions && std::time::Instant::now() < deadline {
+        match consumer.poll(std::time::Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let f = Found {
+                    partition: m.partition(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                };
+                if pred(&f) {
+                    found.push(f);
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            _ => {}
+        }
+    }
+    found
+}

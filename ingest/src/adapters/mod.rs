@@ -1,0 +1,202 @@
+//! Network postback adapters. Each network is one module behind [`PostbackAdapter`]: it
+//! authenticates the request, maps the network's fields and types to the contract and
+//! derives deterministic event IDs. Adding a network touches no other adapter.
+
+pub mod buygoods;
+pub mod clickbank;
+pub mod digistore24;
+pub mod s2s;
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use schemas::{FieldError, RawPii, TrackingEvent};
+use subtle::ConstantTimeEq;
+
+/// What an adapter sees of a request.
+pub struct PostbackRequest<'a> {
+    pub method: &'a str,
+    pub query: &'a str,
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
+    pub received_at: DateTime<Utc>,
+}
+
+/// An accepted postback.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Events to produce, each with the personal data that came with it (hashed later).
+    Events(Vec<(TrackingEvent, RawPii)>),
+    /// A valid request that carries nothing to count (e.g. Digistore24's connection test).
+    Nothing,
+}
+
+/// A refused postback: the HTTP status, a machine-readable reason and field detail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason} ({status})")]
+pub struct AdapterError {
+    pub status: u16,
+    pub reason: &'static str,
+    pub errors: Vec<FieldError>,
+}
+
+impl AdapterError {
+    pub fn new(status: u16, reason: &'static str, field: &str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason,
+            errors: vec![FieldError::new(field, detail)],
+        }
+    }
+
+    pub fn missing(field: &str) -> Self {
+        Self::new(400, "missing_field", field, "required")
+    }
+
+    pub fn invalid(field: &str, detail: impl Into<String>) -> Self {
+        Self::new(400, "invalid_field", field, detail)
+    }
+}
+
+pub trait PostbackAdapter: Send + Sync {
+    /// The contract's `network` value for this adapter's events.
+    fn network(&self) -> &'static str;
+    /// Authenticates and maps one request.
+    fn parse(&self, req: &PostbackRequest<'_>) -> Result<Outcome, AdapterError>;
+}
+
+/// Query-string and form-body fields together (the body wins on a repeated name).
+pub(crate) fn form_fields(
+    req: &PostbackRequest<'_>,
+) -> Result<BTreeMap<String, String>, AdapterError> {
+    let mut fields: BTreeMap<String, String> =
+        serde_urlencoded::from_str::<Vec<(String, String)>>(req.query)
+            .map_err(|e| AdapterError::new(400, "malformed", "<query>", e.to_string()))?
+            .into_iter()
+            .collect();
+    if !req.body.is_empty() {
+        let body: Vec<(String, String)> = serde_urlencoded::from_bytes(req.body).map_err(|e| {
+            AdapterError::new(
+                400,
+                "malformed",
+                "<body>",
+                format!("not form-urlencoded: {e}"),
+            )
+        })?;
+        fields.extend(body);
+    }
+    Ok(fields)
+}
+
+/// A non-empty field value.
+pub(crate) fn field<'a>(fields: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+    fields.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
+}
+
+pub(crate) fn required<'a>(
+    fields: &'a BTreeMap<String, String>,
+    name: &str,
+) -> Result<&'a str, AdapterError> {
+    field(fields, name).ok_or_else(|| AdapterError::missing(name))
+}
+
+/// A money amount as a magnitude: networks report reversals as negative numbers, the
+/// contract carries the sign in the event name.
+pub(crate) fn amount(name: &str, text: Option<&str>) -> Result<Option<Decimal>, AdapterError> {
+    let Some(text) = text else { return Ok(None) };
+    Decimal::from_str(text.trim())
+        .map(|d| Some(d.abs()))
+        .map_err(|_| AdapterError::invalid(name, format!("{text:?} is not a decimal amount")))
+}
+
+/// Compares a presented secret with the configured one in constant time. A missing secret
+/// is 401, a wrong one 403.
+pub(crate) fn check_secret(
+    field_name: &str,
+    presented: Option<&str>,
+    expected: &str,
+) -> Result<(), AdapterError> {
+    match presented {
+        None => Err(AdapterError::new(
+            401,
+            "missing_token",
+            field_name,
+            "required",
+        )),
+        Some(p) if bool::from(p.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
+        Some(_) => Err(AdapterError::new(
+            403,
+            "bad_token",
+            field_name,
+            "does not match the configured token",
+        )),
+    }
+}
+
+/// The outcome of a postback that maps to one event, with the buyer's e-mail (normalised;
+/// hashed or dropped later, never stored raw).
+pub(crate) fn one_event(
+    event: TrackingEvent,
+    email: Option<&str>,
+) -> Result<Outcome, AdapterError> {
+    let email = email.map(|s| s.trim().to_lowercase());
+    Ok(Outcome::Events(vec![(
+        validated(event)?,
+        RawPii { email, ip: None },
+    )]))
+}
+
+/// Copies the network's five subtag fields, in order, to `sub1`..`sub5`.
+pub(crate) fn set_subtags(
+    e: &mut TrackingEvent,
+    fields: &BTreeMap<String, String>,
+    names: [&str; 5],
+) {
+    let [s1, s2, s3, s4, s5] = names.map(|n| field(fields, n).map(str::to_owned));
+    (e.sub1, e.sub2, e.sub3, e.sub4, e.sub5) = (s1, s2, s3, s4, s5);
+}
+
+/// Turns a mapped event into an accepted one, or the contract's field errors.
+pub(crate) fn validated(event: TrackingEvent) -> Result<TrackingEvent, AdapterError> {
+    schemas::validate(&event)
+        .map(|()| event)
+        .map_err(|e| AdapterError {
+            status: 400,
+            reason: "validation",
+            errors: e.0,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(check_secret("token", Some("s3cret-token"), "s3cret-token").is_ok());
+        assert_eq!(
+            check_secret("token", Some("s3cret-tokeN"), "s3cret-token")
+                .unwrap_err()
+                .status,
+            403
+        );
+        assert_eq!(
+            check_secret("token", None, "s3cret-token")
+                .unwrap_err()
+                .status,
+            401
+        );
+    }
+
+    #[test]
+    fn amounts_are_magnitudes() {
+        assert_eq!(
+            amount("a", Some("-47.99")).unwrap(),
+            Some(Decimal::from_str("47.99").unwrap())
+        );
+        assert_eq!(amount("a", None).unwrap(), None);
+        assert_eq!(amount("a", Some("12,5")).unwrap_err().errors[0].field, "a");
+    }
+}

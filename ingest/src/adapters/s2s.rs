@@ -1,0 +1,152 @@
+//! The generic tracker postback: `GET ?click_id=…&event=SALE&txid=…&amount=…&currency=…&token=…`,
+//! authenticated by a token per source. Other parameters are ignored.
+
+use schemas::{postback_event_id, EventName, RawPii, TrackingEvent};
+
+use super::{
+    amount, check_secret, field, form_fields, required, validated, AdapterError, Outcome,
+    PostbackAdapter, PostbackRequest,
+};
+
+pub const NETWORK: &str = "s2s";
+pub const ROUTE: &str = "/v1/postbacks/s2s";
+
+pub struct S2s {
+    /// (source name, token)
+    sources: Vec<(String, String)>,
+}
+
+impl S2s {
+    /// `entries` are `name:token`.
+    pub fn new(entries: &[String]) -> Self {
+        let sources = entries
+            .iter()
+            .filter_map(|e| e.split_once(':'))
+            .map(|(n, t)| (n.to_owned(), t.to_owned()))
+            .collect();
+        Self { sources }
+    }
+
+    fn source(&self, token: Option<&str>) -> Result<&str, AdapterError> {
+        let mut last = Err(AdapterError::new(401, "missing_token", "token", "required"));
+        for (name, expected) in &self.sources {
+            last = check_secret("token", token, expected).map(|()| name.as_str());
+            if last.is_ok() {
+                break;
+            }
+        }
+        last
+    }
+}
+
+impl PostbackAdapter for S2s {
+    fn network(&self) -> &'static str {
+        NETWORK
+    }
+
+    fn parse(&self, req: &PostbackRequest<'_>) -> Result<Outcome, AdapterError> {
+        let f = form_fields(req)?;
+        let source = self.source(field(&f, "token"))?;
+        let click_id = required(&f, "click_id")?;
+        let event_text = required(&f, "event")?;
+        let name: EventName = event_text.to_ascii_uppercase().parse().map_err(|_| {
+            AdapterError::invalid(
+                "event",
+                format!("{event_text:?} is not one of the nine event names"),
+            )
+        })?;
+        let txid = required(&f, "txid")?;
+
+        let event_id = postback_event_id(&format!("{NETWORK}_{source}"), txid, name.as_str(), None)
+            .to_string();
+        let mut e = TrackingEvent::new(
+            event_id,
+            name,
+            req.received_at,
+            req.received_at,
+            NETWORK,
+            ROUTE,
+        );
+        e.click_id = Some(click_id.to_owned());
+        e.order_id = Some(txid.to_owned());
+        e.transaction_id = Some(txid.to_owned());
+        e.native_event_type = Some(event_text.to_owned());
+        e.source = Some(source.to_owned());
+        e.revenue = amount("amount", field(&f, "amount"))?;
+        e.payout = amount("payout", field(&f, "payout"))?;
+        e.currency = field(&f, "currency").map(str::to_ascii_uppercase);
+        e.offer_id = field(&f, "offer_id").map(str::to_owned);
+        e.affiliate_id = field(&f, "affiliate_id").map(str::to_owned);
+        Ok(Outcome::Events(vec![(validated(e)?, RawPii::default())]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn parse(query: &str) -> Result<Outcome, AdapterError> {
+        S2s::new(&[
+            "tracker-a:tok-aaaaaaaa".into(),
+            "tracker-b:tok-bbbbbbbb".into(),
+        ])
+        .parse(&PostbackRequest {
+            method: "GET",
+            query,
+            content_type: None,
+            body: b"",
+            received_at: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn a_sale_from_a_known_source() {
+        let Outcome::Events(events) = parse(
+            "click_id=c1&event=sale&txid=T1&amount=10.5&currency=usd&token=tok-bbbbbbbb&unknown=x",
+        )
+        .unwrap() else {
+            panic!()
+        };
+        let e = &events[0].0;
+        assert_eq!(e.event_name, EventName::Sale);
+        assert_eq!(e.source.as_deref(), Some("tracker-b"));
+        assert_eq!(e.revenue.unwrap().to_string(), "10.5");
+        assert_eq!(e.currency.as_deref(), Some("USD"));
+    }
+
+    #[test]
+    fn rejections_name_the_field() {
+        assert_eq!(
+            parse("click_id=c1&event=SALE&txid=T1").unwrap_err().status,
+            401
+        );
+        assert_eq!(
+            parse("click_id=c1&event=SALE&txid=T1&token=tok-cccccccc")
+                .unwrap_err()
+                .status,
+            403
+        );
+        assert_eq!(
+            parse("click_id=c1&event=BUY&txid=T1&token=tok-aaaaaaaa")
+                .unwrap_err()
+                .errors[0]
+                .field,
+            "event"
+        );
+        assert_eq!(
+            parse("event=SALE&txid=T1&token=tok-aaaaaaaa")
+                .unwrap_err()
+                .errors[0]
+                .field,
+            "click_id"
+        );
+        assert_eq!(
+            parse("click_id=c1&event=SALE&txid=T1&amount=5&token=tok-aaaaaaaa")
+                .unwrap_err()
+                .errors[0]
+                .field,
+            "currency"
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Ingest configuration: flags and environment variables, with defaults that work against
+//! the local stack (`scripts/stack`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "ingest",
+    about = "First-party capture and network postbacks, produced as Avro to Kafka"
+)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    #[arg(long, env = "INGEST_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub kafka_bootstrap_servers: String,
+
+    /// API keys accepted on `POST /v1/events` as `Authorization: Bearer <key>`, comma-separated.
+    #[arg(long, env = "INGEST_API_KEYS", value_delimiter = ',', required = true)]
+    pub api_keys: Vec<String>,
+
+    /// Secret for the keyed hash (HMAC-SHA256) of IPs and e-mails; at least 16 bytes.
+    #[arg(long, env = "INGEST_PII_KEY", required = true)]
+    pub pii_key: String,
+
+    /// Offers for the click redirect (`GET /c/{offer_id}`), a TOML file.
+    #[arg(long, env = "INGEST_OFFERS_FILE", default_value = "config/offers.toml")]
+    pub offers_file: PathBuf,
+
+    /// ClickBank INS secret key; the ClickBank route answers 404 without it.
+    #[arg(long, env = "CLICKBANK_SECRET_KEY")]
+    pub clickbank_secret_key: Option<String>,
+
+    /// Digistore24 IPN passphrase; the Digistore24 route answers 404 without it.
+    #[arg(long, env = "DIGISTORE24_PASSPHRASE")]
+    pub digistore24_passphrase: Option<String>,
+
+    /// BuyGoods postback token (the `token` parameter); the route answers 404 without it.
+    #[arg(long, env = "BUYGOODS_TOKEN")]
+    pub buygoods_token: Option<String>,
+
+    /// Generic S2S sources as `name:token`, comma-separated; the route answers 404 without any.
+    #[arg(long, env = "S2S_TOKENS", value_delimiter = ',')]
+    pub s2s_tokens: Vec<String>,
+
+    /// Longest wait for Kafka's delivery report before answering 503.
+    #[arg(long, env = "INGEST_ACK_TIMEOUT_MS", default_value_t = 5000)]
+    pub ack_timeout_ms: u64,
+
+    /// Longest wait for a click's delivery report before the click is spooled to disk and the
+    /// visitor redirected anyway.
+    #[arg(long, env = "INGEST_CLICK_WAIT_MS", default_value_t = 150)]
+    pub click_wait_ms: u64,
+
+    /// Directory of the click spool (clicks Kafka had not confirmed in time).
+    #[arg(long, env = "INGEST_SPOOL_DIR", default_value = ".stack/ingest-spool")]
+    pub spool_dir: PathBuf,
+
+    /// Requests handled at once; beyond it ingest answers 503 instead of queueing.
+    #[arg(long, env = "INGEST_MAX_IN_FLIGHT", default_value_t = 4096)]
+    pub max_in_flight: usize,
+
+    /// Largest request body accepted (bytes).
+    #[arg(long, env = "INGEST_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most events in one `POST /v1/events` batch.
+    #[arg(long, env = "INGEST_MAX_BATCH_EVENTS", default_value_t = 1000)]
+    pub max_batch_events: usize,
+
+    /// Longest time to receive a request body and answer it.
+    #[arg(long, env = "INGEST_REQUEST_TIMEOUT_MS", default_value_t = 15000)]
+    pub request_timeout_ms: u64,
+
+    /// Longest time a client may take to send the request headers (slow-client guard).
+    #[arg(long, env = "INGEST_HEADER_TIMEOUT_MS", default_value_t = 5000)]
+    pub header_timeout_ms: u64,
+
+    /// How much of a refused body the quarantine record keeps (bytes).
+    #[arg(long, env = "INGEST_QUARANTINE_BODY_CAP", default_value_t = 64 * 1024)]
+    pub quarantine_body_cap: usize,
+
+    /// Messages the Kafka producer may buffer; beyond it requests get 503.
+    #[arg(
+        long,
+        env = "INGEST_PRODUCER_QUEUE_MESSAGES",
+        default_value_t = 100_000
+    )]
+    pub producer_queue_messages: usize,
+
+    /// Take the client IP from the first `X-Forwarded-For` entry (only behind a trusted proxy).
+    #[arg(long, env = "INGEST_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+
+    /// Mark the click cookie `Secure` (serve over HTTPS).
+    #[arg(long, env = "INGEST_SECURE_COOKIE", default_value_t = false)]
+    pub secure_cookie: bool,
+}
+
+impl Config {
+    pub fn ack_timeout(&self) -> Duration {
+        Duration::from_millis(self.ack_timeout_ms)
+    }
+
+    pub fn click_wait(&self) -> Duration {
+        Duration::from_millis(self.click_wait_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// Checks what clap cannot: key strength and the S2S token format.
+    pub fn check(&self) -> Result<(), String> {
+        if self.pii_key.len() < 16 {
+            return Err("INGEST_PII_KEY must be at least 16 bytes".into());
+        }
+        if self.api_keys.iter().any(|k| k.len() < 8) {
+            return Err("every INGEST_API_KEYS entry must be at least 8 characters".into());
+        }
+        for entry in &self.s2s_tokens {
+            match entry.split_once(':') {
+                Some((name, token)) if !name.is_empty() && token.len() >= 8 => {}
+                _ => {
+                    return Err(format!(
+                        "S2S_TOKENS entry {:?} is not name:token (token of 8+ characters)",
+                        redact(entry)
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first characters of a secret, enough to recognise it in an error, never all of it.
+pub fn redact(secret: &str) -> String {
+    let shown: String = secret.chars().take(3).collect();
+    format!("{shown}…")
+}

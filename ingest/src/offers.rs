@@ -1,0 +1,114 @@
+//! Offers for the click redirect, from a TOML file:
+//!
+//! ```toml
+//! [offers.keto-vsl]
+//! url = "https://offer.example/lp?cid={click_id}&s1={sub1}"
+//! ```
+//!
+//! Macros: `{click_id}`, `{offer_id}`, `{affiliate_id}`, `{campaign_id}`, `{source}`,
+//! `{placement}`, `{utm_source}` ... `{utm_content}`, `{sub1}` ... `{sub5}`. Values are
+//! URL-encoded; an absent value becomes empty.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use schemas::TrackingEvent;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Offer {
+    /// Landing URL template.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Offers {
+    #[serde(default)]
+    offers: HashMap<String, Offer>,
+}
+
+impl Offers {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "cannot read the offers file {}: {e} (set INGEST_OFFERS_FILE)",
+                path.display()
+            )
+        })?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let offers: Offers = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (id, offer) in &offers.offers {
+            if !(offer.url.starts_with("https://") || offer.url.starts_with("http://")) {
+                return Err(format!(
+                    "offer {id}: url must start with http:// or https://"
+                ));
+            }
+        }
+        Ok(offers)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Offer> {
+        self.offers.get(id)
+    }
+}
+
+impl Offer {
+    /// The landing URL for one click, macros filled in and URL-encoded.
+    pub fn landing_url(&self, click: &TrackingEvent) -> String {
+        let macros: [(&str, &Option<String>); 16] = [
+            ("offer_id", &click.offer_id),
+            ("affiliate_id", &click.affiliate_id),
+            ("campaign_id", &click.campaign_id),
+            ("source", &click.source),
+            ("placement", &click.placement),
+            ("utm_source", &click.utm_source),
+            ("utm_medium", &click.utm_medium),
+            ("utm_campaign", &click.utm_campaign),
+            ("utm_term", &click.utm_term),
+            ("utm_content", &click.utm_content),
+            ("sub1", &click.sub1),
+            ("sub2", &click.sub2),
+            ("sub3", &click.sub3),
+            ("sub4", &click.sub4),
+            ("sub5", &click.sub5),
+            ("click_id", &click.click_id),
+        ];
+        let mut url = self.url.clone();
+        for (name, value) in macros {
+            let encoded = value
+                .as_deref()
+                .map(|v| utf8_percent_encode(v, NON_ALPHANUMERIC).to_string())
+                .unwrap_or_default();
+            url = url.replace(&format!("{{{name}}}"), &encoded);
+        }
+        url
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macros_are_filled_and_encoded() {
+        let offers = Offers::parse(
+            "[offers.k]\nurl = \"https://o.example/lp?cid={click_id}&s1={sub1}&s2={sub2}\"\n",
+        )
+        .unwrap();
+        let mut click = schemas::samples::click();
+        click.sub1 = Some("a b&c".into());
+        assert_eq!(
+            offers.get("k").unwrap().landing_url(&click),
+            "https://o.example/lp?cid=clk%5F01&s1=a%20b%26c&s2="
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        assert!(Offers::parse("[offers.k]\nurl = \"javascript:alert(1)\"\n").is_err());
+    }
+}

@@ -1,0 +1,213 @@
+//! `GET /c/{offer_id}`: mints a click ID, records a CLICK, sets a first-party cookie and
+//! redirects to the offer.
+//!
+//! The visitor always gets the redirect quickly: ingest waits at most the click wait
+//! (`INGEST_CLICK_WAIT_MS`, 150 ms) for Kafka; after that the click is fsynced to the local
+//! spool, which re-produces it until Kafka confirms. Only when the spool cannot be written
+//! either is the answer 503, because then the click could be lost.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use schemas::{
+    conversion_key, topics, ConsentState, EventCodec, EventName, RawPii, TrackingEvent, FIRST_PARTY,
+};
+
+use crate::app::{ApiError, AppState};
+use crate::quarantine::Refused;
+
+pub const ROUTE: &str = "/c/{offer_id}";
+/// The first-party cookie holding the click ID.
+pub const COOKIE: &str = "tl_click";
+const COOKIE_MAX_AGE_SECONDS: u32 = 90 * 24 * 3600;
+
+fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+    if state.config.trust_forwarded_for {
+        if let Some(ip) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+        {
+            return ip;
+        }
+    }
+    peer.ip()
+}
+
+/// The CLICK a redirect records, from the query string's attribution parameters.
+fn click_event(
+    offer_id: &str,
+    click_id: &str,
+    query: &HashMap<String, String>,
+    user_agent: Option<&str>,
+) -> TrackingEvent {
+    let now = Utc::now();
+    let mut e = TrackingEvent::new(click_id, EventName::Click, now, now, FIRST_PARTY, ROUTE);
+    let get = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| query.get(*n))
+            .filter(|v| !v.is_empty())
+            .cloned()
+    };
+    e.click_id = Some(click_id.to_owned());
+    e.offer_id = Some(offer_id.to_owned());
+    e.affiliate_id = get(&["affiliate_id", "aff_id"]);
+    e.campaign_id = get(&["campaign_id"]);
+    e.source = get(&["source"]);
+    e.placement = get(&["placement"]);
+    e.utm_source = get(&["utm_source"]);
+    e.utm_medium = get(&["utm_medium"]);
+    e.utm_campaign = get(&["utm_campaign"]);
+    e.utm_term = get(&["utm_term"]);
+    e.utm_content = get(&["utm_content"]);
+    e.sub1 = get(&["sub1"]);
+    e.sub2 = get(&["sub2"]);
+    e.sub3 = get(&["sub3"]);
+    e.sub4 = get(&["sub4"]);
+    e.sub5 = get(&["sub5"]);
+    e.consent_state = get(&["consent"])
+        .and_then(|c| c.to_ascii_uppercase().parse().ok())
+        .unwrap_or(ConsentState::Unknown);
+    e.user_agent = user_agent.map(|ua| {
+        ua.chars()
+            .take(schemas::validate::MAX_USER_AGENT_LEN)
+            .collect()
+    });
+    e
+}
+
+pub async fn click(
+    State(state): State<Arc<AppState>>,
+    Path(offer_id): Path<String>,
+    RawQuery(raw_query): RawQuery,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    match handle(
+        &state,
+        &offer_id,
+        raw_query.as_deref().unwrap_or(""),
+        peer,
+        &headers,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    offer_id: &str,
+    raw_query: &str,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let offer = state.offers.get(offer_id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_offer",
+            "offer_id",
+            format!("no offer {offer_id:?} is configured"),
+        )
+    })?;
+    let query: HashMap<String, String> = serde_urlencoded::from_str(raw_query).unwrap_or_default();
+    let click_id = uuid::Uuid::now_v7().simple().to_string();
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let mut event = click_event(offer_id, &click_id, &query, user_agent);
+    let location = offer.landing_url(&event);
+
+    if let Err(errors) = schemas::validate(&event) {
+        // The visitor still gets the offer; the click is kept in quarantine for replay.
+        let refused = Refused {
+            route: ROUTE,
+            method: "GET",
+            received_at: event.received_at,
+            content_type: None,
+            query: Some(raw_query),
+            body: b"",
+        };
+        state
+            .quarantine
+            .keep(&refused, "validation", errors.0)
+            .await
+            .map_err(|e| ApiError::unavailable(&e))?;
+    } else {
+        state.hasher.minimise(
+            &mut event,
+            RawPii {
+                email: None,
+                ip: Some(client_ip(state, headers, peer)),
+            },
+        );
+        let payload = state.codec.encode(&event).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding",
+                "<event>",
+                e.to_string(),
+            )
+        })?;
+        let key = conversion_key(&event);
+        let confirmed = tokio::time::timeout(
+            state.config.click_wait(),
+            state.sink.send(topics::EVENTS, &key, &payload),
+        )
+        .await;
+        match confirmed {
+            Ok(Ok(())) => state
+                .metrics
+                .events
+                .with_label_values(&[ROUTE, "accepted"])
+                .inc(),
+            Ok(Err(_)) | Err(_) => {
+                state.spool.append(topics::EVENTS, &key, &payload).await.map_err(|e| {
+                    tracing::error!(error = %e, "cannot spool a click that Kafka did not confirm");
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "<kafka>", "Kafka is slow and the click spool cannot be written")
+                })?;
+                state.metrics.clicks_spooled.inc();
+                state
+                    .metrics
+                    .events
+                    .with_label_values(&[ROUTE, "spooled"])
+                    .inc();
+            }
+        }
+    }
+
+    let secure = if state.config.secure_cookie {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!("{COOKIE}={click_id}; Path=/; Max-Age={COOKIE_MAX_AGE_SECONDS}; HttpOnly; SameSite=Lax{secure}");
+    let mut response = StatusCode::FOUND.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::LOCATION,
+        HeaderValue::from_str(&location).map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "bad_offer_url",
+                "url",
+                "not a valid header value",
+            )
+        })?,
+    );
+    h.insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).expect("ASCII cookie"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

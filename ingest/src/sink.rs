@@ -1,0 +1,165 @@
+//! Where accepted events go: a producer behind a trait (as in PostHog's capture), so the HTTP
+//! layer only knows "durably accepted, or not".
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use crate::config::Config;
+
+/// Why a message was not durably accepted. Every variant means "answer 503, retry later".
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SinkError {
+    #[error("the producer queue is full")]
+    QueueFull,
+    #[error("Kafka did not confirm delivery in time")]
+    Timeout,
+    #[error("Kafka refused the message: {0}")]
+    Kafka(String),
+}
+
+impl SinkError {
+    /// Label for the produce-error metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkError::QueueFull => "queue_full",
+            SinkError::Timeout => "timeout",
+            SinkError::Kafka(_) => "kafka",
+        }
+    }
+}
+
+/// A durable destination for encoded messages.
+pub trait EventSink: Send + Sync + 'static {
+    /// Resolves once the message is durably stored (for Kafka: acknowledged by all in-sync
+    /// replicas), or with the reason it is not.
+    fn send(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+    ) -> BoxFuture<'static, Result<(), SinkError>>;
+
+    /// Whether the sink can currently accept messages.
+    fn ready(&self) -> bool;
+
+    /// Waits until everything sent so far is delivered or failed.
+    fn flush(&self, timeout: Duration);
+}
+
+/// Kafka through an idempotent, `acks=all` producer.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    ack_timeout: Duration,
+    reachable: Arc<AtomicBool>,
+}
+
+impl KafkaSink {
+    pub fn new(config: &Config) -> Result<Self, KafkaError> {
+        Self::with_settings(
+            &config.kafka_bootstrap_servers,
+            config.ack_timeout(),
+            config.producer_queue_messages,
+        )
+    }
+
+    pub fn with_settings(
+        bootstrap: &str,
+        ack_timeout: Duration,
+        queue_messages: usize,
+    ) -> Result<Self, KafkaError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("compression.type", "lz4")
+            // librdkafka gives up on a message after this, so a delivery report (success or
+            // error) always arrives within the ack timeout.
+            .set(
+                "message.timeout.ms",
+                ack_timeout.as_millis().max(1000).to_string(),
+            )
+            .set("queue.buffering.max.messages", queue_messages.to_string())
+            .create()?;
+        Ok(Self {
+            producer,
+            ack_timeout,
+            reachable: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Probes the broker's metadata for `topic` every `period`, for `/readyz`.
+    pub fn spawn_health_probe(&self, topic: &'static str, period: Duration) {
+        let producer = self.producer.clone();
+        let reachable = self.reachable.clone();
+        tokio::spawn(async move {
+            loop {
+                let p = producer.clone();
+                let ok = tokio::task::spawn_blocking(move || {
+                    p.client()
+                        .fetch_metadata(Some(topic), Duration::from_secs(2))
+                        .map(|m| {
+                            m.topics().iter().any(|t| {
+                                t.name() == topic
+                                    && t.error().is_none()
+                                    && !t.partitions().is_empty()
+                            })
+                        })
+                        .unwrap_or(false)
+                })
+                .await
+                .unwrap_or(false);
+                reachable.store(ok, Ordering::Relaxed);
+                tokio::time::sleep(period).await;
+            }
+        });
+    }
+}
+
+impl EventSink for KafkaSink {
+    fn send(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+    ) -> BoxFuture<'static, Result<(), SinkError>> {
+        let record = FutureRecord::to(topic).key(key).payload(payload);
+        let queued = self.producer.send_result(record).map_err(|(e, _)| e);
+        let timeout = self.ack_timeout;
+        let reachable = self.reachable.clone();
+        Box::pin(async move {
+            let delivery = match queued {
+                Ok(d) => d,
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                    return Err(SinkError::QueueFull)
+                }
+                Err(e) => return Err(SinkError::Kafka(e.to_string())),
+            };
+            match tokio::time::timeout(timeout, delivery).await {
+                Err(_) => Err(SinkError::Timeout),
+                Ok(Err(_canceled)) => Err(SinkError::Kafka("producer dropped the message".into())),
+                Ok(Ok(Err((e, _)))) => {
+                    reachable.store(false, Ordering::Relaxed);
+                    Err(SinkError::Kafka(e.to_string()))
+                }
+                Ok(Ok(Ok(_))) => Ok(()),
+            }
+        })
+    }
+
+    fn ready(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
+    }
+
+    fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(timeout) {
+            tracing::warn!(error = %e, "producer flush did not finish");
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Kafka goes down under ingest: events get 503 with Retry-After, never 2xx; clicks still
+//! redirect and are spooled to disk; when Kafka is back, ingest recovers and the spooled
+//! clicks arrive. Its own test binary, because it stops the shared broker.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use schemas::{topics, EventCodec, SingleObjectCodec};
+use serde_json::json;
+use tests::{scan_topic, secrets, unique_name, IngestServer};
+
+fn stack(action: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack");
+    let status = Command::new(script)
+        .args([action, "kafka"])
+        .status()
+        .expect("scripts/stack runs");
+    assert!(status.success(), "scripts/stack {action} kafka failed");
+}
+
+async fn eventually(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn on_events_topic(id: &str) -> bool {
+    let codec = SingleObjectCodec::new();
+    !scan_topic(topics::EVENTS, 1, Duration::from_secs(10), |f| {
+        codec.decode(&f.payload).is_ok_and(|e| e.event_id == id)
+    })
+    .is_empty()
+}
+
+#[tokio::test]
+async fn kafka_outage_gives_503_then_recovers_without_loss() {
+    let server = IngestServer::start(&["--ack-timeout-ms=2000", "--click-wait-ms=100"]).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = |id: String| {
+        client
+            .post(format!("{}/v1/events", server.base_url))
+            .bearer_auth(secrets::API_KEY)
+            .json(&json!({"event_id": id, "event_name": "LEAD", "lead_id": "outage-lead"}))
+            .send()
+    };
+    let before = unique_name("before");
+    assert_eq!(post(before.clone()).await.unwrap().status(), StatusCode::OK);
+
+    stack("down");
+    let during = unique_name("during");
+    let resp = post(during.clone()).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no 2xx for data Kafka did not take"
+    );
+    assert_eq!(resp.headers()["retry-after"], "5");
+
+    let click = client
+        .get(format!("{}/c/keto-vsl?sub1=outage", server.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        click.status(),
+        StatusCode::FOUND,
+        "the visitor still gets the offer"
+    );
+    let click_id = click.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("tl_click=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let spooled =
+        std::fs::read_to_string(server.spool_dir.join("clicks.spool")).unwrap_or_default();
+    assert_eq!(
+        spooled.lines().count(),
+        1,
+        "the click is on disk before the redirect"
+    );
+
+    let ready = format!("{}/readyz", server.base_url);
+    eventually("readyz turning 503", Duration::from_secs(15), async || {
+        client.get(&ready).send().await.unwrap().status() == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+
+    stack("up");
+    eventually("readyz turning 200", Duration::from_secs(60), async || {
+        client.get(&ready).send().await.unwrap().status() == StatusCode::OK
+    })
+    .await;
+    // The sender retries what got 503; now it is accepted.
+    eventually(
+        "the retried event being accepted",
+        Duration::from_secs(60),
+        async || post(during.clone()).await.unwrap().status() == StatusCode::OK,
+    )
+    .await;
+    assert!(on_events_topic(&before));
+    assert!(on_events_topic(&during));
+    eventually(
+        "the spooled click reaching Kafka",
+        Duration::from_secs(60),
+        async || on_events_topic(&click_id),
+    )
+    .await;
+    eventually("the spool emptying", Duration::from_secs(10), async || {
+        std::fs::read_dir(&server.spool_dir).unwrap().count() == 0
+    })
+    .await;
+    server.stop().await;
+}
