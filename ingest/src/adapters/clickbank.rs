@@ -221,6 +221,7 @@ impl PostbackAdapter for ClickBank {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use schemas::RawPii;
     use serde_json::json;
 
     const SECRET: &str = "MYSECRETKEY";
