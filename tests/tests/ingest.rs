@@ -292,7 +292,19 @@ async fn a_click_redirects_with_a_cookie_and_is_recorded() {
         )
     );
 
-    let (key, click) = events_with_ids(&[&click_id]).remove(0);
+    // A redirect does not wait for Kafka past the click wait (the click may be spooled), so
+    // the click arrives eventually rather than before the answer.
+    let deadline = std::time::Instant::now() + WAIT;
+    let (key, click) = loop {
+        if let Some(found) = events_with_ids(&[&click_id]).pop() {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the click never reached Kafka"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     assert_eq!(key, format!("click/{click_id}"));
     assert_eq!(click.event_name, EventName::Click);
     assert_eq!(
