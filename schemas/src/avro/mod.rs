@@ -12,12 +12,13 @@ use apache_avro::rabin::Rabin;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::types::Value;
-use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::{Decimal as AvroDecimal, Schema};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::event::{ConsentState, EventName, PayoutStatus, RefundStatus, TrackingEvent};
+
+pub mod datum;
 
 /// Scale of every money field (`decimal(18, 6)` in Avro and ClickHouse).
 pub const MONEY_SCALE: u32 = 6;
@@ -28,7 +29,7 @@ pub const MONEY_PRECISION: u32 = 18;
 /// never edited; a change is a new file, and `tests/compatibility.rs` checks it can read all
 /// the data written before it.
 pub const PUBLISHED_SCHEMAS: &[(u32, &str)] =
-    &[(1, include_str!("../avro/tracking_event.v1.avsc"))];
+    &[(1, include_str!("../../avro/tracking_event.v1.avsc"))];
 
 const SINGLE_OBJECT_MARKER: [u8; 2] = [0xC3, 0x01];
 const HEADER_LEN: usize = 10;
@@ -116,9 +117,10 @@ pub fn check_can_read(writer: &Schema, reader: &Schema) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Single-object encoding against the schemas compiled into this build.
+/// Single-object encoding against the schemas compiled into this build. Encoding writes the
+/// datum directly (see [`datum`]); decoding goes through apache-avro, which resolves data
+/// written with any published version.
 pub struct SingleObjectCodec {
-    writer: GenericDatumWriter<'static>,
     readers: HashMap<[u8; 8], GenericDatumReader<'static>>,
 }
 
@@ -131,12 +133,6 @@ impl Default for SingleObjectCodec {
 impl SingleObjectCodec {
     pub fn new() -> Self {
         let current = current_schema();
-        // `to_value` builds values in the schema's exact shape (the round-trip tests hold it
-        // to that), so re-validating every value on write is pure cost.
-        let writer = GenericDatumWriter::builder(&current.schema)
-            .validate(false)
-            .build()
-            .expect("current schema resolves");
         let readers = published_versions()
             .iter()
             .map(|v| {
@@ -152,17 +148,16 @@ impl SingleObjectCodec {
                 (v.fingerprint, reader)
             })
             .collect();
-        Self { writer, readers }
+        Self { readers }
     }
 }
 
 impl EventCodec for SingleObjectCodec {
     fn encode(&self, event: &TrackingEvent) -> Result<Vec<u8>, EncodeError> {
-        let value = to_value(event)?;
-        let mut out = Vec::with_capacity(256);
+        let mut out = Vec::with_capacity(512);
         out.extend_from_slice(&SINGLE_OBJECT_MARKER);
         out.extend_from_slice(&current_schema().fingerprint);
-        self.writer.write_value_ref(&mut out, &value)?;
+        datum::write_event(event, &mut out)?;
         Ok(out)
     }
 
@@ -206,7 +201,8 @@ fn enum_value(index: u32, symbol: &str) -> Value {
     Value::Enum(index, symbol.to_owned())
 }
 
-fn money_value(field: &'static str, amount: Decimal) -> Result<Value, EncodeError> {
+/// The scaled integer of a money amount, checked to fit `decimal(18, 6)`.
+pub(crate) fn money_mantissa(field: &'static str, amount: Decimal) -> Result<i64, EncodeError> {
     let mut scaled = amount;
     scaled.rescale(MONEY_SCALE);
     if scaled != amount || scaled.mantissa().unsigned_abs() >= 10u128.pow(MONEY_PRECISION) {
@@ -215,9 +211,13 @@ fn money_value(field: &'static str, amount: Decimal) -> Result<Value, EncodeErro
             reason: format!("{amount} does not fit decimal({MONEY_PRECISION},{MONEY_SCALE})"),
         });
     }
-    // Always 8 bytes: apache-avro refuses to read a decimal whose byte length could not hold
-    // the declared precision, even though the spec allows the minimal length.
-    let mantissa = i64::try_from(scaled.mantissa()).expect("below 10^18");
+    Ok(i64::try_from(scaled.mantissa()).expect("below 10^18"))
+}
+
+// Always 8 bytes: apache-avro refuses to read a decimal whose byte length could not hold the
+// declared precision, even though the spec allows the minimal length.
+fn money_value(field: &'static str, amount: Decimal) -> Result<Value, EncodeError> {
+    let mantissa = money_mantissa(field, amount)?;
     Ok(Value::Decimal(AvroDecimal::from(mantissa.to_be_bytes())))
 }
 
