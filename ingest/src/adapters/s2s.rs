@@ -149,4 +149,16 @@ mod tests {
             "currency"
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_queries_never_panic(q in "[ -~]{0,200}") {
+            let _ = parse(&q);
+            if let Ok(Outcome::Events(events)) = parse(&format!("token=tok-aaaaaaaa&{q}")) {
+                for (e, _) in events {
+                    proptest::prop_assert!(schemas::validate(&e).is_ok());
+                }
+            }
+        }
+    }
 }
