@@ -3,6 +3,7 @@
 use chrono::Utc;
 use proptest::prelude::*;
 use schemas::{parse_event_json, validate};
+
 use serde_json::{Map, Value};
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -55,7 +56,11 @@ proptest! {
 
     #[test]
     fn arbitrary_json_is_an_event_or_field_errors(v in prop_oneof![json_value(), event_like()]) {
-        match parse_event_json(&v, Utc::now(), "/v1/events") {
+        let now = Utc::now();
+        let from_value = parse_event_json(&v, now, "/v1/events");
+        // The streaming text parser and the JSON-value parser give the same answer.
+        prop_assert_eq!(&schemas::input::parse_event_str(&v.to_string(), now, "/v1/events"), &from_value);
+        match from_value {
             Ok((event, _)) => prop_assert!(validate(&event).is_ok()),
             Err(errors) => {
                 prop_assert!(!errors.0.is_empty());

@@ -93,6 +93,9 @@ pub async fn produce_and_read_back(
 pub struct IngestServer {
     pub base_url: String,
     pub spool_dir: std::path::PathBuf,
+    /// Where the events and quarantine topics ended when the server started: everything this
+    /// server produces lies past these offsets, so scans can start there.
+    pub marks: std::collections::HashMap<&'static str, Vec<(i32, i64)>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -129,6 +132,11 @@ impl IngestServer {
         let config = <ingest::Config as clap::Parser>::parse_from(args);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
+        // Taken before the server runs: everything it produces lies past these offsets.
+        let marks = [schemas::topics::EVENTS, schemas::topics::QUARANTINE]
+            .into_iter()
+            .map(|t| (t, high_watermarks(t)))
+            .collect();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(ingest::serve(config, listener, async {
             let _ = rx.await;
@@ -136,6 +144,7 @@ impl IngestServer {
         let server = Self {
             base_url,
             spool_dir,
+            marks,
             shutdown: Some(tx),
             task: Some(task),
         };
@@ -201,12 +210,34 @@ pub struct Found {
     pub payload: Vec<u8>,
 }
 
-/// Reads `topic` from the beginning of every partition (read_committed) and returns the
+/// The next offset of every partition of `topic`.
+pub fn high_watermarks(topic: &str) -> Vec<(i32, i64)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .create()
+        .unwrap();
+    let timeout = std::time::Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            (
+                p.id(),
+                consumer.fetch_watermarks(topic, p.id(), timeout).unwrap().1,
+            )
+        })
+        .collect()
+}
+
+/// Reads `topic` from `from` (or the beginning) of every partition (read_committed) and returns the
 /// messages that satisfy `pred`. It stops once `want` are found, or every partition has
 /// been read to its end, or `timeout` passes. Ingest answers 2xx only after Kafka's ack, so
 /// what a test expects is already there when it scans, and an absent message is absent.
 pub fn scan_topic(
     topic: &str,
+    from: Option<&[(i32, i64)]>,
     want: usize,
     timeout: std::time::Duration,
     pred: impl Fn(&Found) -> bool,
@@ -229,8 +260,10 @@ pub fn scan_topic(
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in metadata.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .unwrap();
+        let start = from
+            .and_then(|marks| marks.iter().find(|(id, _)| *id == p.id()))
+            .map_or(Offset::Beginning, |(_, offset)| Offset::Offset(*offset));
+        tpl.add_partition_offset(topic, p.id(), start).unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let deadline = std::time::Instant::now() + timeout;

@@ -25,14 +25,20 @@ fn client() -> reqwest::Client {
 }
 
 /// The events with these IDs on the events topic, with their keys, decoded.
-fn events_with_ids(ids: &[&str]) -> Vec<(String, TrackingEvent)> {
+fn events_with_ids(server: &IngestServer, ids: &[&str]) -> Vec<(String, TrackingEvent)> {
     let codec = SingleObjectCodec::new();
     let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
-    scan_topic(topics::EVENTS, ids.len(), WAIT, |f| {
-        codec
-            .decode(&f.payload)
-            .is_ok_and(|e| ids.contains(&e.event_id))
-    })
+    scan_topic(
+        topics::EVENTS,
+        Some(&server.marks[topics::EVENTS]),
+        ids.len(),
+        WAIT,
+        |f| {
+            codec
+                .decode(&f.payload)
+                .is_ok_and(|e| ids.contains(&e.event_id))
+        },
+    )
     .into_iter()
     .map(|f| {
         (
@@ -44,7 +50,7 @@ fn events_with_ids(ids: &[&str]) -> Vec<(String, TrackingEvent)> {
 }
 
 /// Quarantine records whose raw body contains `marker`.
-fn quarantined_with(marker: &str, want: usize) -> Vec<QuarantineRecord> {
+fn quarantined_with(server: &IngestServer, marker: &str, want: usize) -> Vec<QuarantineRecord> {
     let decode = |payload: &[u8]| serde_json::from_slice::<QuarantineRecord>(payload).ok();
     let body_has = |r: &QuarantineRecord| {
         let body = base64::engine::general_purpose::STANDARD
@@ -53,9 +59,13 @@ fn quarantined_with(marker: &str, want: usize) -> Vec<QuarantineRecord> {
         String::from_utf8_lossy(&body).contains(marker)
             || r.query.as_deref().is_some_and(|q| q.contains(marker))
     };
-    scan_topic(topics::QUARANTINE, want, WAIT, |f| {
-        decode(&f.payload).is_some_and(|r| body_has(&r))
-    })
+    scan_topic(
+        topics::QUARANTINE,
+        Some(&server.marks[topics::QUARANTINE]),
+        want,
+        WAIT,
+        |f| decode(&f.payload).is_some_and(|r| body_has(&r)),
+    )
     .into_iter()
     .map(|f| decode(&f.payload).unwrap())
     .collect()
@@ -93,7 +103,7 @@ async fn a_first_party_sale_is_produced_keyed_and_minimised() {
     assert_eq!(answer["accepted"], 1);
     assert_eq!(answer["results"][0]["status"], "accepted");
 
-    let found = events_with_ids(&[&id]);
+    let found = events_with_ids(&server, &[&id]);
     assert_eq!(found.len(), 1);
     let (key, event) = &found[0];
     assert_eq!(key, &conversion_key(event));
@@ -121,9 +131,13 @@ async fn no_raw_personal_data_reaches_kafka() {
         StatusCode::OK
     );
     let codec = SingleObjectCodec::new();
-    let raw = scan_topic(topics::EVENTS, 1, WAIT, |f| {
-        codec.decode(&f.payload).is_ok_and(|e| e.event_id == id)
-    });
+    let raw = scan_topic(
+        topics::EVENTS,
+        Some(&server.marks[topics::EVENTS]),
+        1,
+        WAIT,
+        |f| codec.decode(&f.payload).is_ok_and(|e| e.event_id == id),
+    );
     assert_eq!(raw.len(), 1);
     let bytes = String::from_utf8_lossy(&raw[0].payload).to_string();
     assert!(!bytes.contains(&email) && !bytes.contains("198.51.100.77"));
@@ -142,7 +156,7 @@ async fn denied_consent_drops_personal_data() {
             .0,
         StatusCode::OK
     );
-    let (_, e) = events_with_ids(&[&id]).remove(0);
+    let (_, e) = events_with_ids(&server, &[&id]).remove(0);
     assert_eq!((e.email_hash, e.ip_hash, e.user_agent), (None, None, None));
     assert_eq!(e.click_id.as_deref(), Some("clk_2"));
     assert_eq!(
@@ -178,7 +192,7 @@ async fn malformed_json_is_400_and_quarantined() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer["error"], "malformed_json");
-    let kept = quarantined_with(&marker, 1);
+    let kept = quarantined_with(&server, &marker, 1);
     assert_eq!(kept.len(), 1);
     assert_eq!(
         (kept[0].reason.as_str(), kept[0].route.as_str()),
@@ -202,7 +216,7 @@ async fn invalid_events_are_rejected_per_field_and_quarantined() {
         .map(|e| e["field"].as_str().unwrap())
         .collect();
     assert_eq!(fields, ["event_id", "revenue", "currency"]);
-    let kept = quarantined_with(&marker, 1);
+    let kept = quarantined_with(&server, &marker, 1);
     assert_eq!(kept[0].reason, "validation");
     assert_eq!(
         kept[0]
@@ -232,8 +246,8 @@ async fn a_mixed_batch_answers_per_event() {
     );
     assert_eq!(answer["results"][1]["status"], "rejected");
     assert_eq!(answer["results"][1]["errors"][0]["field"], "event_name");
-    assert_eq!(events_with_ids(&[&a, &b]).len(), 2);
-    assert_eq!(quarantined_with(&bad, 1).len(), 1);
+    assert_eq!(events_with_ids(&server, &[&a, &b]).len(), 2);
+    assert_eq!(quarantined_with(&server, &bad, 1).len(), 1);
     server.stop().await;
 }
 
@@ -296,7 +310,7 @@ async fn a_click_redirects_with_a_cookie_and_is_recorded() {
     // the click arrives eventually rather than before the answer.
     let deadline = std::time::Instant::now() + WAIT;
     let (key, click) = loop {
-        if let Some(found) = events_with_ids(&[&click_id]).pop() {
+        if let Some(found) = events_with_ids(&server, &[&click_id]).pop() {
             break found;
         }
         assert!(
@@ -371,7 +385,7 @@ async fn clickbank_ins_is_decrypted_mapped_and_bad_keys_quarantined() {
     );
 
     let id = postback_event_id("clickbank", &receipt, "SALE", None).to_string();
-    let found = events_with_ids(&[&id, &id]);
+    let found = events_with_ids(&server, &[&id, &id]);
     assert_eq!(
         found.len(),
         2,
@@ -403,7 +417,7 @@ async fn clickbank_ins_is_decrypted_mapped_and_bad_keys_quarantined() {
         .as_str()
         .unwrap()
         .to_owned();
-    let kept = quarantined_with(&notification, 1);
+    let kept = quarantined_with(&server, &notification, 1);
     assert_eq!(
         (kept[0].reason.as_str(), kept[0].route.as_str()),
         ("decryption_failed", "/v1/postbacks/clickbank")
@@ -472,7 +486,7 @@ async fn digistore24_checks_the_signature_and_answers_ok() {
         (StatusCode::OK, "OK".to_owned())
     );
     let id = postback_event_id("digistore24", &tx, "on_payment", None).to_string();
-    let (key, e) = events_with_ids(&[&id]).remove(0);
+    let (key, e) = events_with_ids(&server, &[&id]).remove(0);
     assert_eq!(key, format!("digistore24/order/{order}"));
     assert_eq!(
         (e.event_name, e.revenue),
@@ -491,14 +505,14 @@ async fn digistore24_checks_the_signature_and_answers_ok() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("missing_signature"));
 
-    let kept_wrong = quarantined_with(&wrong_tx, 1);
+    let kept_wrong = quarantined_with(&server, &wrong_tx, 1);
     assert_eq!(kept_wrong[0].reason, "bad_signature");
-    let kept_missing = quarantined_with(&missing_tx, 1);
+    let kept_missing = quarantined_with(&server, &missing_tx, 1);
     assert_eq!(kept_missing[0].reason, "missing_signature");
     for refund_tx in [&wrong_tx, &missing_tx] {
         let refund_id = postback_event_id("digistore24", refund_tx, "on_refund", None).to_string();
         assert!(
-            events_with_ids(&[&refund_id]).is_empty(),
+            events_with_ids(&server, &[&refund_id]).is_empty(),
             "a refused refund must not reach the events topic"
         );
     }
@@ -550,10 +564,10 @@ async fn buygoods_and_s2s_authenticate_with_their_tokens() {
 
     let bg_id = postback_event_id("buygoods", &order, "neworder", None).to_string();
     let s2s_id = postback_event_id("s2s_tracker-a", &tx, "SALE", None).to_string();
-    let found = events_with_ids(&[&bg_id, &s2s_id]);
+    let found = events_with_ids(&server, &[&bg_id, &s2s_id]);
     assert_eq!(found.len(), 2);
-    assert_eq!(quarantined_with(&order, 1)[0].reason, "bad_token");
-    assert_eq!(quarantined_with(&tx, 1)[0].reason, "missing_token");
+    assert_eq!(quarantined_with(&server, &order, 1)[0].reason, "bad_token");
+    assert_eq!(quarantined_with(&server, &tx, 1)[0].reason, "missing_token");
 
     let unknown = client()
         .get(format!("{}/v1/postbacks/nosuchnetwork", server.base_url))

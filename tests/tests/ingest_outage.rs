@@ -30,11 +30,15 @@ async fn eventually(what: &str, timeout: Duration, mut check: impl AsyncFnMut() 
     }
 }
 
-fn on_events_topic(id: &str) -> bool {
+fn on_events_topic(server: &IngestServer, id: &str) -> bool {
     let codec = SingleObjectCodec::new();
-    !scan_topic(topics::EVENTS, 1, Duration::from_secs(10), |f| {
-        codec.decode(&f.payload).is_ok_and(|e| e.event_id == id)
-    })
+    !scan_topic(
+        topics::EVENTS,
+        Some(&server.marks[topics::EVENTS]),
+        1,
+        Duration::from_secs(10),
+        |f| codec.decode(&f.payload).is_ok_and(|e| e.event_id == id),
+    )
     .is_empty()
 }
 
@@ -109,12 +113,12 @@ async fn kafka_outage_gives_503_then_recovers_without_loss() {
         async || post(during.clone()).await.unwrap().status() == StatusCode::OK,
     )
     .await;
-    assert!(on_events_topic(&before));
-    assert!(on_events_topic(&during));
+    assert!(on_events_topic(&server, &before));
+    assert!(on_events_topic(&server, &during));
     eventually(
         "the spooled click reaching Kafka",
         Duration::from_secs(60),
-        async || on_events_topic(&click_id),
+        async || on_events_topic(&server, &click_id),
     )
     .await;
     eventually("the spool emptying", Duration::from_secs(10), async || {

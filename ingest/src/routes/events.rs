@@ -9,8 +9,12 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
-use schemas::parse_event_json;
-use serde_json::{json, Value};
+use std::borrow::Cow;
+
+use schemas::input::parse_event_str;
+use schemas::FieldError;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
 
 use crate::app::{ApiError, AppState};
@@ -95,32 +99,9 @@ async fn handle(
         Err::<Response, _>(error)
     };
 
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return refuse(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                "<body>",
-                e.to_string(),
-            ))
-            .await
-        }
-    };
-    let items: Vec<Value> = match value {
-        Value::Object(mut obj) if obj.contains_key("events") => match obj.remove("events") {
-            Some(Value::Array(items)) if obj.is_empty() => items,
-            _ => {
-                return refuse(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_batch",
-                    "events",
-                    "a batch is exactly {\"events\": [...]}",
-                ))
-                .await
-            }
-        },
-        single => vec![single],
+    let items = match split_items(&body) {
+        Ok(items) => items,
+        Err(error) => return refuse(error).await,
     };
     if items.len() > state.config.max_batch_events {
         let detail = format!(
@@ -138,21 +119,21 @@ async fn handle(
     }
 
     let mut results = Vec::with_capacity(items.len());
-    let mut accepted = Vec::new();
+    let mut accepted = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        let event_id = item
-            .get("event_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        match parse_event_json(item, received_at, ROUTE) {
+        match parse_event_str(item.get(), received_at, ROUTE) {
             Ok(parsed) => {
-                results.push(json!({"index": index, "event_id": event_id, "status": "accepted"}));
+                results.push(ItemResult {
+                    index,
+                    event_id: Some(parsed.0.event_id.clone()),
+                    status: "accepted",
+                    errors: None,
+                });
                 accepted.push(parsed);
             }
             Err(errors) => {
-                let one = serde_json::to_vec(item).unwrap_or_default();
                 let refused_item = Refused {
-                    body: &one,
+                    body: item.get().as_bytes(),
                     ..refused
                 };
                 state
@@ -165,7 +146,15 @@ async fn handle(
                     .events
                     .with_label_values(&[ROUTE, "rejected"])
                     .inc();
-                results.push(json!({"index": index, "event_id": event_id, "status": "rejected", "errors": errors.0}));
+                let event_id = serde_json::from_str::<IdProbe>(item.get())
+                    .ok()
+                    .and_then(|p| p.event_id);
+                results.push(ItemResult {
+                    index,
+                    event_id,
+                    status: "rejected",
+                    errors: Some(errors.0),
+                });
             }
         }
     }
@@ -176,9 +165,131 @@ async fn handle(
     } else {
         StatusCode::OK
     };
-    let mut body = json!({"accepted": n_accepted, "rejected": n_rejected, "results": results});
-    if n_accepted == 0 {
-        body["error"] = json!("validation");
+    let answer = Answer {
+        error: (n_accepted == 0).then_some("validation"),
+        accepted: n_accepted,
+        rejected: n_rejected,
+        results,
+    };
+    Ok((status, Json(answer)).into_response())
+}
+
+/// The events of a body, as slices of it: the body itself, or each element of a batch
+/// `{"events": [...]}`. No JSON tree is built; each event is parsed once, later.
+fn split_items(body: &[u8]) -> Result<Vec<&RawValue>, ApiError> {
+    let malformed = |e: serde_json::Error| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "<body>",
+            e.to_string(),
+        )
+    };
+    let whole: &RawValue = serde_json::from_slice(body).map_err(malformed)?;
+    if !whole.get().starts_with('{') {
+        return Ok(vec![whole]);
     }
-    Ok((status, Json(body)).into_response())
+    let top: Vec<(Cow<'_, str>, &RawValue)> = serde_json::from_str::<TopLevel>(whole.get())
+        .map_err(malformed)?
+        .0;
+    if !top.iter().any(|(k, _)| k == "events") {
+        return Ok(vec![whole]);
+    }
+    let malformed_batch = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_batch",
+            "events",
+            "a batch is exactly {\"events\": [...]}",
+        )
+    };
+    match top.as_slice() {
+        [(_, events)] => serde_json::from_str(events.get()).map_err(|_| malformed_batch()),
+        _ => Err(malformed_batch()),
+    }
+}
+
+/// The top-level keys of an object, in order, with their values unparsed.
+struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    entries.push((key, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(TopLevel(entries))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The `event_id` of a rejected event, for the answer, if it had a string one.
+#[derive(Deserialize)]
+struct IdProbe {
+    event_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ItemResult {
+    index: usize,
+    event_id: Option<String>,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<Vec<FieldError>>,
+}
+
+#[derive(Serialize)]
+struct Answer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+    accepted: usize,
+    rejected: usize,
+    results: Vec<ItemResult>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(body: &str) -> Result<Vec<String>, &'static str> {
+        split_items(body.as_bytes())
+            .map(|v| v.iter().map(|r| r.get().to_owned()).collect())
+            .map_err(|e| e.reason)
+    }
+
+    #[test]
+    fn single_events_and_batches_split_into_their_events() {
+        assert_eq!(
+            items(" \n {\"event_id\": \"a\"} ").unwrap(),
+            ["{\"event_id\": \"a\"}"]
+        );
+        assert_eq!(
+            items("{\"events\": [{\"a\":1}, {\"b\":2}]}").unwrap(),
+            ["{\"a\":1}", "{\"b\":2}"]
+        );
+        assert_eq!(items("[1, 2]").unwrap(), ["[1, 2]"]);
+        assert_eq!(items("{\"events\": []}").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn malformed_bodies_and_batches_are_named() {
+        assert_eq!(items("{\"events\": [").unwrap_err(), "malformed_json");
+        assert_eq!(items("{\"events\": {}}").unwrap_err(), "malformed_batch");
+        assert_eq!(
+            items("{\"events\": [], \"extra\": 1}").unwrap_err(),
+            "malformed_batch"
+        );
+    }
 }
