@@ -9,17 +9,20 @@ use sha2::Sha256;
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 pub struct PiiHasher {
-    key: Vec<u8>,
+    /// Keyed once: cloning the keyed state skips re-deriving the inner and outer pads.
+    keyed: Hmac<Sha256>,
 }
 
 impl PiiHasher {
     pub fn new(key: &[u8]) -> Self {
-        Self { key: key.to_vec() }
+        Self {
+            keyed: Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length"),
+        }
     }
 
     /// Lower-case hex HMAC-SHA256 of `value`.
     pub fn hash(&self, value: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac = self.keyed.clone();
         mac.update(value.as_bytes());
         let digest = mac.finalize().into_bytes();
         let mut hex = String::with_capacity(digest.len() * 2);

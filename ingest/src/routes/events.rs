@@ -175,7 +175,7 @@ async fn handle(
 }
 
 /// The events of a body, as slices of it: the body itself, or each element of a batch
-/// `{"events": [...]}`. No JSON tree is built; each event is parsed once, later.
+/// `{"events": [...]}`. A batch is read in one pass; each event is parsed once, later.
 fn split_items(body: &[u8]) -> Result<Vec<&RawValue>, ApiError> {
     let malformed = |e: serde_json::Error| {
         ApiError::new(
@@ -185,16 +185,6 @@ fn split_items(body: &[u8]) -> Result<Vec<&RawValue>, ApiError> {
             e.to_string(),
         )
     };
-    let whole: &RawValue = serde_json::from_slice(body).map_err(malformed)?;
-    if !whole.get().starts_with('{') {
-        return Ok(vec![whole]);
-    }
-    let top: Vec<(Cow<'_, str>, &RawValue)> = serde_json::from_str::<TopLevel>(whole.get())
-        .map_err(malformed)?
-        .0;
-    if !top.iter().any(|(k, _)| k == "events") {
-        return Ok(vec![whole]);
-    }
     let malformed_batch = || {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -203,35 +193,46 @@ fn split_items(body: &[u8]) -> Result<Vec<&RawValue>, ApiError> {
             "a batch is exactly {\"events\": [...]}",
         )
     };
-    match top.as_slice() {
-        [(_, events)] => serde_json::from_str(events.get()).map_err(|_| malformed_batch()),
-        _ => Err(malformed_batch()),
+    let looks_like_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && body.windows(8).any(|w| w == b"\"events\"");
+    if looks_like_batch {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        match serde::Deserializer::deserialize_map(&mut de, BatchVisitor)
+            .and_then(|b| de.end().map(|()| b))
+        {
+            Ok(Some((items, 1))) => return Ok(items),
+            Ok(Some(_)) => return Err(malformed_batch()),
+            Ok(None) => {}
+            Err(e) if e.is_data() => return Err(malformed_batch()),
+            Err(e) => return Err(malformed(e)),
+        }
     }
+    let whole: &RawValue = serde_json::from_slice(body).map_err(malformed)?;
+    Ok(vec![whole])
 }
 
-/// The top-level keys of an object, in order, with their values unparsed.
-struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// Reads an object's top level: the `events` array as raw slices (and how many keys the
+/// object has), or `None` when there is no `events` key.
+struct BatchVisitor;
 
-impl<'de> Deserialize<'de> for TopLevel<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = TopLevel<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    entries.push((key, map.next_value::<&'de RawValue>()?));
-                }
-                Ok(TopLevel(entries))
+impl<'de> serde::de::Visitor<'de> for BatchVisitor {
+    type Value = Option<(Vec<&'de RawValue>, usize)>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut events, mut keys) = (None, 0);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            keys += 1;
+            if key == "events" {
+                events = Some(map.next_value::<Vec<&'de RawValue>>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
             }
         }
-        d.deserialize_map(V)
+        Ok(events.map(|e| (e, keys)))
     }
 }
 
@@ -281,6 +282,8 @@ mod tests {
         );
         assert_eq!(items("[1, 2]").unwrap(), ["[1, 2]"]);
         assert_eq!(items("{\"events\": []}").unwrap(), Vec::<String>::new());
+        let nested = "{\"event_id\": \"a\", \"attributes\": {\"events\": \"x\"}}";
+        assert_eq!(items(nested).unwrap(), [nested]);
     }
 
     #[test]
