@@ -218,18 +218,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "<path>",
+                "no such route",
+            )
+        })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             limit_in_flight,
         ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            record_metrics,
-        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.config.request_timeout(),
+        ))
+        // Outermost, so that timeouts (408) and overload (503) are counted too.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
         ))
         .with_state(state)
 }

@@ -587,7 +587,14 @@ async fn health_and_metrics_are_served() {
     let body =
         json!({"event_id": unique_name("m"), "event_name": "CLICK", "click_id": "c"}).to_string();
     post_events(&server, body, Some(secrets::API_KEY)).await;
+    let unknown = get("/no/such/path").await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(unknown.json::<Value>().await.unwrap()["error"], "not_found");
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("ingest_requests_total{route=\"<unmatched>\",status=\"404\"} 1"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("ingest_requests_total{route=\"/v1/events\",status=\"200\"} 1"),
         "{metrics}"
