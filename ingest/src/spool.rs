@@ -26,6 +26,15 @@ struct Entry {
     payload: String,
 }
 
+/// What one drain round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Messages Kafka confirmed, whose files were deleted.
+    pub delivered: usize,
+    /// Messages in files kept for the next round because a send failed.
+    pub pending: usize,
+}
+
 pub struct Spool {
     dir: PathBuf,
     append_lock: Mutex<()>,
@@ -76,23 +85,11 @@ impl Spool {
         Ok(())
     }
 
-    /// Spooled messages not yet confirmed by Kafka.
-    pub async fn pending(&self) -> usize {
-        let mut count = 0;
-        if let Ok(mut dir) = tokio::fs::read_dir(&self.dir).await {
-            while let Ok(Some(entry)) = dir.next_entry().await {
-                if let Ok(text) = tokio::fs::read_to_string(entry.path()).await {
-                    count += text.lines().filter(|l| !l.is_empty()).count();
-                }
-            }
-        }
-        count
-    }
-
     /// Re-produces every spooled message; a file is deleted only when all of it is confirmed.
-    pub async fn drain_once(&self, sink: &dyn EventSink) -> std::io::Result<usize> {
+    /// Lines that cannot be read back (a write torn by a crash) are logged, not retried.
+    pub async fn drain_once(&self, sink: &dyn EventSink) -> std::io::Result<Drained> {
         self.rotate().await?;
-        let mut delivered = 0;
+        let mut drained = Drained::default();
         let mut dir = tokio::fs::read_dir(&self.dir).await?;
         let mut files = Vec::new();
         while let Some(entry) = dir.next_entry().await? {
@@ -103,27 +100,32 @@ impl Spool {
         files.sort();
         for file in files {
             let text = tokio::fs::read_to_string(&file).await?;
-            let sends: Vec<_> = text
-                .lines()
-                .filter(|l| !l.is_empty())
+            let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+            let entries: Vec<(Entry, Vec<u8>)> = lines
+                .iter()
                 .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
-                .filter_map(|e| {
-                    B64.decode(&e.payload)
-                        .ok()
-                        .map(|p| sink.send(&e.topic, &e.key, &p))
-                })
+                .filter_map(|e| B64.decode(&e.payload).ok().map(|p| (e, p)))
                 .collect();
-            let n = sends.len();
+            if entries.len() < lines.len() {
+                tracing::error!(
+                    file = %file.display(),
+                    unreadable = lines.len() - entries.len(),
+                    "spool lines that cannot be read back are skipped"
+                );
+            }
+            let sends = entries.iter().map(|(e, p)| sink.send(&e.topic, &e.key, p));
             if futures::future::join_all(sends)
                 .await
                 .iter()
                 .all(Result::is_ok)
             {
                 tokio::fs::remove_file(&file).await?;
-                delivered += n;
+                drained.delivered += entries.len();
+            } else {
+                drained.pending += entries.len();
             }
         }
-        Ok(delivered)
+        Ok(drained)
     }
 
     /// Drains the spool every `period` for as long as the process runs.
@@ -137,11 +139,18 @@ impl Spool {
         tokio::spawn(async move {
             loop {
                 match spool.drain_once(sink.as_ref()).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(clicks = n, "spooled clicks delivered to Kafka"),
+                    Ok(drained) => {
+                        if drained.delivered > 0 {
+                            tracing::info!(
+                                clicks = drained.delivered,
+                                "spooled clicks delivered to Kafka"
+                            );
+                        }
+                        // Clicks appended while this round ran are counted in the next.
+                        metrics.spool_pending.set(drained.pending as i64);
+                    }
                     Err(e) => tracing::warn!(error = %e, "draining the click spool failed"),
                 }
-                metrics.spool_pending.set(spool.pending().await as i64);
                 tokio::time::sleep(period).await;
             }
         });
