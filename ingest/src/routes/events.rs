@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
+use futures::future::join_all;
 use std::borrow::Cow;
 
 use schemas::input::parse_event_str;
@@ -120,6 +121,7 @@ async fn handle(
 
     let mut results = Vec::with_capacity(items.len());
     let mut accepted = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
     for (index, item) in items.iter().enumerate() {
         match parse_event_str(item.get(), received_at, ROUTE) {
             Ok(parsed) => {
@@ -132,20 +134,6 @@ async fn handle(
                 accepted.push(parsed);
             }
             Err(errors) => {
-                let refused_item = Refused {
-                    body: item.get().as_bytes(),
-                    ..refused
-                };
-                state
-                    .quarantine
-                    .keep(&refused_item, "validation", errors.0.clone())
-                    .await
-                    .map_err(|e| ApiError::unavailable(&e))?;
-                state
-                    .metrics
-                    .events
-                    .with_label_values(&[ROUTE, "rejected"])
-                    .inc();
                 let event_id = serde_json::from_str::<IdProbe>(item.get())
                     .ok()
                     .and_then(|p| p.event_id);
@@ -153,11 +141,26 @@ async fn handle(
                     index,
                     event_id,
                     status: "rejected",
-                    errors: Some(errors.0),
+                    errors: Some(errors.0.clone()),
                 });
+                let body = item.get().as_bytes();
+                rejected.push((Refused { body, ..refused }, errors.0));
             }
         }
     }
+    // Every rejected event is kept before the answer, all at once rather than one Kafka
+    // round trip after another.
+    let keeps = rejected.into_iter().map(|(item, errors)| async move {
+        state.quarantine.keep(&item, "validation", errors).await
+    });
+    for kept in join_all(keeps).await {
+        kept.map_err(|e| ApiError::unavailable(&e))?;
+    }
+    state
+        .metrics
+        .events
+        .with_label_values(&[ROUTE, "rejected"])
+        .inc_by((items.len() - accepted.len()) as u64);
     let (n_accepted, n_rejected) = (accepted.len(), items.len() - accepted.len());
     super::produce(state, ROUTE, accepted).await?;
     let status = if n_accepted == 0 {
