@@ -231,7 +231,8 @@ fn from_twos_complement(bytes: &[u8]) -> Option<i128> {
     Some(i128::from_be_bytes(full))
 }
 
-/// The Avro value of an event, in the current schema's field order.
+/// The apache-avro `Value` of an event, in the current schema's field order. Encoding does
+/// not use it (see [`datum`]); it is the reference the direct writer is tested against.
 pub fn to_value(e: &TrackingEvent) -> Result<Value, EncodeError> {
     let money = |field, v: Option<Decimal>| -> Result<Value, EncodeError> {
         Ok(union(v.map(|d| money_value(field, d)).transpose()?))
