@@ -1,12 +1,15 @@
 //! The event contract of the pipeline: the canonical [`TrackingEvent`], its validation, its
-//! Avro encoding, the deterministic event-ID rule, the partition-key rule and the topics.
+//! Avro encoding, the deterministic event-ID rule, the partition-key rule, the topics, and
+//! the ledger records the processor derives from events.
 //! No other crate redefines any of these.
 
 pub mod avro;
+#[macro_use]
 pub mod event;
 pub mod event_id;
 pub mod input;
 pub mod key;
+pub mod ledger;
 pub mod quarantine;
 pub mod samples;
 pub mod topics;
@@ -17,5 +20,6 @@ pub use event::{ConsentState, EventName, PayoutStatus, RefundStatus, TrackingEve
 pub use event_id::postback_event_id;
 pub use input::{parse_event_json, RawPii};
 pub use key::conversion_key;
+pub use ledger::{ConversionStatus, LedgerEntry, LinkStatus, Receipt, ReceiptKind};
 pub use quarantine::QuarantineRecord;
 pub use validate::{validate, FieldError, ValidationErrors};

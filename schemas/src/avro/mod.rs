@@ -19,6 +19,7 @@ use rust_decimal::Decimal;
 use crate::event::{ConsentState, EventName, PayoutStatus, RefundStatus, TrackingEvent};
 
 pub mod datum;
+pub mod ledger;
 
 /// Scale of every money field (`decimal(18, 6)` in Avro and ClickHouse).
 pub const MONEY_SCALE: u32 = 6;
@@ -31,8 +32,8 @@ pub const MONEY_PRECISION: u32 = 18;
 pub const PUBLISHED_SCHEMAS: &[(u32, &str)] =
     &[(1, include_str!("../../avro/tracking_event.v1.avsc"))];
 
-const SINGLE_OBJECT_MARKER: [u8; 2] = [0xC3, 0x01];
-const HEADER_LEN: usize = 10;
+pub(crate) const SINGLE_OBJECT_MARKER: [u8; 2] = [0xC3, 0x01];
+pub(crate) const HEADER_LEN: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -72,7 +73,7 @@ pub struct SchemaVersion {
 }
 
 impl SchemaVersion {
-    fn parse(version: u32, json: &str) -> Self {
+    pub(crate) fn parse(version: u32, json: &str) -> Self {
         let schema = Schema::parse_str(json)
             .unwrap_or_else(|e| panic!("published schema v{version} does not parse: {e}"));
         Self {
@@ -118,8 +119,8 @@ pub fn check_can_read(writer: &Schema, reader: &Schema) -> Result<(), String> {
 }
 
 /// Single-object encoding against the schemas compiled into this build. Encoding writes the
-/// datum directly (see [`datum`]); decoding goes through apache-avro, which resolves data
-/// written with any published version.
+/// datum directly (see [`datum`]). Data written with the current schema is read directly
+/// too; older versions go through apache-avro, which resolves them against the current one.
 pub struct SingleObjectCodec {
     readers: HashMap<[u8; 8], GenericDatumReader<'static>>,
 }
@@ -169,6 +170,14 @@ impl EventCodec for SingleObjectCodec {
             return Err(DecodeError::NotSingleObject);
         }
         let fp: [u8; 8] = bytes[2..HEADER_LEN].try_into().expect("8 bytes");
+        if fp == current_schema().fingerprint {
+            let mut r = datum::Reader::new(&bytes[HEADER_LEN..]);
+            let event = datum::read_event(&mut r)?;
+            if !r.rest().is_empty() {
+                return Err(DecodeError::TrailingBytes(r.rest().len()));
+            }
+            return Ok(event);
+        }
         let reader = self
             .readers
             .get(&fp)
@@ -182,7 +191,7 @@ impl EventCodec for SingleObjectCodec {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -221,7 +230,7 @@ fn money_value(field: &'static str, amount: Decimal) -> Result<Value, EncodeErro
     Ok(Value::Decimal(AvroDecimal::from(mantissa.to_be_bytes())))
 }
 
-fn from_twos_complement(bytes: &[u8]) -> Option<i128> {
+pub(crate) fn from_twos_complement(bytes: &[u8]) -> Option<i128> {
     if bytes.is_empty() || bytes.len() > 16 {
         return None;
     }

@@ -1,0 +1,170 @@
+//! Avro single-object encoding of the processor's outputs: [`LedgerEntry`] on `ledger.v1`
+//! and [`Receipt`] on `ledger.receipts.v1`. Written and read directly, like the event;
+//! `tests/ledger_codec.rs` holds both to apache-avro's reading of the published schemas.
+
+use std::sync::LazyLock;
+
+use rust_decimal::Decimal;
+
+use super::datum::{self, long, opt_int, opt_string, string, string_array, timestamp, Reader};
+use super::{money_mantissa, DecodeError, EncodeError, SchemaVersion, HEADER_LEN};
+use crate::event::TrackingEvent;
+use crate::ledger::{ConversionStatus, LedgerEntry, LinkStatus, Receipt, ReceiptKind};
+
+/// The published ledger-entry schema this build writes.
+pub const LEDGER_ENTRY_SCHEMA: &str = include_str!("../../avro/ledger_entry.v1.avsc");
+/// The published receipt schema this build writes.
+pub const RECEIPT_SCHEMA: &str = include_str!("../../avro/receipt.v1.avsc");
+
+static ENTRY: LazyLock<SchemaVersion> =
+    LazyLock::new(|| SchemaVersion::parse(1, LEDGER_ENTRY_SCHEMA));
+static RECEIPT: LazyLock<SchemaVersion> = LazyLock::new(|| SchemaVersion::parse(1, RECEIPT_SCHEMA));
+
+pub fn entry_schema() -> &'static SchemaVersion {
+    &ENTRY
+}
+
+pub fn receipt_schema() -> &'static SchemaVersion {
+    &RECEIPT
+}
+
+fn money(out: &mut Vec<u8>, field: &'static str, amount: Decimal) -> Result<(), EncodeError> {
+    datum::bytes(out, &money_mantissa(field, amount)?.to_be_bytes());
+    Ok(())
+}
+
+fn header(version: &SchemaVersion, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
+    out.extend_from_slice(&super::SINGLE_OBJECT_MARKER);
+    out.extend_from_slice(&version.fingerprint);
+    out
+}
+
+/// The datum of `bytes` if it is a single object written with `version`.
+fn body<'a>(version: &SchemaVersion, bytes: &'a [u8]) -> Result<&'a [u8], DecodeError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(DecodeError::Truncated(bytes.len()));
+    }
+    if bytes[..2] != super::SINGLE_OBJECT_MARKER {
+        return Err(DecodeError::NotSingleObject);
+    }
+    if bytes[2..HEADER_LEN] != version.fingerprint {
+        return Err(DecodeError::UnknownSchema(super::hex(
+            &bytes[2..HEADER_LEN],
+        )));
+    }
+    Ok(&bytes[HEADER_LEN..])
+}
+
+fn finish<T>(r: &Reader<'_>, value: T) -> Result<T, DecodeError> {
+    match r.rest().len() {
+        0 => Ok(value),
+        n => Err(DecodeError::TrailingBytes(n)),
+    }
+}
+
+pub fn encode_entry(e: &LedgerEntry) -> Result<Vec<u8>, EncodeError> {
+    let mut out = header(&ENTRY, 768);
+    string(&mut out, &e.conversion_key);
+    long(&mut out, i64::from(e.link_status.index()));
+    opt_string(&mut out, &e.linked_event_id);
+    string_array(&mut out, &e.adopted_event_ids);
+    money(&mut out, "signed_revenue", e.signed_revenue)?;
+    money(&mut out, "signed_payout", e.signed_payout)?;
+    long(&mut out, i64::from(e.conversion_status.index()));
+    money(&mut out, "net_revenue", e.net_revenue)?;
+    money(&mut out, "net_payout", e.net_payout)?;
+    string_array(&mut out, &e.flags);
+    timestamp(&mut out, e.recorded_at);
+    long(&mut out, i64::from(e.input_partition));
+    long(&mut out, e.input_offset);
+    datum::write_event(&e.event, &mut out)?;
+    Ok(out)
+}
+
+pub fn decode_entry(bytes: &[u8]) -> Result<LedgerEntry, DecodeError> {
+    let mut r = Reader::new(body(&ENTRY, bytes)?);
+    let entry = LedgerEntry {
+        conversion_key: r.at("conversion_key").string()?,
+        link_status: r.at("link_status").symbol(LinkStatus::ALL)?,
+        linked_event_id: r.at("linked_event_id").opt_string()?,
+        adopted_event_ids: r.at("adopted_event_ids").string_array()?,
+        signed_revenue: r.at("signed_revenue").money()?,
+        signed_payout: r.at("signed_payout").money()?,
+        conversion_status: r.at("conversion_status").symbol(ConversionStatus::ALL)?,
+        net_revenue: r.at("net_revenue").money()?,
+        net_payout: r.at("net_payout").money()?,
+        flags: r.at("flags").string_array()?,
+        recorded_at: r.at("recorded_at").timestamp()?,
+        input_partition: r.at("input_partition").int()?,
+        input_offset: r.at("input_offset").long()?,
+        event: datum::read_event(&mut r)?,
+    };
+    finish(&r, entry)
+}
+
+pub fn encode_receipt(rc: &Receipt) -> Vec<u8> {
+    let mut out = header(&RECEIPT, 256);
+    string(&mut out, &rc.event_id);
+    string(&mut out, &rc.conversion_key);
+    long(&mut out, i64::from(rc.kind.index()));
+    string(&mut out, &rc.event_name);
+    long(&mut out, i64::from(rc.occurrence));
+    string(&mut out, &rc.route);
+    opt_int(&mut out, rc.delivery_attempt);
+    timestamp(&mut out, rc.received_at);
+    timestamp(&mut out, rc.first_received_at);
+    string(&mut out, &rc.content_fingerprint);
+    string(&mut out, &rc.first_fingerprint);
+    out.push(u8::from(rc.is_test));
+    timestamp(&mut out, rc.recorded_at);
+    long(&mut out, i64::from(rc.input_partition));
+    long(&mut out, rc.input_offset);
+    out
+}
+
+pub fn decode_receipt(bytes: &[u8]) -> Result<Receipt, DecodeError> {
+    let mut r = Reader::new(body(&RECEIPT, bytes)?);
+    let receipt = Receipt {
+        event_id: r.at("event_id").string()?,
+        conversion_key: r.at("conversion_key").string()?,
+        kind: r.at("kind").symbol(ReceiptKind::ALL)?,
+        event_name: r.at("event_name").string()?,
+        occurrence: r.at("occurrence").int()?,
+        route: r.at("route").string()?,
+        delivery_attempt: r.at("delivery_attempt").opt_int()?,
+        received_at: r.at("received_at").timestamp()?,
+        first_received_at: r.at("first_received_at").timestamp()?,
+        content_fingerprint: r.at("content_fingerprint").string()?,
+        first_fingerprint: r.at("first_fingerprint").string()?,
+        is_test: r.at("is_test").boolean()?,
+        recorded_at: r.at("recorded_at").timestamp()?,
+        input_partition: r.at("input_partition").int()?,
+        input_offset: r.at("input_offset").long()?,
+    };
+    finish(&r, receipt)
+}
+
+/// The content fingerprint of an event: a stable hash of everything except what ingest
+/// stamps on each receipt (`received_at`, `route`, `delivery_attempt`), so that a network's
+/// retry of the same postback has the same fingerprint and a changed one does not.
+pub fn content_fingerprint(e: &TrackingEvent) -> Result<u64, EncodeError> {
+    let mut copy_free = Vec::with_capacity(512);
+    let mut stamped_free = e.clone();
+    stamped_free.received_at = chrono::DateTime::UNIX_EPOCH;
+    stamped_free.route.clear();
+    stamped_free.delivery_attempt = None;
+    datum::write_event(&stamped_free, &mut copy_free)?;
+    Ok(fnv1a64(&copy_free))
+}
+
+// FNV-1a: stable across builds and platforms, which the changelog needs (std's hashers are
+// not guaranteed stable).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}

@@ -1,0 +1,101 @@
+//! The canonical ledger and its receipt history: the Rust side of
+//! `avro/ledger_entry.v*.avsc` and `avro/receipt.v*.avsc`, written by the processor and read
+//! by the sink.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{TrackingEvent, UnknownSymbol};
+
+contract_enum!(
+    /// How an entry relates to the original (SALE or LEAD) of its conversion.
+    LinkStatus {
+        None => "NONE",
+        Linked => "LINKED",
+        AwaitingOriginal => "AWAITING_ORIGINAL",
+    }
+);
+
+contract_enum!(
+    /// A conversion's status after an entry.
+    ConversionStatus {
+        Clicked => "CLICKED",
+        Lead => "LEAD",
+        Qualified => "QUALIFIED",
+        Approved => "APPROVED",
+        Rejected => "REJECTED",
+        Sold => "SOLD",
+        PartiallyRefunded => "PARTIALLY_REFUNDED",
+        Refunded => "REFUNDED",
+        ChargedBack => "CHARGED_BACK",
+        Canceled => "CANCELED",
+        AwaitingOriginal => "AWAITING_ORIGINAL",
+    }
+);
+
+contract_enum!(
+    /// Why a receipt was written.
+    ReceiptKind {
+        Duplicate => "DUPLICATE",
+        Conflict => "CONFLICT",
+        Orphaned => "ORPHANED",
+    }
+);
+
+/// Anomalies an entry is flagged with. Flags are strings on the wire so that a new one is
+/// not a schema change.
+pub mod flags {
+    /// A reversal took more than the conversion had left.
+    pub const OVER_REVERSAL: &str = "OVER_REVERSAL";
+    /// A lead status arrived that ranks below the current one; the status was kept.
+    pub const STATUS_REGRESSION: &str = "STATUS_REGRESSION";
+    /// A final lead status replaced the other final status (APPROVED <-> REJECTED).
+    pub const STATUS_OVERTURNED: &str = "STATUS_OVERTURNED";
+    /// A reversal without an amount arrived before its sale, so its amount is not known yet.
+    pub const AMOUNT_UNKNOWN: &str = "AMOUNT_UNKNOWN";
+    /// A second LEAD (under another event_id) for a lead that already has one.
+    pub const SECOND_ORIGINAL: &str = "SECOND_ORIGINAL";
+}
+
+/// One entry of the canonical ledger: the first occurrence of an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerEntry {
+    pub conversion_key: String,
+    pub link_status: LinkStatus,
+    pub linked_event_id: Option<String>,
+    pub adopted_event_ids: Vec<String>,
+    pub signed_revenue: Decimal,
+    pub signed_payout: Decimal,
+    pub conversion_status: ConversionStatus,
+    pub net_revenue: Decimal,
+    pub net_payout: Decimal,
+    pub flags: Vec<String>,
+    pub recorded_at: DateTime<Utc>,
+    pub input_partition: i32,
+    pub input_offset: i64,
+    pub event: TrackingEvent,
+}
+
+/// A repeated, conflicting or orphaned occurrence of an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt {
+    pub event_id: String,
+    pub conversion_key: String,
+    pub kind: ReceiptKind,
+    pub event_name: String,
+    pub occurrence: i32,
+    pub route: String,
+    pub delivery_attempt: Option<i32>,
+    pub received_at: DateTime<Utc>,
+    pub first_received_at: DateTime<Utc>,
+    pub content_fingerprint: String,
+    pub first_fingerprint: String,
+    pub is_test: bool,
+    pub recorded_at: DateTime<Utc>,
+    pub input_partition: i32,
+    pub input_offset: i64,
+}

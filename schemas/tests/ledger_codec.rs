@@ -1,0 +1,176 @@
+//! The ledger entry and receipt encodings: round trips, agreement with apache-avro's reading
+//! of the published schemas, and the embedded event schema kept identical to the contract.
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::types::Value;
+use apache_avro::Schema;
+use chrono::{TimeZone, Utc};
+use rust_decimal::Decimal;
+use schemas::avro::current_schema;
+use schemas::avro::ledger::{
+    decode_entry, decode_receipt, encode_entry, encode_receipt, entry_schema, receipt_schema,
+};
+use schemas::ledger::flags;
+use schemas::{samples, ConversionStatus, LedgerEntry, LinkStatus, Receipt, ReceiptKind};
+
+fn entry() -> LedgerEntry {
+    LedgerEntry {
+        conversion_key: "first_party/order/ord-1001".into(),
+        link_status: LinkStatus::Linked,
+        linked_event_id: Some("sale-1".into()),
+        adopted_event_ids: vec!["refund-0".into()],
+        signed_revenue: "-12.5".parse().unwrap(),
+        signed_payout: "-3.25".parse().unwrap(),
+        conversion_status: ConversionStatus::PartiallyRefunded,
+        net_revenue: "37.5".parse().unwrap(),
+        net_payout: Decimal::ZERO,
+        flags: vec![flags::OVER_REVERSAL.into()],
+        recorded_at: Utc.timestamp_millis_opt(1_764_000_000_123).unwrap(),
+        input_partition: 3,
+        input_offset: 1_234_567,
+        event: samples::refund(),
+    }
+}
+
+fn receipt() -> Receipt {
+    Receipt {
+        event_id: "e-1".into(),
+        conversion_key: "click/c1".into(),
+        kind: ReceiptKind::Conflict,
+        event_name: "CLICK".into(),
+        occurrence: 3,
+        route: "/c/offer".into(),
+        delivery_attempt: Some(2),
+        received_at: Utc.timestamp_millis_opt(1_764_000_000_000).unwrap(),
+        first_received_at: Utc.timestamp_millis_opt(1_763_000_000_000).unwrap(),
+        content_fingerprint: "00000000000000ff".into(),
+        first_fingerprint: "0000000000000001".into(),
+        is_test: true,
+        recorded_at: Utc.timestamp_millis_opt(1_764_000_000_500).unwrap(),
+        input_partition: 0,
+        input_offset: 9,
+    }
+}
+
+fn apache_read(schema: &Schema, datum: &[u8]) -> Vec<(String, Value)> {
+    let mut rest = datum;
+    let value = GenericDatumReader::builder(schema)
+        .build()
+        .unwrap()
+        .read_value(&mut rest)
+        .unwrap();
+    assert!(rest.is_empty(), "{} bytes left", rest.len());
+    match value {
+        Value::Record(fields) => fields,
+        v => panic!("not a record: {v:?}"),
+    }
+}
+
+fn field<'a>(fields: &'a [(String, Value)], name: &str) -> &'a Value {
+    &fields.iter().find(|(n, _)| n == name).unwrap().1
+}
+
+#[test]
+fn entries_round_trip_and_apache_avro_reads_them() {
+    for event in samples::all() {
+        let mut e = entry();
+        e.event = event;
+        let bytes = encode_entry(&e).unwrap();
+        assert_eq!(&bytes[2..10], &entry_schema().fingerprint);
+        assert_eq!(decode_entry(&bytes).unwrap(), e);
+        let fields = apache_read(&entry_schema().schema, &bytes[10..]);
+        assert_eq!(
+            field(&fields, "conversion_key"),
+            &Value::String(e.conversion_key.clone())
+        );
+        assert_eq!(
+            field(&fields, "conversion_status"),
+            &Value::Enum(6, "PARTIALLY_REFUNDED".into())
+        );
+        assert_eq!(field(&fields, "input_offset"), &Value::Long(1_234_567));
+        let Value::Record(event) = field(&fields, "event") else {
+            panic!("event is not a record")
+        };
+        assert_eq!(
+            field(event, "event_id"),
+            &Value::String(e.event.event_id.clone())
+        );
+    }
+}
+
+#[test]
+fn receipts_round_trip_and_apache_avro_reads_them() {
+    let r = receipt();
+    let bytes = encode_receipt(&r);
+    assert_eq!(decode_receipt(&bytes).unwrap(), r);
+    let fields = apache_read(&receipt_schema().schema, &bytes[10..]);
+    assert_eq!(field(&fields, "kind"), &Value::Enum(1, "CONFLICT".into()));
+    assert_eq!(field(&fields, "occurrence"), &Value::Int(3));
+    assert_eq!(field(&fields, "is_test"), &Value::Boolean(true));
+    assert_eq!(
+        field(&fields, "delivery_attempt"),
+        &Value::Union(1, Box::new(Value::Int(2)))
+    );
+}
+
+#[test]
+fn the_entry_embeds_the_current_event_schema() {
+    let Schema::Record(entry) = &entry_schema().schema else {
+        panic!("not a record")
+    };
+    let event = entry.fields.iter().find(|f| f.name == "event").unwrap();
+    assert_eq!(event.schema, current_schema().schema);
+    // The event is the last field: a reader that needs only the ledger columns can stop early.
+    assert_eq!(entry.fields.last().unwrap().name, "event");
+}
+
+#[test]
+fn enum_symbols_match_the_schemas() {
+    let symbols = |schema: &Schema, field: &str| -> Vec<String> {
+        let Schema::Record(r) = schema else { panic!() };
+        match &r.fields.iter().find(|f| f.name == field).unwrap().schema {
+            Schema::Enum(e) => e.symbols.clone(),
+            s => panic!("{field}: {s:?}"),
+        }
+    };
+    let names = |all: &[&str]| all.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        symbols(&entry_schema().schema, "link_status"),
+        names(
+            &LinkStatus::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+        )
+    );
+    assert_eq!(
+        symbols(&entry_schema().schema, "conversion_status"),
+        names(
+            &ConversionStatus::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+        )
+    );
+    assert_eq!(
+        symbols(&receipt_schema().schema, "kind"),
+        names(
+            &ReceiptKind::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+        )
+    );
+}
+
+#[test]
+fn wrong_schema_and_truncation_are_errors() {
+    let bytes = encode_entry(&entry()).unwrap();
+    assert!(decode_receipt(&bytes).is_err());
+    for cut in [0, 5, 10, 20, bytes.len() - 1] {
+        assert!(decode_entry(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(decode_entry(&longer).is_err());
+}
