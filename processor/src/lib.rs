@@ -1,6 +1,33 @@
 //! Exactly-once dedup, lifecycle joins and the canonical ledger.
 //!
-//! Not built yet: see issue #4. The crate exists so that the workspace has its final shape.
+//! [`ledger`] holds the rules (pure); [`changelog`] encodes the state; [`restore`] rebuilds it
+//! from Kafka; [`exactly_once`] runs the transactional loop; [`pass_through`] is the
+//! benchmark baseline; [`http`] serves metrics and health.
 
-/// What the binary says when it is started before it is built.
-pub const NOT_YET_BUILT: &str = "processor is not implemented yet (issue #4)";
+pub mod changelog;
+pub mod config;
+pub mod exactly_once;
+pub mod http;
+pub mod ledger;
+pub mod metrics;
+pub mod pass_through;
+pub mod restore;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+pub use config::{Config, Mode};
+pub use metrics::Metrics;
+
+/// Runs the configured mode on the calling thread until `shutdown` is set.
+pub fn run(
+    config: Config,
+    metrics: Arc<Metrics>,
+    shutdown: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    match config.mode {
+        Mode::ExactlyOnce => exactly_once::run(config, metrics, shutdown, ready),
+        Mode::PassThrough => pass_through::run(config, metrics, shutdown, ready),
+    }
+}

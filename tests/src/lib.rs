@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests in `tests/`. They run against the real Kafka broker
 //! and ClickHouse server that `scripts/test` starts; see the README.
 
+pub mod processor;
+
 /// The address of a service started by `scripts/stack`, from the environment it exports.
 ///
 /// A missing variable fails the test loudly: these tests never pass without the real stack.

@@ -1,0 +1,145 @@
+//! The state changelog (`processor.state.v1`, compacted): one record per dedup key and per
+//! conversion, the latest value winning, a tombstone when it expires.
+//!
+//! Keys: `e` + the 16-byte event-key hash, or `c` + the conversion key. Values: a format
+//! byte, then postcard. The record goes to the partition number of the input it came from,
+//! so that whoever owns input partition *n* restores exactly changelog partition *n*.
+
+use crate::ledger::{Change, Conversion, Seen};
+
+const SEEN: u8 = b'e';
+const CONVERSION: u8 = b'c';
+const FORMAT_V1: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangelogError {
+    #[error("changelog key is empty or has an unknown prefix")]
+    UnknownKey,
+    #[error("changelog key is not a 16-byte event key")]
+    BadEventKey,
+    #[error("changelog conversion key is not UTF-8")]
+    BadConversionKey,
+    #[error("changelog value has unknown format byte {0}")]
+    UnknownFormat(u8),
+    #[error("changelog value does not decode: {0}")]
+    Value(#[from] postcard::Error),
+}
+
+pub fn key(change: &Change) -> Vec<u8> {
+    match change {
+        Change::Seen(k, _) => {
+            let mut key = Vec::with_capacity(17);
+            key.push(SEEN);
+            key.extend_from_slice(&k.to_be_bytes());
+            key
+        }
+        Change::Conversion(k, _) => {
+            let mut key = Vec::with_capacity(1 + k.len());
+            key.push(CONVERSION);
+            key.extend_from_slice(k.as_bytes());
+            key
+        }
+    }
+}
+
+/// The record value; `None` is a tombstone.
+pub fn value(change: &Change) -> Option<Vec<u8>> {
+    let encoded = match change {
+        Change::Seen(_, Some(s)) => postcard::to_extend(s, vec![FORMAT_V1]),
+        Change::Conversion(_, Some(c)) => postcard::to_extend(c, vec![FORMAT_V1]),
+        Change::Seen(_, None) | Change::Conversion(_, None) => return None,
+    };
+    Some(encoded.expect("state values always serialize"))
+}
+
+fn body(value: &[u8]) -> Result<&[u8], ChangelogError> {
+    match value.split_first() {
+        Some((&FORMAT_V1, rest)) => Ok(rest),
+        Some((&other, _)) => Err(ChangelogError::UnknownFormat(other)),
+        None => Err(ChangelogError::UnknownFormat(0)),
+    }
+}
+
+pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Change, ChangelogError> {
+    match key.split_first() {
+        Some((&SEEN, k)) => {
+            let k: [u8; 16] = k.try_into().map_err(|_| ChangelogError::BadEventKey)?;
+            let seen = value
+                .map(|v| postcard::from_bytes::<Seen>(body(v)?).map_err(ChangelogError::from))
+                .transpose()?;
+            Ok(Change::Seen(u128::from_be_bytes(k), seen))
+        }
+        Some((&CONVERSION, k)) => {
+            let k = std::str::from_utf8(k).map_err(|_| ChangelogError::BadConversionKey)?;
+            let conversion = value
+                .map(|v| postcard::from_bytes::<Conversion>(body(v)?).map_err(ChangelogError::from))
+                .transpose()?;
+            Ok(Change::Conversion(k.to_owned(), conversion))
+        }
+        _ => Err(ChangelogError::UnknownKey),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{event_key, Awaiting};
+    use schemas::{ConversionStatus, EventName};
+
+    fn round_trip(change: Change) {
+        let back = decode(&key(&change), value(&change).as_deref()).unwrap();
+        assert_eq!(back, change);
+    }
+
+    #[test]
+    fn every_change_round_trips() {
+        let seen = Seen {
+            fingerprint: u64::MAX,
+            first_received_ms: 1_764_000_000_000,
+            count: 3,
+        };
+        round_trip(Change::Seen(event_key("evt-1"), Some(seen)));
+        round_trip(Change::Seen(event_key("evt-1"), None));
+        let conversion = Conversion {
+            sale: Some("s".into()),
+            gross_revenue: 49_990_000,
+            net_revenue: -1,
+            lead_status: Some(ConversionStatus::Approved),
+            awaiting: vec![Awaiting {
+                event_id: "r".into(),
+                event_name: EventName::Chargeback,
+                received_ms: 5,
+                is_test: true,
+                reported: false,
+            }],
+            ..Conversion::default()
+        };
+        round_trip(Change::Conversion(
+            "buygoods/order/7".into(),
+            Some(conversion),
+        ));
+        round_trip(Change::Conversion("buygoods/order/7".into(), None));
+    }
+
+    #[test]
+    fn a_dedup_record_stays_small() {
+        let seen = Seen {
+            fingerprint: u64::MAX,
+            first_received_ms: 1_764_000_000_000,
+            count: 1,
+        };
+        let change = Change::Seen(event_key("evt-1"), Some(seen));
+        assert_eq!(key(&change).len(), 17);
+        assert!(value(&change).unwrap().len() <= 18);
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(decode(b"", None).is_err());
+        assert!(decode(b"x123", None).is_err());
+        assert!(decode(b"e123", None).is_err());
+        let k = key(&Change::Seen(1, None));
+        assert!(decode(&k, Some(&[9, 1, 2])).is_err());
+        assert!(decode(&k, Some(&[FORMAT_V1])).is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! Processor configuration: flags and environment variables, with defaults that work against
+//! the local stack (`scripts/stack`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use schemas::topics;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Transactions, dedup and joins: the canonical ledger.
+    ExactlyOnce,
+    /// Copies input values to the ledger topic without transactions or state: the
+    /// benchmark baseline, never a deployment.
+    PassThrough,
+}
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "processor",
+    about = "Exactly-once dedup and lifecycle joins: tracking events in, the canonical ledger out"
+)]
+pub struct Config {
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub kafka_bootstrap_servers: String,
+
+    /// Consumer group shared by all processor instances.
+    #[arg(
+        long,
+        env = "PROCESSOR_GROUP_ID",
+        default_value = "trackledger-processor"
+    )]
+    pub group_id: String,
+
+    /// This instance's stable name, unique among running instances; the transactional ID is
+    /// `<group-id>-<instance-id>`. Defaults to the host name.
+    #[arg(long, env = "PROCESSOR_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
+    #[arg(
+        long,
+        env = "PROCESSOR_MODE",
+        value_enum,
+        default_value = "exactly-once"
+    )]
+    pub mode: Mode,
+
+    #[arg(long, env = "PROCESSOR_INPUT_TOPIC", default_value = topics::EVENTS)]
+    pub input_topic: String,
+    #[arg(long, env = "PROCESSOR_LEDGER_TOPIC", default_value = topics::LEDGER)]
+    pub ledger_topic: String,
+    #[arg(long, env = "PROCESSOR_RECEIPTS_TOPIC", default_value = topics::RECEIPTS)]
+    pub receipts_topic: String,
+    #[arg(long, env = "PROCESSOR_STATE_TOPIC", default_value = topics::PROCESSOR_STATE)]
+    pub state_topic: String,
+    #[arg(long, env = "PROCESSOR_QUARANTINE_TOPIC", default_value = topics::QUARANTINE)]
+    pub quarantine_topic: String,
+
+    /// A transaction commits after this long, or after `max-transaction-events`.
+    #[arg(long, env = "PROCESSOR_COMMIT_INTERVAL_MS", default_value_t = 200)]
+    pub commit_interval_ms: u64,
+
+    /// A transaction commits after this many input events.
+    #[arg(
+        long,
+        env = "PROCESSOR_MAX_TRANSACTION_EVENTS",
+        default_value_t = 20_000
+    )]
+    pub max_transaction_events: usize,
+
+    /// How long an event ID is remembered for dedup, counted from its first receipt; also how
+    /// long an untouched conversion is kept for joins. At least the networks' refund and
+    /// chargeback windows (ClickBank 60 days, card chargebacks up to 180).
+    #[arg(long, env = "PROCESSOR_DEDUP_WINDOW_DAYS", default_value_t = 200)]
+    pub dedup_window_days: u32,
+
+    /// A reversal or lead status still waiting for its original this long after it was
+    /// received is reported as an orphan (once).
+    #[arg(long, env = "PROCESSOR_ORPHAN_HORIZON_HOURS", default_value_t = 72)]
+    pub orphan_horizon_hours: u32,
+
+    /// How often expired state is dropped and orphans are reported.
+    #[arg(long, env = "PROCESSOR_SWEEP_INTERVAL_SECS", default_value_t = 60)]
+    pub sweep_interval_secs: u64,
+
+    /// Consumer group session timeout. A crashed instance's partitions move to the others,
+    /// or back to its restarted self, after this long.
+    #[arg(long, env = "PROCESSOR_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub session_timeout_ms: u64,
+
+    /// Kafka transaction timeout; the broker aborts a transaction left open this long.
+    #[arg(
+        long,
+        env = "PROCESSOR_TRANSACTION_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    pub transaction_timeout_ms: u64,
+
+    /// Address of the `/metrics`, `/healthz` and `/readyz` endpoints.
+    #[arg(long, env = "PROCESSOR_METRICS_BIND", default_value = "127.0.0.1:9101")]
+    pub metrics_bind: SocketAddr,
+}
+
+impl Config {
+    pub fn instance_id(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "processor-0".to_owned())
+        })
+    }
+
+    pub fn transactional_id(&self) -> String {
+        format!("{}-{}", self.group_id, self.instance_id())
+    }
+
+    pub fn commit_interval(&self) -> Duration {
+        Duration::from_millis(self.commit_interval_ms)
+    }
+
+    pub fn dedup_window(&self) -> Duration {
+        Duration::from_secs(u64::from(self.dedup_window_days) * 86_400)
+    }
+
+    pub fn orphan_horizon(&self) -> Duration {
+        Duration::from_secs(u64::from(self.orphan_horizon_hours) * 3_600)
+    }
+
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_secs(self.sweep_interval_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_local_stack_and_the_refund_windows() {
+        let c = Config::parse_from(["processor", "--instance-id", "a"]);
+        assert_eq!(c.kafka_bootstrap_servers, "127.0.0.1:9092");
+        assert_eq!(c.input_topic, topics::EVENTS);
+        assert_eq!(c.transactional_id(), "trackledger-processor-a");
+        assert!(c.dedup_window() >= Duration::from_secs(180 * 86_400));
+        assert_eq!(c.mode, Mode::ExactlyOnce);
+    }
+}

@@ -1,0 +1,576 @@
+//! The exactly-once loop: consume `read_committed`, apply each event to its partition's
+//! ledger, and write the ledger entries, receipts, state changes and the input offsets in
+//! one Kafka transaction.
+//!
+//! Fencing: one transactional producer per instance, `transactional.id` =
+//! `<group-id>-<instance-id>`. A restarted instance reuses its ID, so `init_transactions`
+//! aborts whatever its previous incarnation left open; offsets are committed with the
+//! consumer group's metadata (KIP-447), so a zombie that lost its partitions in a rebalance
+//! is refused by the group coordinator whatever its ID.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use base64::Engine as _;
+use chrono::Utc;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use schemas::avro::ledger::{content_fingerprint, encode_entry, encode_receipt};
+use schemas::validate::FieldError;
+use schemas::{conversion_key, EventCodec, QuarantineRecord, SingleObjectCodec};
+
+use crate::changelog;
+use crate::config::Config;
+use crate::ledger::{Change, Occurrence, PartitionLedger, Position};
+use crate::metrics::Metrics;
+use crate::restore::{restore, ChangelogSource};
+
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+const QUARANTINE_BODY_CAP: usize = 64 * 1024;
+
+/// Why a transaction did not commit.
+#[derive(Debug, thiserror::Error)]
+enum TxnError {
+    /// Aborted; the state in memory is ahead of Kafka and must be rebuilt.
+    #[error("transaction aborted: {0}")]
+    Aborted(KafkaError),
+    /// The producer cannot continue (fenced by a newer instance, or a fatal error).
+    #[error("transactional producer failed: {0:#}")]
+    Fatal(anyhow::Error),
+}
+
+/// Everything the rebalance callbacks and the loop share.
+struct Engine {
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    codec: SingleObjectCodec,
+    producer: BaseProducer,
+    ledgers: HashMap<i32, PartitionLedger>,
+    /// The next input offset per partition, to commit with the open transaction.
+    offsets: HashMap<i32, i64>,
+    txn_open: bool,
+    txn_started: Instant,
+    txn_events: usize,
+    /// Set by a callback that hit an error the loop must stop on.
+    fatal: Option<anyhow::Error>,
+    ready: Arc<AtomicBool>,
+}
+
+struct RebalanceHook {
+    engine: Arc<Mutex<Engine>>,
+}
+
+impl ClientContext for RebalanceHook {}
+
+impl ConsumerContext for RebalanceHook {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut engine = lock(&self.engine);
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                engine.ready.store(false, Ordering::SeqCst);
+                if let Err(e) = engine.commit(consumer) {
+                    // Aborted work is redone by the partitions' next owner.
+                    tracing::warn!(error = %e, "transaction not committed at revocation");
+                    if let TxnError::Fatal(e) = e {
+                        engine.fatal = Some(e);
+                    }
+                }
+                for p in partitions(tpl) {
+                    engine.ledgers.remove(&p);
+                    engine
+                        .metrics
+                        .lag
+                        .remove_label_values(&[&p.to_string()])
+                        .ok();
+                }
+                engine.metrics.assigned_partitions.set(0);
+                tracing::info!(partitions = ?partitions(tpl), "partitions revoked");
+            }
+            Rebalance::Assign(tpl) => {
+                let assigned = partitions(tpl);
+                // Restored before the assignment takes effect, so no event is processed
+                // against missing state.
+                if let Err(e) = engine.restore(&assigned) {
+                    engine.fatal = Some(e);
+                    return;
+                }
+                engine
+                    .metrics
+                    .assigned_partitions
+                    .set(assigned.len() as i64);
+                engine.ready.store(true, Ordering::SeqCst);
+                tracing::info!(partitions = ?assigned, "partitions assigned and restored");
+            }
+            Rebalance::Error(e) => tracing::error!(error = %e, "rebalance failed"),
+        }
+    }
+}
+
+fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
+    engine
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
+fn classify(e: KafkaError) -> TxnError {
+    match &e {
+        KafkaError::Transaction(rd) if rd.txn_requires_abort() => TxnError::Aborted(e),
+        _ => TxnError::Fatal(e.into()),
+    }
+}
+
+impl Engine {
+    fn restore(&mut self, assigned: &[i32]) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let source = ChangelogSource {
+            bootstrap: &self.config.kafka_bootstrap_servers,
+            topic: &self.config.state_topic,
+            group_id: &self.config.group_id,
+        };
+        let (ledgers, records) = restore(&source, assigned)?;
+        self.metrics
+            .restore_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.restored_records.inc_by(records);
+        tracing::info!(
+            records,
+            seconds = started.elapsed().as_secs_f64(),
+            "state restored"
+        );
+        self.ledgers = ledgers;
+        self.update_state_gauges();
+        Ok(())
+    }
+
+    fn update_state_gauges(&self) {
+        let dedup: usize = self.ledgers.values().map(|l| l.seen.len()).sum();
+        let conversions: usize = self.ledgers.values().map(|l| l.conversions.len()).sum();
+        let keys = &self.metrics.state_keys;
+        keys.with_label_values(&["dedup"]).set(dedup as i64);
+        keys.with_label_values(&["conversion"])
+            .set(conversions as i64);
+    }
+
+    fn begin(&mut self) -> Result<(), TxnError> {
+        if !self.txn_open {
+            self.producer.begin_transaction().map_err(classify)?;
+            self.txn_open = true;
+            self.txn_started = Instant::now();
+            self.txn_events = 0;
+        }
+        Ok(())
+    }
+
+    /// Queues one record in the open transaction, waiting while the producer queue is full.
+    fn send(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), TxnError> {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic)
+            .partition(partition)
+            .key(key);
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    self.producer.poll(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(classify(e)),
+            }
+        }
+    }
+
+    fn send_changes(&self, partition: i32, changes: &[Change]) -> Result<(), TxnError> {
+        for change in changes {
+            let value = changelog::value(change);
+            self.send(
+                &self.config.state_topic,
+                partition,
+                &changelog::key(change),
+                value.as_deref(),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, m: &BorrowedMessage<'_>) -> Result<(), TxnError> {
+        self.begin()?;
+        let partition = m.partition();
+        let offset = m.offset();
+        let Some(ledger) = self.ledgers.get_mut(&partition) else {
+            // Cannot happen: restore runs before an assignment takes effect.
+            tracing::error!(partition, offset, "event from a partition without state");
+            return Ok(());
+        };
+        let decoded = match m.payload() {
+            Some(bytes) => self.codec.decode(bytes).map_err(|e| e.to_string()),
+            None => Err("the message has no value".to_owned()),
+        };
+        let event = decoded.and_then(|e| {
+            content_fingerprint(&e)
+                .map(|fp| (e, fp))
+                .map_err(|e| e.to_string())
+        });
+        match event {
+            Ok((event, fingerprint)) => {
+                let key = conversion_key(&event);
+                let at = Position { partition, offset };
+                let outcome = ledger.apply(event, key, fingerprint, at, Utc::now());
+                let outcome_label = match outcome.occurrence() {
+                    Occurrence::First => "first",
+                    Occurrence::Duplicate => "duplicate",
+                    Occurrence::Conflict => "conflict",
+                };
+                if let Some(entry) = &outcome.entry {
+                    match encode_entry(entry) {
+                        Ok(value) => self.send(
+                            &self.config.ledger_topic,
+                            partition,
+                            entry.conversion_key.as_bytes(),
+                            Some(&value),
+                        )?,
+                        Err(e) => {
+                            // The event decoded, so its amounts fit; a failure here is a bug,
+                            // and the event is kept rather than lost.
+                            self.quarantine(m, &format!("ledger entry does not encode: {e}"))?
+                        }
+                    }
+                }
+                if let Some(receipt) = &outcome.receipt {
+                    self.send(
+                        &self.config.receipts_topic,
+                        partition,
+                        receipt.conversion_key.as_bytes(),
+                        Some(&encode_receipt(receipt)),
+                    )?;
+                }
+                self.send_changes(partition, &outcome.changes)?;
+                self.metrics
+                    .events
+                    .with_label_values(&[outcome_label])
+                    .inc();
+            }
+            Err(reason) => {
+                self.quarantine(m, &reason)?;
+                self.metrics
+                    .events
+                    .with_label_values(&["undecodable"])
+                    .inc();
+            }
+        }
+        self.offsets.insert(partition, offset + 1);
+        self.txn_events += 1;
+        Ok(())
+    }
+
+    /// Poison input goes to quarantine inside the transaction, so that it neither blocks
+    /// its partition nor is lost.
+    fn quarantine(&self, m: &BorrowedMessage<'_>, reason: &str) -> Result<(), TxnError> {
+        let body = m.payload().unwrap_or_default();
+        let kept = &body[..body.len().min(QUARANTINE_BODY_CAP)];
+        let record = QuarantineRecord {
+            reason: "undecodable_event".into(),
+            errors: vec![FieldError::new("value", reason)],
+            route: "processor".into(),
+            method: "CONSUME".into(),
+            received_at: Utc::now(),
+            content_type: Some("avro/binary".into()),
+            query: Some(format!(
+                "topic={}&partition={}&offset={}",
+                m.topic(),
+                m.partition(),
+                m.offset()
+            )),
+            body_base64: base64::engine::general_purpose::STANDARD.encode(kept),
+            body_size: body.len(),
+            body_truncated: kept.len() < body.len(),
+        };
+        tracing::warn!(
+            partition = m.partition(),
+            offset = m.offset(),
+            reason,
+            "undecodable event quarantined"
+        );
+        let value = serde_json::to_vec(&record).expect("quarantine records serialize");
+        self.send(
+            &self.config.quarantine_topic,
+            -1,
+            record.key().as_bytes(),
+            Some(&value),
+        )
+    }
+
+    /// Drops expired state and reports orphans, inside the open transaction.
+    fn sweep(&mut self) -> Result<(), TxnError> {
+        self.begin()?;
+        let now = Utc::now();
+        let window = chrono::Duration::from_std(self.config.dedup_window()).unwrap_or_default();
+        let horizon = chrono::Duration::from_std(self.config.orphan_horizon()).unwrap_or_default();
+        let mut partitions: Vec<i32> = self.ledgers.keys().copied().collect();
+        partitions.sort_unstable();
+        for p in partitions {
+            let ledger = self.ledgers.get_mut(&p).expect("listed");
+            let expired = ledger.expire((now - window).timestamp_millis());
+            let report = ledger.report_orphans((now - horizon).timestamp_millis(), now);
+            self.send_changes(p, &expired)?;
+            for receipt in &report.receipts {
+                self.send(
+                    &self.config.receipts_topic,
+                    p,
+                    receipt.conversion_key.as_bytes(),
+                    Some(&encode_receipt(receipt)),
+                )?;
+                tracing::warn!(event_id = %receipt.event_id, conversion = %receipt.conversion_key, "orphaned reversal");
+            }
+            self.send_changes(p, &report.changes)?;
+            self.metrics.orphans.inc_by(report.receipts.len() as u64);
+        }
+        self.update_state_gauges();
+        Ok(())
+    }
+
+    fn commit_due(&self) -> bool {
+        self.txn_open
+            && (self.txn_events >= self.config.max_transaction_events
+                || self.txn_started.elapsed() >= self.config.commit_interval())
+    }
+
+    /// Commits the open transaction with the input offsets it covers.
+    fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), TxnError> {
+        if !self.txn_open {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let result = self.try_commit(consumer);
+        match &result {
+            Ok(()) => {
+                self.metrics
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                self.metrics
+                    .transactions
+                    .with_label_values(&["committed"])
+                    .inc();
+            }
+            Err(TxnError::Aborted(_)) => self.abort(),
+            Err(TxnError::Fatal(_)) => {}
+        }
+        self.txn_open = false;
+        self.offsets.clear();
+        result
+    }
+
+    fn abort(&mut self) {
+        if !self.txn_open {
+            return;
+        }
+        if let Err(e) = self.producer.abort_transaction(KAFKA_TIMEOUT) {
+            tracing::error!(error = %e, "abort failed");
+        }
+        self.txn_open = false;
+        self.offsets.clear();
+        self.metrics
+            .transactions
+            .with_label_values(&["aborted"])
+            .inc();
+    }
+
+    fn try_commit<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), TxnError> {
+        if !self.offsets.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for (p, o) in &self.offsets {
+                tpl.add_partition_offset(&self.config.input_topic, *p, Offset::Offset(*o))
+                    .map_err(|e| TxnError::Fatal(e.into()))?;
+            }
+            let group = consumer
+                .group_metadata()
+                .ok_or_else(|| TxnError::Fatal(anyhow!("the consumer has no group metadata")))?;
+            self.producer
+                .send_offsets_to_transaction(&tpl, &group, KAFKA_TIMEOUT)
+                .map_err(classify)?;
+        }
+        self.producer
+            .commit_transaction(KAFKA_TIMEOUT)
+            .map_err(classify)
+    }
+
+    /// After an abort the state in memory is ahead of Kafka: rebuild it from the changelog
+    /// and rewind the input to the committed offsets.
+    fn rewind<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> anyhow::Result<()> {
+        let assignment = consumer.assignment()?;
+        let assigned = partitions(&assignment);
+        self.restore(&assigned)?;
+        let committed = consumer.committed_offsets(assignment, KAFKA_TIMEOUT)?;
+        for elem in committed.elements() {
+            let offset = match elem.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            consumer.seek(elem.topic(), elem.partition(), offset, KAFKA_TIMEOUT)?;
+        }
+        tracing::warn!(partitions = ?assigned, "rewound to the committed offsets after an abort");
+        Ok(())
+    }
+
+    fn update_lag<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
+        let Ok(position) = consumer.position() else {
+            return;
+        };
+        for elem in position.elements() {
+            let Offset::Offset(pos) = elem.offset() else {
+                continue;
+            };
+            if let Ok((_, high)) =
+                consumer.fetch_watermarks(elem.topic(), elem.partition(), Duration::from_secs(1))
+            {
+                self.metrics
+                    .lag
+                    .with_label_values(&[&elem.partition().to_string()])
+                    .set((high - pos).max(0));
+            }
+        }
+    }
+}
+
+/// Runs the exactly-once loop until `shutdown` is set, then commits and leaves the group.
+pub fn run(
+    config: Config,
+    metrics: Arc<Metrics>,
+    shutdown: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let transactional_id = config.transactional_id();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka_bootstrap_servers)
+        .set("transactional.id", &transactional_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "500000")
+        .set("compression.type", "lz4")
+        .set(
+            "transaction.timeout.ms",
+            config.transaction_timeout_ms.to_string(),
+        )
+        .create()
+        .context("creating the transactional producer")?;
+    // Aborts whatever a previous incarnation with this transactional.id left open.
+    producer
+        .init_transactions(KAFKA_TIMEOUT)
+        .context("initialising transactions")?;
+    tracing::info!(%transactional_id, "transactional producer ready");
+
+    let engine = Arc::new(Mutex::new(Engine {
+        config: config.clone(),
+        metrics: metrics.clone(),
+        codec: SingleObjectCodec::new(),
+        producer,
+        ledgers: HashMap::new(),
+        offsets: HashMap::new(),
+        txn_open: false,
+        txn_started: Instant::now(),
+        txn_events: 0,
+        fatal: None,
+        ready,
+    }));
+    let consumer: BaseConsumer<RebalanceHook> = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka_bootstrap_servers)
+        .set("group.id", &config.group_id)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        .set("fetch.max.bytes", "52428800")
+        .set("queued.max.messages.kbytes", "131072")
+        .create_with_context(RebalanceHook {
+            engine: engine.clone(),
+        })
+        .context("creating the consumer")?;
+    consumer.subscribe(&[&config.input_topic])?;
+
+    let mut last_sweep = Instant::now();
+    let mut last_lag = Instant::now();
+    let result = loop {
+        if shutdown.load(Ordering::SeqCst) {
+            break Ok(());
+        }
+        let polled = consumer.poll(Duration::from_millis(50));
+        let mut engine = lock(&engine);
+        if let Some(fatal) = engine.fatal.take() {
+            break Err(fatal);
+        }
+        let step = match polled {
+            Some(Ok(m)) => engine.process(&m),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer error");
+                Ok(())
+            }
+            None => Ok(()),
+        };
+        let step = step.and_then(|()| {
+            if last_sweep.elapsed() >= config.sweep_interval() && !engine.ledgers.is_empty() {
+                last_sweep = Instant::now();
+                engine.sweep()?;
+            }
+            if engine.commit_due() {
+                engine.commit(&consumer)?;
+            }
+            Ok(())
+        });
+        match step {
+            Ok(()) => {}
+            Err(TxnError::Aborted(e)) => {
+                tracing::warn!(error = %e, "transaction aborted");
+                engine.abort();
+                if let Err(e) = engine.rewind(&consumer) {
+                    break Err(e);
+                }
+            }
+            Err(TxnError::Fatal(e)) => break Err(e.context("transaction failed")),
+        }
+        // Serves delivery reports; commit_transaction waits for the outstanding ones.
+        engine.producer.poll(Duration::ZERO);
+        if last_lag.elapsed() >= Duration::from_secs(5) {
+            last_lag = Instant::now();
+            engine.update_lag(&consumer);
+            engine.update_state_gauges();
+        }
+    };
+
+    let mut guard = lock(&engine);
+    let closing = guard.commit(&consumer);
+    drop(guard);
+    consumer.unsubscribe();
+    drop(consumer);
+    match (result, closing) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) => Err(anyhow!("final commit: {e}")),
+        (Ok(()), Ok(())) => {
+            tracing::info!("committed and left the group");
+            Ok(())
+        }
+    }
+}

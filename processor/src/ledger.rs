@@ -1,0 +1,789 @@
+//! The ledger of one input partition: dedup on `event_id` and the lifecycle joins per
+//! conversion key. Pure: no I/O, so that every rule is unit-tested. The exactly-once engine
+//! feeds it events in offset order and writes what it returns in one Kafka transaction.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use schemas::avro::MONEY_SCALE;
+use schemas::ledger::flags;
+use schemas::{
+    ConversionStatus, EventName, LedgerEntry, LinkStatus, Receipt, ReceiptKind, TrackingEvent,
+};
+use serde::{Deserialize, Serialize};
+
+/// The dedup map key: a 128-bit hash of the `event_id` (xxh3, stable by specification).
+/// Keeping the hash instead of the string is what keeps a dedup key under 50 bytes.
+pub type EventKey = u128;
+
+pub fn event_key(event_id: &str) -> EventKey {
+    xxhash_rust::xxh3::xxh3_128(event_id.as_bytes())
+}
+
+/// What the ledger remembers about an `event_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    /// Content fingerprint of the occurrence that was counted.
+    pub fingerprint: u64,
+    /// When ingest received that occurrence (ms); the dedup window counts from here.
+    pub first_received_ms: i64,
+    /// Occurrences so far, the counted one included.
+    pub count: u32,
+}
+
+/// Money in millionths, the contract's `decimal(18, 6)`, so that state arithmetic is exact
+/// and cheap.
+pub type Micros = i64;
+
+fn micros(amount: Option<Decimal>) -> Micros {
+    amount
+        .map(|a| {
+            let mut a = a;
+            a.rescale(MONEY_SCALE);
+            i64::try_from(a.mantissa()).unwrap_or(i64::MAX)
+        })
+        .unwrap_or(0)
+}
+
+pub fn to_decimal(m: Micros) -> Decimal {
+    Decimal::new(m, MONEY_SCALE).normalize()
+}
+
+/// A reversal or status change recorded before its original arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Awaiting {
+    pub event_id: String,
+    pub event_name: EventName,
+    pub received_ms: i64,
+    pub is_test: bool,
+    /// Whether it has been reported as an orphan already.
+    pub reported: bool,
+}
+
+/// The state of one conversion (a sale with its reversals, or a lead with its statuses).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversion {
+    /// The first SALE's event_id.
+    pub sale: Option<String>,
+    /// The first LEAD's event_id.
+    pub lead: Option<String>,
+    pub gross_revenue: Micros,
+    pub gross_payout: Micros,
+    pub reversed_revenue: Micros,
+    pub net_revenue: Micros,
+    pub net_payout: Micros,
+    pub charged_back: bool,
+    pub canceled: bool,
+    /// The lead's status, which may be known before the lead itself.
+    pub lead_status: Option<ConversionStatus>,
+    pub awaiting: Vec<Awaiting>,
+    /// Last time an event touched the conversion (ms); it expires a window after.
+    pub touched_ms: i64,
+}
+
+impl Conversion {
+    fn sale_status(&self) -> ConversionStatus {
+        if self.sale.is_none() {
+            ConversionStatus::AwaitingOriginal
+        } else if self.charged_back {
+            ConversionStatus::ChargedBack
+        } else if self.reversed_revenue > 0 && self.reversed_revenue >= self.gross_revenue {
+            ConversionStatus::Refunded
+        } else if self.reversed_revenue > 0 {
+            ConversionStatus::PartiallyRefunded
+        } else if self.canceled {
+            ConversionStatus::Canceled
+        } else {
+            ConversionStatus::Sold
+        }
+    }
+
+    fn lead_track_status(&self) -> ConversionStatus {
+        if self.lead.is_none() {
+            ConversionStatus::AwaitingOriginal
+        } else {
+            self.lead_status.unwrap_or(ConversionStatus::Lead)
+        }
+    }
+}
+
+fn lead_rank(s: ConversionStatus) -> u8 {
+    match s {
+        ConversionStatus::Qualified => 1,
+        ConversionStatus::Approved | ConversionStatus::Rejected => 2,
+        _ => 0,
+    }
+}
+
+fn lead_status_of(name: EventName) -> ConversionStatus {
+    match name {
+        EventName::QualifiedLead => ConversionStatus::Qualified,
+        EventName::ApprovedLead => ConversionStatus::Approved,
+        EventName::RejectedLead => ConversionStatus::Rejected,
+        _ => ConversionStatus::Lead,
+    }
+}
+
+/// Keys of the conversions whose lifecycle the ledger joins; clicks and unkeyed events stand
+/// alone.
+fn has_lifecycle(conversion_key: &str) -> bool {
+    !conversion_key.starts_with("click/") && !conversion_key.starts_with("event/")
+}
+
+/// A state change, to be written to the changelog in the same transaction as the output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Seen(EventKey, Option<Seen>),
+    Conversion(String, Option<Conversion>),
+}
+
+/// Where an event was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// What one input event produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub entry: Option<LedgerEntry>,
+    pub receipt: Option<Receipt>,
+    pub changes: Vec<Change>,
+}
+
+/// Which of the three kinds of occurrence an event was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Occurrence {
+    First,
+    Duplicate,
+    Conflict,
+}
+
+impl Outcome {
+    pub fn occurrence(&self) -> Occurrence {
+        match &self.receipt {
+            None => Occurrence::First,
+            Some(r) if r.kind == ReceiptKind::Conflict => Occurrence::Conflict,
+            Some(_) => Occurrence::Duplicate,
+        }
+    }
+}
+
+/// Orphan receipts and the state changes that mark them reported.
+#[derive(Debug, Default)]
+pub struct OrphanReport {
+    pub receipts: Vec<Receipt>,
+    pub changes: Vec<Change>,
+}
+
+/// The dedup and conversion state of one partition.
+#[derive(Debug, Default)]
+pub struct PartitionLedger {
+    pub seen: HashMap<EventKey, Seen>,
+    pub conversions: HashMap<String, Conversion>,
+}
+
+fn fingerprint_hex(fp: u64) -> String {
+    format!("{fp:016x}")
+}
+
+fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+impl PartitionLedger {
+    /// Applies one event read at `at`, whose content fingerprint is `fingerprint`.
+    pub fn apply(
+        &mut self,
+        event: TrackingEvent,
+        conversion_key: String,
+        fingerprint: u64,
+        at: Position,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        let key = event_key(&event.event_id);
+        if let Some(seen) = self.seen.get_mut(&key) {
+            seen.count = seen.count.saturating_add(1);
+            let seen = *seen;
+            let kind = if seen.fingerprint == fingerprint {
+                ReceiptKind::Duplicate
+            } else {
+                ReceiptKind::Conflict
+            };
+            let receipt = Receipt {
+                conversion_key,
+                kind,
+                event_name: event.event_name.as_str().to_owned(),
+                occurrence: i32::try_from(seen.count).unwrap_or(i32::MAX),
+                route: event.route,
+                delivery_attempt: event.delivery_attempt,
+                received_at: event.received_at,
+                first_received_at: DateTime::from_timestamp_millis(seen.first_received_ms)
+                    .unwrap_or_default(),
+                content_fingerprint: fingerprint_hex(fingerprint),
+                first_fingerprint: fingerprint_hex(seen.fingerprint),
+                is_test: event.is_test,
+                recorded_at: now,
+                input_partition: at.partition,
+                input_offset: at.offset,
+                event_id: event.event_id,
+            };
+            return Outcome {
+                entry: None,
+                receipt: Some(receipt),
+                changes: vec![Change::Seen(key, Some(seen))],
+            };
+        }
+
+        let seen = Seen {
+            fingerprint,
+            first_received_ms: millis(event.received_at),
+            count: 1,
+        };
+        self.seen.insert(key, seen);
+        let mut changes = vec![Change::Seen(key, Some(seen))];
+        let entry = if has_lifecycle(&conversion_key) {
+            let conversion = self.conversions.entry(conversion_key.clone()).or_default();
+            let entry = join(conversion, event, conversion_key.clone(), at, now);
+            changes.push(Change::Conversion(conversion_key, Some(conversion.clone())));
+            entry
+        } else {
+            standalone(event, conversion_key, at, now)
+        };
+        Outcome {
+            entry: Some(entry),
+            receipt: None,
+            changes,
+        }
+    }
+
+    /// Forgets event IDs first received, and conversions last touched, before `horizon_ms`.
+    pub fn expire(&mut self, horizon_ms: i64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        self.seen.retain(|key, seen| {
+            let keep = seen.first_received_ms >= horizon_ms;
+            if !keep {
+                changes.push(Change::Seen(*key, None));
+            }
+            keep
+        });
+        self.conversions.retain(|key, c| {
+            let keep = c.touched_ms >= horizon_ms;
+            if !keep {
+                changes.push(Change::Conversion(key.clone(), None));
+            }
+            keep
+        });
+        changes
+    }
+
+    /// Reports, once each, reversals and status changes still waiting for their original
+    /// that were received before `horizon_ms`.
+    pub fn report_orphans(&mut self, horizon_ms: i64, now: DateTime<Utc>) -> OrphanReport {
+        let mut report = OrphanReport::default();
+        for (key, conversion) in &mut self.conversions {
+            let mut touched = false;
+            for a in conversion
+                .awaiting
+                .iter_mut()
+                .filter(|a| !a.reported && a.received_ms < horizon_ms)
+            {
+                a.reported = true;
+                touched = true;
+                let received = DateTime::from_timestamp_millis(a.received_ms).unwrap_or_default();
+                report.receipts.push(Receipt {
+                    event_id: a.event_id.clone(),
+                    conversion_key: key.clone(),
+                    kind: ReceiptKind::Orphaned,
+                    event_name: a.event_name.as_str().to_owned(),
+                    occurrence: 1,
+                    route: String::new(),
+                    delivery_attempt: None,
+                    received_at: received,
+                    first_received_at: received,
+                    content_fingerprint: String::new(),
+                    first_fingerprint: String::new(),
+                    is_test: a.is_test,
+                    recorded_at: now,
+                    input_partition: -1,
+                    input_offset: -1,
+                });
+            }
+            if touched {
+                report
+                    .changes
+                    .push(Change::Conversion(key.clone(), Some(conversion.clone())));
+            }
+        }
+        report
+    }
+
+    /// Applies a changelog record while restoring.
+    pub fn restore(&mut self, change: Change) {
+        match change {
+            Change::Seen(k, Some(s)) => {
+                self.seen.insert(k, s);
+            }
+            Change::Seen(k, None) => {
+                self.seen.remove(&k);
+            }
+            Change::Conversion(k, Some(c)) => {
+                self.conversions.insert(k, c);
+            }
+            Change::Conversion(k, None) => {
+                self.conversions.remove(&k);
+            }
+        }
+    }
+}
+
+fn base_entry(
+    event: TrackingEvent,
+    conversion_key: String,
+    status: ConversionStatus,
+    at: Position,
+    now: DateTime<Utc>,
+) -> LedgerEntry {
+    LedgerEntry {
+        conversion_key,
+        link_status: LinkStatus::None,
+        linked_event_id: None,
+        adopted_event_ids: Vec::new(),
+        signed_revenue: Decimal::ZERO,
+        signed_payout: Decimal::ZERO,
+        conversion_status: status,
+        net_revenue: Decimal::ZERO,
+        net_payout: Decimal::ZERO,
+        flags: Vec::new(),
+        recorded_at: now,
+        input_partition: at.partition,
+        input_offset: at.offset,
+        event,
+    }
+}
+
+/// A click (or an event with no conversion key): counted once, joined to nothing.
+fn standalone(
+    event: TrackingEvent,
+    conversion_key: String,
+    at: Position,
+    now: DateTime<Utc>,
+) -> LedgerEntry {
+    let status = match event.event_name {
+        EventName::Click => ConversionStatus::Clicked,
+        EventName::Sale => ConversionStatus::Sold,
+        _ => lead_status_of(event.event_name),
+    };
+    let revenue = micros(event.revenue);
+    let payout = micros(event.payout);
+    let mut entry = base_entry(event, conversion_key, status, at, now);
+    entry.signed_revenue = to_decimal(revenue);
+    entry.signed_payout = to_decimal(payout);
+    entry.net_revenue = entry.signed_revenue;
+    entry.net_payout = entry.signed_payout;
+    entry
+}
+
+/// The lifecycle join: the entry for a first occurrence within its conversion.
+fn join(
+    c: &mut Conversion,
+    event: TrackingEvent,
+    conversion_key: String,
+    at: Position,
+    now: DateTime<Utc>,
+) -> LedgerEntry {
+    c.touched_ms = c.touched_ms.max(millis(now));
+    let name = event.event_name;
+    let revenue = event.revenue.map(|_| micros(event.revenue));
+    let payout = event.payout.map(|_| micros(event.payout));
+    let event_id = event.event_id.clone();
+    let received_ms = millis(event.received_at);
+    let is_test = event.is_test;
+    let mut entry = base_entry(event, conversion_key, ConversionStatus::Sold, at, now);
+    let (signed_revenue, signed_payout);
+
+    match name {
+        EventName::Sale => {
+            signed_revenue = revenue.unwrap_or(0);
+            signed_payout = payout.unwrap_or(0);
+            c.gross_revenue = c.gross_revenue.saturating_add(signed_revenue);
+            c.gross_payout = c.gross_payout.saturating_add(signed_payout);
+            match &c.sale {
+                // A rebill or another sale on the same order links to the first one.
+                Some(first) => {
+                    entry.link_status = LinkStatus::Linked;
+                    entry.linked_event_id = Some(first.clone());
+                }
+                None => {
+                    c.sale = Some(event_id);
+                    entry.adopted_event_ids = adopt(c, |n| n.is_reversal());
+                    if !entry.adopted_event_ids.is_empty() && c.reversed_revenue > c.gross_revenue {
+                        entry.flags.push(flags::OVER_REVERSAL.into());
+                    }
+                }
+            }
+        }
+        EventName::Refund | EventName::Chargeback | EventName::Canceled => {
+            let full_refund = revenue.is_none() && name != EventName::Canceled;
+            let remaining_revenue = c.net_revenue.max(0);
+            signed_revenue = match revenue {
+                Some(r) => -r,
+                None if c.sale.is_some() && full_refund => -remaining_revenue,
+                None => 0,
+            };
+            signed_payout = match payout {
+                Some(p) => -p,
+                None if c.sale.is_some() && full_refund => -c.net_payout.max(0),
+                None => 0,
+            };
+            if full_refund && c.sale.is_none() {
+                entry.flags.push(flags::AMOUNT_UNKNOWN.into());
+            }
+            if name != EventName::Canceled {
+                c.reversed_revenue = c.reversed_revenue.saturating_sub(signed_revenue);
+            }
+            match name {
+                EventName::Chargeback => c.charged_back = true,
+                EventName::Canceled => c.canceled = true,
+                _ => {}
+            }
+            match &c.sale {
+                Some(sale) => {
+                    entry.link_status = LinkStatus::Linked;
+                    entry.linked_event_id = Some(sale.clone());
+                    if -signed_revenue > remaining_revenue {
+                        entry.flags.push(flags::OVER_REVERSAL.into());
+                    }
+                }
+                None => await_original(c, &mut entry, event_id, name, received_ms, is_test),
+            }
+        }
+        EventName::Lead => {
+            signed_revenue = revenue.unwrap_or(0);
+            signed_payout = payout.unwrap_or(0);
+            match &c.lead {
+                Some(first) => {
+                    entry.link_status = LinkStatus::Linked;
+                    entry.linked_event_id = Some(first.clone());
+                    entry.flags.push(flags::SECOND_ORIGINAL.into());
+                }
+                None => {
+                    c.lead = Some(event_id);
+                    entry.adopted_event_ids = adopt(c, |n| n.is_lead_status());
+                }
+            }
+        }
+        EventName::QualifiedLead | EventName::ApprovedLead | EventName::RejectedLead => {
+            signed_revenue = revenue.unwrap_or(0);
+            signed_payout = payout.unwrap_or(0);
+            let new = lead_status_of(name);
+            match c.lead_status {
+                Some(current) if lead_rank(current) > lead_rank(new) => {
+                    entry.flags.push(flags::STATUS_REGRESSION.into());
+                }
+                Some(current) if current != new && lead_rank(current) == lead_rank(new) => {
+                    entry.flags.push(flags::STATUS_OVERTURNED.into());
+                    c.lead_status = Some(new);
+                }
+                _ => c.lead_status = Some(new),
+            }
+            match &c.lead {
+                Some(lead) => {
+                    entry.link_status = LinkStatus::Linked;
+                    entry.linked_event_id = Some(lead.clone());
+                }
+                None => await_original(c, &mut entry, event_id, name, received_ms, is_test),
+            }
+        }
+        // Clicks are keyed by click ID and never reach a lifecycle join; a CLICK that names an
+        // order is counted without touching the conversion's money.
+        EventName::Click => {
+            signed_revenue = 0;
+            signed_payout = 0;
+        }
+    }
+
+    c.net_revenue = c.net_revenue.saturating_add(signed_revenue);
+    c.net_payout = c.net_payout.saturating_add(signed_payout);
+    entry.signed_revenue = to_decimal(signed_revenue);
+    entry.signed_payout = to_decimal(signed_payout);
+    entry.net_revenue = to_decimal(c.net_revenue);
+    entry.net_payout = to_decimal(c.net_payout);
+    entry.conversion_status = if name == EventName::Click {
+        ConversionStatus::Clicked
+    } else if name == EventName::Lead || name.is_lead_status() {
+        c.lead_track_status()
+    } else {
+        c.sale_status()
+    };
+    entry
+}
+
+fn await_original(
+    c: &mut Conversion,
+    entry: &mut LedgerEntry,
+    event_id: String,
+    event_name: EventName,
+    received_ms: i64,
+    is_test: bool,
+) {
+    entry.link_status = LinkStatus::AwaitingOriginal;
+    c.awaiting.push(Awaiting {
+        event_id,
+        event_name,
+        received_ms,
+        is_test,
+        reported: false,
+    });
+}
+
+/// Takes the awaiting entries the new original adopts.
+fn adopt(c: &mut Conversion, belongs: impl Fn(EventName) -> bool) -> Vec<String> {
+    let (adopted, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut c.awaiting)
+        .into_iter()
+        .partition(|a| belongs(a.event_name));
+    c.awaiting = rest;
+    adopted.into_iter().map(|a| a.event_id).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::{conversion_key, samples};
+
+    struct Fixture {
+        ledger: PartitionLedger,
+        offset: i64,
+    }
+
+    fn now() -> DateTime<Utc> {
+        samples::sale().received_at + chrono::Duration::days(1)
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Self {
+                ledger: PartitionLedger::default(),
+                offset: 0,
+            }
+        }
+
+        fn feed(&mut self, e: TrackingEvent) -> Outcome {
+            self.offset += 1;
+            let fp = schemas::avro::ledger::content_fingerprint(&e).unwrap();
+            let key = conversion_key(&e);
+            self.ledger.apply(
+                e,
+                key,
+                fp,
+                Position {
+                    partition: 0,
+                    offset: self.offset,
+                },
+                now(),
+            )
+        }
+
+        fn entry(&mut self, e: TrackingEvent) -> LedgerEntry {
+            self.feed(e).entry.expect("a ledger entry")
+        }
+    }
+
+    fn dec(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn reversal(id: &str, name: EventName, revenue: Option<&str>) -> TrackingEvent {
+        let mut e = samples::refund();
+        e.event_id = id.into();
+        e.event_name = name;
+        e.revenue = revenue.map(dec);
+        e.payout = None;
+        e
+    }
+
+    #[test]
+    fn a_retry_is_a_duplicate_receipt_and_changed_content_a_conflict() {
+        let mut f = Fixture::new();
+        assert!(f.feed(samples::sale()).entry.is_some());
+
+        let mut retry = samples::sale();
+        retry.received_at += chrono::Duration::seconds(30);
+        retry.delivery_attempt = Some(2);
+        let out = f.feed(retry);
+        assert!(out.entry.is_none());
+        let r = out.receipt.unwrap();
+        assert_eq!((r.kind, r.occurrence), (ReceiptKind::Duplicate, 2));
+        assert_eq!(r.delivery_attempt, Some(2));
+        assert_eq!(r.first_received_at, samples::sale().received_at);
+
+        let mut changed = samples::sale();
+        changed.revenue = Some(dec("99"));
+        let out = f.feed(changed);
+        assert!(out.entry.is_none());
+        let r = out.receipt.unwrap();
+        assert_eq!((r.kind, r.occurrence), (ReceiptKind::Conflict, 3));
+        assert_ne!(r.content_fingerprint, r.first_fingerprint);
+        assert_eq!(f.ledger.seen.len(), 1);
+    }
+
+    #[test]
+    fn refunds_link_to_the_sale_and_net_down_to_refunded() {
+        let mut f = Fixture::new();
+        let sale = f.entry(samples::sale());
+        assert_eq!(sale.conversion_status, ConversionStatus::Sold);
+        assert_eq!(sale.signed_revenue, dec("49.99"));
+
+        let part = f.entry(reversal("r1", EventName::Refund, Some("19.99")));
+        assert_eq!(part.link_status, LinkStatus::Linked);
+        assert_eq!(part.linked_event_id.as_deref(), Some("evt-sale-1001"));
+        assert_eq!(part.signed_revenue, dec("-19.99"));
+        assert_eq!(part.net_revenue, dec("30"));
+        assert_eq!(part.conversion_status, ConversionStatus::PartiallyRefunded);
+        assert!(part.flags.is_empty());
+
+        // No amount: the rest of the sale, payout included.
+        let rest = f.entry(reversal("r2", EventName::Refund, None));
+        assert_eq!(rest.signed_revenue, dec("-30"));
+        assert_eq!(rest.net_revenue, Decimal::ZERO);
+        assert_eq!(rest.net_payout, Decimal::ZERO);
+        assert_eq!(rest.conversion_status, ConversionStatus::Refunded);
+
+        let over = f.entry(reversal("r3", EventName::Chargeback, Some("5")));
+        assert_eq!(over.flags, vec![flags::OVER_REVERSAL.to_owned()]);
+        assert_eq!(over.conversion_status, ConversionStatus::ChargedBack);
+        assert_eq!(over.net_revenue, dec("-5"));
+    }
+
+    #[test]
+    fn a_reversal_before_its_sale_is_recorded_then_adopted() {
+        let mut f = Fixture::new();
+        let early = f.entry(reversal("r1", EventName::Refund, Some("10")));
+        assert_eq!(early.link_status, LinkStatus::AwaitingOriginal);
+        assert_eq!(early.conversion_status, ConversionStatus::AwaitingOriginal);
+        assert_eq!(early.signed_revenue, dec("-10"));
+
+        let sale = f.entry(samples::sale());
+        assert_eq!(sale.adopted_event_ids, vec!["r1".to_owned()]);
+        assert_eq!(sale.net_revenue, dec("39.99"));
+        assert_eq!(sale.conversion_status, ConversionStatus::PartiallyRefunded);
+        assert!(f.ledger.conversions.values().all(|c| c.awaiting.is_empty()));
+    }
+
+    #[test]
+    fn an_early_reversal_larger_than_the_sale_is_flagged_on_adoption() {
+        let mut f = Fixture::new();
+        f.entry(reversal("r1", EventName::Chargeback, Some("60")));
+        let sale = f.entry(samples::sale());
+        assert_eq!(sale.flags, vec![flags::OVER_REVERSAL.to_owned()]);
+        assert_eq!(sale.conversion_status, ConversionStatus::ChargedBack);
+    }
+
+    #[test]
+    fn rebills_link_to_the_first_sale_and_add_to_gross() {
+        let mut f = Fixture::new();
+        f.entry(samples::sale());
+        let mut rebill = samples::sale();
+        rebill.event_id = "rebill-2".into();
+        rebill.rebill_sequence = Some(2);
+        let e = f.entry(rebill);
+        assert_eq!(e.linked_event_id.as_deref(), Some("evt-sale-1001"));
+        assert_eq!(e.net_revenue, dec("99.98"));
+        assert_eq!(e.conversion_status, ConversionStatus::Sold);
+    }
+
+    fn lead_status(id: &str, name: EventName) -> TrackingEvent {
+        let mut e = samples::lead();
+        e.event_id = id.into();
+        e.event_name = name;
+        e
+    }
+
+    #[test]
+    fn lead_statuses_never_move_back_without_a_flag() {
+        let mut f = Fixture::new();
+        assert_eq!(
+            f.entry(samples::lead()).conversion_status,
+            ConversionStatus::Lead
+        );
+        let q = f.entry(lead_status("q", EventName::QualifiedLead));
+        assert_eq!(q.conversion_status, ConversionStatus::Qualified);
+        assert_eq!(q.linked_event_id, Some(samples::lead().event_id));
+        let a = f.entry(lead_status("a", EventName::ApprovedLead));
+        assert_eq!(a.conversion_status, ConversionStatus::Approved);
+
+        let back = f.entry(lead_status("q2", EventName::QualifiedLead));
+        assert_eq!(back.flags, vec![flags::STATUS_REGRESSION.to_owned()]);
+        assert_eq!(back.conversion_status, ConversionStatus::Approved);
+
+        let over = f.entry(lead_status("r", EventName::RejectedLead));
+        assert_eq!(over.flags, vec![flags::STATUS_OVERTURNED.to_owned()]);
+        assert_eq!(over.conversion_status, ConversionStatus::Rejected);
+    }
+
+    #[test]
+    fn a_status_before_its_lead_waits_and_the_lead_takes_it() {
+        let mut f = Fixture::new();
+        let a = f.entry(lead_status("a", EventName::ApprovedLead));
+        assert_eq!(a.link_status, LinkStatus::AwaitingOriginal);
+        let lead = f.entry(samples::lead());
+        assert_eq!(lead.adopted_event_ids, vec!["a".to_owned()]);
+        assert_eq!(lead.conversion_status, ConversionStatus::Approved);
+    }
+
+    #[test]
+    fn orphans_are_reported_once_after_the_horizon() {
+        let mut f = Fixture::new();
+        f.entry(reversal("r1", EventName::Refund, Some("1")));
+        let received = samples::refund().received_at.timestamp_millis();
+        assert!(f.ledger.report_orphans(received, now()).receipts.is_empty());
+        let report = f.ledger.report_orphans(received + 1, now());
+        assert_eq!(report.receipts.len(), 1);
+        assert_eq!(report.receipts[0].kind, ReceiptKind::Orphaned);
+        assert_eq!(report.receipts[0].event_id, "r1");
+        assert_eq!(report.changes.len(), 1);
+        assert!(f.ledger.report_orphans(i64::MAX, now()).receipts.is_empty());
+    }
+
+    #[test]
+    fn clicks_stand_alone_and_expire_with_the_window() {
+        let mut f = Fixture::new();
+        let mut click = samples::click();
+        click.received_at = samples::sale().received_at - chrono::Duration::hours(1);
+        let click = f.entry(click);
+        assert_eq!(click.conversion_status, ConversionStatus::Clicked);
+        assert!(f.ledger.conversions.is_empty());
+        f.entry(samples::sale());
+
+        let sale_received = samples::sale().received_at.timestamp_millis();
+        let changes = f.ledger.expire(sale_received);
+        // The click was received before the sale; the sale's conversion was touched "now".
+        assert_eq!(changes.len(), 1);
+        assert!(matches!(changes[0], Change::Seen(_, None)));
+        assert_eq!(f.ledger.seen.len(), 1);
+        let changes = f.ledger.expire(i64::MAX);
+        assert_eq!(changes.len(), 2);
+        assert!(f.ledger.seen.is_empty() && f.ledger.conversions.is_empty());
+    }
+
+    #[test]
+    fn restoring_the_changes_rebuilds_the_same_state() {
+        let mut f = Fixture::new();
+        let mut restored = PartitionLedger::default();
+        for e in [
+            reversal("r1", EventName::Refund, Some("5")),
+            samples::sale(),
+            samples::sale(),
+            samples::click(),
+            samples::lead(),
+        ] {
+            for c in f.feed(e).changes {
+                restored.restore(c);
+            }
+        }
+        assert_eq!(restored.seen, f.ledger.seen);
+        assert_eq!(restored.conversions, f.ledger.conversions);
+    }
+}

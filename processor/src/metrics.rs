@@ -1,0 +1,118 @@
+//! Prometheus metrics of the processor, served on `GET /metrics`.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Input events by outcome: first, duplicate, conflict, undecodable.
+    pub events: IntCounterVec,
+    /// Consumer lag per input partition (high watermark minus position).
+    pub lag: IntGaugeVec,
+    /// Time to send offsets and commit a transaction.
+    pub commit_seconds: Histogram,
+    /// Transactions by result: committed, aborted.
+    pub transactions: IntCounterVec,
+    /// Reversals and lead statuses reported as orphans.
+    pub orphans: IntCounter,
+    /// State entries held, by kind: dedup, conversion.
+    pub state_keys: IntGaugeVec,
+    /// Time to restore the state of newly assigned partitions.
+    pub restore_seconds: Histogram,
+    /// Changelog records read while restoring.
+    pub restored_records: IntCounter,
+    /// Input partitions this instance owns.
+    pub assigned_partitions: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("processor".into()), None).expect("registry");
+        let seconds = [
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
+        let m = Self {
+            events: IntCounterVec::new(
+                Opts::new("events_total", "Input events by outcome"),
+                &["outcome"],
+            )
+            .unwrap(),
+            lag: IntGaugeVec::new(
+                Opts::new(
+                    "consumer_lag",
+                    "Input messages not yet processed, by partition",
+                ),
+                &["partition"],
+            )
+            .unwrap(),
+            commit_seconds: Histogram::with_opts(
+                HistogramOpts::new("transaction_commit_seconds", "Time to commit a transaction")
+                    .buckets(seconds.to_vec()),
+            )
+            .unwrap(),
+            transactions: IntCounterVec::new(
+                Opts::new("transactions_total", "Transactions by result"),
+                &["result"],
+            )
+            .unwrap(),
+            orphans: IntCounter::new(
+                "orphans_total",
+                "Reversals and lead statuses reported as orphans",
+            )
+            .unwrap(),
+            state_keys: IntGaugeVec::new(
+                Opts::new("state_keys", "State entries held, by kind"),
+                &["kind"],
+            )
+            .unwrap(),
+            restore_seconds: Histogram::with_opts(
+                HistogramOpts::new("restore_seconds", "Time to restore assigned partitions")
+                    .buckets(seconds.to_vec()),
+            )
+            .unwrap(),
+            restored_records: IntCounter::new(
+                "restored_records_total",
+                "Changelog records read while restoring",
+            )
+            .unwrap(),
+            assigned_partitions: IntGauge::new(
+                "assigned_partitions",
+                "Input partitions this instance owns",
+            )
+            .unwrap(),
+            registry,
+        };
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(m.events.clone()),
+            Box::new(m.lag.clone()),
+            Box::new(m.commit_seconds.clone()),
+            Box::new(m.transactions.clone()),
+            Box::new(m.orphans.clone()),
+            Box::new(m.state_keys.clone()),
+            Box::new(m.restore_seconds.clone()),
+            Box::new(m.restored_records.clone()),
+            Box::new(m.assigned_partitions.clone()),
+        ];
+        for c in collectors {
+            m.registry.register(c).expect("unique metric names");
+        }
+        m
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
+        String::from_utf8(out).expect("UTF-8")
+    }
+}

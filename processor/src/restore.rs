@@ -1,0 +1,92 @@
+//! Rebuilds the state of assigned partitions from the changelog before processing resumes:
+//! each changelog partition is read, `read_committed`, from its start to its end.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::changelog;
+use crate::ledger::PartitionLedger;
+
+/// Where the changelog is.
+pub struct ChangelogSource<'a> {
+    pub bootstrap: &'a str,
+    pub topic: &'a str,
+    pub group_id: &'a str,
+}
+
+/// The state of `partitions`, each as its changelog partition holds it now.
+pub fn restore(
+    source: &ChangelogSource<'_>,
+    partitions: &[i32],
+) -> anyhow::Result<(HashMap<i32, PartitionLedger>, u64)> {
+    let mut ledgers: HashMap<i32, PartitionLedger> = partitions
+        .iter()
+        .map(|p| (*p, PartitionLedger::default()))
+        .collect();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", source.bootstrap)
+        .set("group.id", format!("{}-restore", source.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("queued.max.messages.kbytes", "262144")
+        .create()
+        .context("creating the restore consumer")?;
+
+    let mut tpl = TopicPartitionList::new();
+    let mut pending = HashSet::new();
+    for &p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(source.topic, p, Duration::from_secs(30))
+            .with_context(|| format!("watermarks of {}/{p}", source.topic))?;
+        if high > low {
+            tpl.add_partition_offset(source.topic, p, Offset::Beginning)?;
+            pending.insert(p);
+        }
+    }
+    if pending.is_empty() {
+        return Ok((ledgers, 0));
+    }
+    consumer.assign(&tpl)?;
+
+    let mut records = 0u64;
+    let mut last_report = Instant::now();
+    while !pending.is_empty() {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                let change = changelog::decode(m.key().unwrap_or_default(), m.payload())
+                    .with_context(|| {
+                        format!(
+                            "changelog record {}/{}@{}",
+                            source.topic,
+                            m.partition(),
+                            m.offset()
+                        )
+                    })?;
+                if let Some(ledger) = ledgers.get_mut(&m.partition()) {
+                    ledger.restore(change);
+                }
+                records += 1;
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                pending.remove(&p);
+            }
+            Some(Err(e)) => return Err(e).context("reading the changelog"),
+            None => {}
+        }
+        if last_report.elapsed() > Duration::from_secs(10) {
+            tracing::info!(records, waiting = ?pending, "restoring state");
+            last_report = Instant::now();
+        }
+    }
+    Ok((ledgers, records))
+}

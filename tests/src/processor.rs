@@ -1,0 +1,655 @@
+//! Helpers for the processor tests: private topics, the real `processor` binary as a child
+//! process, producing events, and reading the committed ledger back.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use schemas::avro::ledger::{decode_entry, decode_receipt};
+use schemas::{conversion_key, EventCodec, LedgerEntry, Receipt, SingleObjectCodec, TrackingEvent};
+
+use crate::{kafka_bootstrap, unique_name};
+
+/// Input partitions of the private topics (the deployment's keyed topics have 6).
+pub const PARTITIONS: i32 = 6;
+
+/// A private set of the processor's topics and consumer group.
+#[derive(Clone, Debug)]
+pub struct ProcessorTopics {
+    pub input: String,
+    pub ledger: String,
+    pub receipts: String,
+    pub state: String,
+    pub quarantine: String,
+    pub group: String,
+}
+
+impl ProcessorTopics {
+    pub async fn create(prefix: &str) -> Self {
+        let name = unique_name(prefix);
+        let t = Self {
+            input: format!("{name}.events"),
+            ledger: format!("{name}.ledger"),
+            receipts: format!("{name}.receipts"),
+            state: format!("{name}.state"),
+            quarantine: format!("{name}.quarantine"),
+            group: format!("{name}.processor"),
+        };
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", kafka_bootstrap())
+            .create()
+            .expect("admin client");
+        let compacted = [("cleanup.policy", "compact")];
+        let topics: Vec<NewTopic> = [&t.input, &t.ledger, &t.receipts, &t.state, &t.quarantine]
+            .into_iter()
+            .map(|name| {
+                let topic = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1));
+                if *name == t.state {
+                    compacted
+                        .iter()
+                        .fold(topic, |topic, (k, v)| topic.set(k, v))
+                } else {
+                    topic
+                }
+            })
+            .collect();
+        for result in admin
+            .create_topics(&topics, &AdminOptions::new())
+            .await
+            .expect("create topics")
+        {
+            result.expect("topic created");
+        }
+        t
+    }
+
+    /// The processor's flags for these topics.
+    pub fn args(&self) -> Vec<String> {
+        [
+            ("--input-topic", &self.input),
+            ("--ledger-topic", &self.ledger),
+            ("--receipts-topic", &self.receipts),
+            ("--state-topic", &self.state),
+            ("--quarantine-topic", &self.quarantine),
+            ("--group-id", &self.group),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_owned(), v.clone()])
+        .collect()
+    }
+}
+
+/// A binary of this workspace, built by `cargo build --workspace` next to the test binary.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace first (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The real processor binary, running as a child process.
+pub struct ProcessorProcess {
+    child: Child,
+    pub instance: String,
+    port: u16,
+}
+
+impl ProcessorProcess {
+    pub fn spawn(topics: &ProcessorTopics, instance: &str, extra: &[&str]) -> Self {
+        let log_dir = std::env::var("STACK_RUN_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| std::env::temp_dir());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_dir.join(format!("{}-{instance}.log", topics.group)))
+            .expect("processor log file");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(workspace_bin("processor"))
+            .args(topics.args())
+            .args(["--instance-id", instance])
+            .args(["--metrics-bind", &format!("127.0.0.1:{port}")])
+            .args([
+                "--commit-interval-ms",
+                "100",
+                "--session-timeout-ms",
+                "6000",
+            ])
+            .args(extra)
+            .env("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn processor");
+        Self {
+            child,
+            instance: instance.to_owned(),
+            port,
+        }
+    }
+
+    /// The status line of `GET path` on the processor's metrics port, if it answers.
+    pub fn get(&self, path: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(conn, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).ok()?;
+        Some(answer)
+    }
+
+    /// Waits until `/readyz` says the processor owns restored partitions.
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self
+                .get("/readyz")
+                .is_some_and(|a| a.starts_with("HTTP/1.0 200"))
+            {
+                return;
+            }
+            assert!(
+                self.is_running(),
+                "processor {} exited; see its log",
+                self.instance
+            );
+            assert!(
+                Instant::now() < deadline,
+                "processor {} not ready in {timeout:?}",
+                self.instance
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no commit, no abort, no goodbye.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(
+                    status.success(),
+                    "processor {} exited with {status}",
+                    self.instance
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "processor {} did not stop",
+                self.instance
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+}
+
+impl Drop for ProcessorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An idempotent producer of encoded events, keyed by conversion like ingest.
+pub struct EventProducer {
+    producer: ThreadedProducer<DefaultProducerContext>,
+    codec: SingleObjectCodec,
+    topic: String,
+}
+
+impl EventProducer {
+    pub fn new(topic: &str) -> Self {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", kafka_bootstrap())
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        Self {
+            producer,
+            codec: SingleObjectCodec::new(),
+            topic: topic.to_owned(),
+        }
+    }
+
+    pub fn send(&self, e: &TrackingEvent) {
+        self.send_raw(&conversion_key(e), &self.codec.encode(e).expect("encodes"));
+    }
+
+    pub fn send_raw(&self, key: &str, value: &[u8]) {
+        let mut record = BaseRecord::<str, [u8]>::to(&self.topic)
+            .key(key)
+            .payload(value);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(_), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
+        }
+    }
+
+    pub fn flush(&self) {
+        self.producer
+            .flush(Duration::from_secs(30))
+            .expect("all events delivered");
+    }
+}
+
+/// Waits until the group has committed every input offset (or panics after `timeout`).
+pub fn wait_caught_up(topics: &ProcessorTopics, timeout: Duration) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", &topics.group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut tpl = TopicPartitionList::new();
+        let mut highs = HashMap::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(&topics.input, p);
+            let (_, high) = consumer
+                .fetch_watermarks(&topics.input, p, Duration::from_secs(10))
+                .expect("watermarks");
+            highs.insert(p, high);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        let behind: i64 = committed
+            .elements()
+            .iter()
+            .map(|e| {
+                let at = match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => 0,
+                };
+                highs[&e.partition()] - at
+            })
+            .sum();
+        if behind == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processor still {behind} events behind after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every committed record of `topic`, read `read_committed` to the end of each partition.
+pub fn read_committed(topic: &str) -> Vec<(i32, i64, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", unique_name("read"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    let mut pending = std::collections::HashSet::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+        pending.insert(p);
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pending.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{topic} not read to its end in 60 s"
+        );
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => out.push((
+                m.partition(),
+                m.offset(),
+                m.payload().unwrap_or_default().to_vec(),
+            )),
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                pending.remove(&p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// The committed ledger, in offset order within each partition.
+pub fn read_ledger(topics: &ProcessorTopics) -> Vec<LedgerEntry> {
+    let mut records = read_committed(&topics.ledger);
+    records.sort_by_key(|(p, o, _)| (*p, *o));
+    records
+        .into_iter()
+        .map(|(_, _, v)| decode_entry(&v).expect("ledger entry decodes"))
+        .collect()
+}
+
+/// The committed receipts.
+pub fn read_receipts(topics: &ProcessorTopics) -> Vec<Receipt> {
+    read_committed(&topics.receipts)
+        .into_iter()
+        .map(|(_, _, v)| decode_receipt(&v).expect("receipt decodes"))
+        .collect()
+}
+
+/// A mixed input stream and what the ledger must hold after it, computed here from the
+/// stream's construction rather than by the processor's rules.
+pub struct Scenario {
+    /// Events in the order they are produced.
+    pub events: Vec<TrackingEvent>,
+    /// Every event_id that must appear exactly once in the ledger.
+    pub unique_ids: std::collections::BTreeSet<String>,
+    /// Repeated sends with the same content.
+    pub duplicates: usize,
+    /// Repeated sends with the same event_id and different content.
+    pub conflicts: usize,
+    /// Net revenue in micros per sale conversion key, after all its events.
+    pub net_revenue: HashMap<String, i64>,
+    /// Final status per lead conversion key.
+    pub lead_status: HashMap<String, &'static str>,
+    /// Reversals and statuses sent before their original: event_id -> original's event_id.
+    pub early: HashMap<String, String>,
+    /// Reversals sent after their sale: event_id -> the sale's event_id.
+    pub linked: HashMap<String, String>,
+    /// event_ids of test events.
+    pub test_ids: std::collections::BTreeSet<String>,
+}
+
+/// Deterministic choice in [0, 100) for item `i` under `salt`.
+fn pct(i: usize, salt: u64) -> u64 {
+    let mut x = (i as u64).wrapping_add(salt.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x % 100
+}
+
+impl Scenario {
+    /// `n` conversions (clicks, sales, leads) with 10% duplicates, 5% refunds, 2%
+    /// chargebacks, out-of-order reversals, lead status chains, test events and conflicts.
+    pub fn mixed(run: &str, n: usize) -> Self {
+        use chrono::Utc;
+        use rust_decimal::Decimal;
+        use schemas::EventName;
+
+        let now = Utc::now();
+        let mut s = Scenario {
+            events: Vec::new(),
+            unique_ids: Default::default(),
+            duplicates: 0,
+            conflicts: 0,
+            net_revenue: HashMap::new(),
+            lead_status: HashMap::new(),
+            early: HashMap::new(),
+            linked: HashMap::new(),
+            test_ids: Default::default(),
+        };
+        let base = |id: String, name: EventName| {
+            let mut e = TrackingEvent::new(
+                id,
+                name,
+                now - chrono::Duration::hours(1),
+                now,
+                schemas::FIRST_PARTY,
+                "/v1/events",
+            );
+            e.offer_id = Some("offer-a".into());
+            e.currency = Some("USD".into());
+            e
+        };
+        let mut originals = Vec::new();
+        for i in 0..n {
+            let mut group = Vec::new();
+            match i % 3 {
+                0 => {
+                    let mut click = base(format!("{run}-click-{i}"), EventName::Click);
+                    click.click_id = Some(format!("{run}-c{i}"));
+                    group.push(click);
+                }
+                1 => {
+                    let order = format!("{run}-o{i}");
+                    let revenue = 10_000_000 + (i as i64 % 50) * 1_000_000;
+                    let mut sale = base(format!("{run}-sale-{i}"), EventName::Sale);
+                    sale.order_id = Some(order.clone());
+                    sale.revenue = Some(Decimal::new(revenue, 6));
+                    sale.payout = Some(Decimal::new(revenue / 4, 6));
+                    sale.is_test = pct(i, 7) < 3;
+                    let key = conversion_key(&sale);
+                    let mut net = revenue;
+                    // 5% of conversions get a refund, 2% a chargeback (15% and 6% of sales).
+                    let reversal = match pct(i, 1) {
+                        0..15 => Some((EventName::Refund, revenue / 2)),
+                        15..21 => Some((EventName::Chargeback, revenue)),
+                        _ => None,
+                    };
+                    let mut before = Vec::new();
+                    let mut after = Vec::new();
+                    if let Some((name, amount)) = reversal {
+                        let mut r = base(format!("{run}-{name}-{i}"), name);
+                        r.order_id = Some(order.clone());
+                        r.revenue = Some(Decimal::new(amount, 6));
+                        r.is_test = sale.is_test;
+                        net -= amount;
+                        if pct(i, 2) < 30 {
+                            s.early.insert(r.event_id.clone(), sale.event_id.clone());
+                            before.push(r);
+                        } else {
+                            s.linked.insert(r.event_id.clone(), sale.event_id.clone());
+                            after.push(r);
+                        }
+                    }
+                    s.net_revenue.insert(key, net);
+                    group.extend(before);
+                    group.push(sale);
+                    group.extend(after);
+                }
+                _ => {
+                    let lead_id = format!("{run}-l{i}");
+                    let mut lead = base(format!("{run}-lead-{i}"), EventName::Lead);
+                    lead.lead_id = Some(lead_id.clone());
+                    let key = conversion_key(&lead);
+                    let mut chain = vec![(EventName::QualifiedLead, "q")];
+                    let last = if pct(i, 3) < 30 {
+                        (EventName::RejectedLead, "r")
+                    } else {
+                        (EventName::ApprovedLead, "a")
+                    };
+                    chain.push(last);
+                    s.lead_status.insert(
+                        key,
+                        if last.0 == EventName::RejectedLead {
+                            "REJECTED"
+                        } else {
+                            "APPROVED"
+                        },
+                    );
+                    let statuses: Vec<TrackingEvent> = chain
+                        .into_iter()
+                        .map(|(name, tag)| {
+                            let mut st = base(format!("{run}-lead-{i}-{tag}"), name);
+                            st.lead_id = Some(lead_id.clone());
+                            st
+                        })
+                        .collect();
+                    if pct(i, 4) < 20 {
+                        // The qualification arrives before the lead itself.
+                        let mut statuses = statuses.into_iter();
+                        let first = statuses.next().unwrap();
+                        s.early
+                            .insert(first.event_id.clone(), lead.event_id.clone());
+                        group.push(first);
+                        group.push(lead);
+                        group.extend(statuses);
+                    } else {
+                        group.push(lead);
+                        group.extend(statuses);
+                    }
+                }
+            }
+            for e in &group {
+                s.unique_ids.insert(e.event_id.clone());
+                if e.is_test {
+                    s.test_ids.insert(e.event_id.clone());
+                }
+            }
+            originals.extend(group);
+        }
+        // Duplicates (10%) and conflicts (1%) follow their original in the stream.
+        let mut repeats = Vec::new();
+        for (i, e) in originals.iter().enumerate() {
+            let p = pct(i, 5);
+            if p < 10 {
+                let mut again = e.clone();
+                again.received_at = now + chrono::Duration::seconds(5);
+                again.delivery_attempt = Some(2);
+                repeats.push((i, again));
+                s.duplicates += 1;
+            } else if p == 10 {
+                let mut changed = e.clone();
+                changed.source = Some("changed".into());
+                repeats.push((i, changed));
+                s.conflicts += 1;
+            }
+        }
+        let mut repeats = repeats.into_iter().peekable();
+        for (i, e) in originals.into_iter().enumerate() {
+            s.events.push(e);
+            while let Some((_, r)) = repeats.next_if(|(j, _)| *j + 5 <= i) {
+                s.events.push(r);
+            }
+        }
+        s.events.extend(repeats.map(|(_, r)| r));
+        s
+    }
+
+    /// Checks the committed ledger and receipts against the scenario, exactly.
+    pub fn check(&self, ledger: &[LedgerEntry], receipts: &[Receipt]) {
+        use schemas::{LinkStatus, ReceiptKind};
+
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for e in ledger {
+            *seen.entry(e.event.event_id.as_str()).or_default() += 1;
+        }
+        let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(doubled.is_empty(), "entries counted twice: {doubled:?}");
+        let missing: Vec<_> = self
+            .unique_ids
+            .iter()
+            .filter(|id| !seen.contains_key(id.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{} entries missing: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        assert_eq!(ledger.len(), self.unique_ids.len(), "ledger size");
+
+        let by_id: HashMap<&str, &LedgerEntry> = ledger
+            .iter()
+            .map(|e| (e.event.event_id.as_str(), e))
+            .collect();
+        for (id, original) in &self.early {
+            let e = by_id[id.as_str()];
+            assert_eq!(e.link_status, LinkStatus::AwaitingOriginal, "{id}");
+            assert!(
+                by_id[original.as_str()].adopted_event_ids.contains(id),
+                "{original} adopts {id}"
+            );
+        }
+        for (id, sale) in &self.linked {
+            let e = by_id[id.as_str()];
+            assert_eq!(e.link_status, LinkStatus::Linked, "{id}");
+            assert_eq!(e.linked_event_id.as_deref(), Some(sale.as_str()), "{id}");
+        }
+        for id in &self.unique_ids {
+            assert_eq!(
+                by_id[id.as_str()].event.is_test,
+                self.test_ids.contains(id),
+                "{id}"
+            );
+        }
+        // The last entry of a conversion carries its final net and status.
+        let mut last: HashMap<&str, &LedgerEntry> = HashMap::new();
+        for e in ledger {
+            last.insert(e.conversion_key.as_str(), e);
+        }
+        for (key, net) in &self.net_revenue {
+            assert_eq!(
+                last[key.as_str()].net_revenue,
+                rust_decimal::Decimal::new(*net, 6).normalize(),
+                "net revenue of {key}"
+            );
+        }
+        for (key, status) in &self.lead_status {
+            assert_eq!(
+                last[key.as_str()].conversion_status.as_str(),
+                *status,
+                "{key}"
+            );
+        }
+
+        let count = |kind| receipts.iter().filter(|r| r.kind == kind).count();
+        assert_eq!(
+            count(ReceiptKind::Duplicate),
+            self.duplicates,
+            "duplicate receipts"
+        );
+        assert_eq!(
+            count(ReceiptKind::Conflict),
+            self.conflicts,
+            "conflict receipts"
+        );
+        assert_eq!(count(ReceiptKind::Orphaned), 0, "orphans");
+    }
+}

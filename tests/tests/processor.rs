@@ -1,0 +1,155 @@
+//! The processor against the real broker, run as the real binary in child processes:
+//! an exact scenario, poison input, SIGKILL crashes under a live stream, and a rebalance.
+
+use std::time::{Duration, Instant};
+
+use schemas::QuarantineRecord;
+use tests::processor::{
+    read_committed, read_ledger, read_receipts, wait_caught_up, EventProducer, ProcessorProcess,
+    ProcessorTopics, Scenario,
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mixed_stream_becomes_an_exact_ledger() {
+    let topics = ProcessorTopics::create("proc-scenario").await;
+    let scenario = Scenario::mixed("scn", 3_000);
+    let producer = EventProducer::new(&topics.input);
+    for e in &scenario.events {
+        producer.send(e);
+    }
+    // Poison: neither Avro nor an event. It must not block its partition.
+    producer.send_raw("first_party/order/poison", b"{\"not\": \"avro\"}");
+    producer.flush();
+
+    let processor = ProcessorProcess::spawn(&topics, "a", &[]);
+    tokio::task::spawn_blocking({
+        let topics = topics.clone();
+        move || wait_caught_up(&topics, Duration::from_secs(120))
+    })
+    .await
+    .unwrap();
+    processor.terminate();
+
+    scenario.check(&read_ledger(&topics), &read_receipts(&topics));
+    let quarantined: Vec<QuarantineRecord> = read_committed(&topics.quarantine)
+        .into_iter()
+        .map(|(_, _, v)| serde_json::from_slice(&v).unwrap())
+        .collect();
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0].reason, "undecodable_event");
+    assert_eq!(quarantined[0].body_size, 15);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_remembers_what_it_counted() {
+    let topics = ProcessorTopics::create("proc-restart").await;
+    let scenario = Scenario::mixed("rst", 300);
+    let producer = EventProducer::new(&topics.input);
+    let half = scenario.events.len() / 2;
+    for e in &scenario.events[..half] {
+        producer.send(e);
+    }
+    producer.flush();
+    let first = ProcessorProcess::spawn(&topics, "a", &[]);
+    let t = topics.clone();
+    tokio::task::spawn_blocking(move || wait_caught_up(&t, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    first.terminate();
+
+    // Everything again: the first half is now all duplicates, found in the restored state.
+    for e in &scenario.events {
+        producer.send(e);
+    }
+    producer.flush();
+    let second = ProcessorProcess::spawn(&topics, "a", &[]);
+    let t = topics.clone();
+    tokio::task::spawn_blocking(move || wait_caught_up(&t, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    second.terminate();
+
+    let ledger = read_ledger(&topics);
+    let receipts = read_receipts(&topics);
+    assert_eq!(ledger.len(), scenario.unique_ids.len());
+    let resent = half + scenario.duplicates + scenario.conflicts;
+    assert_eq!(receipts.len(), resent);
+}
+
+/// Produces the scenario over about `seconds`, in small steps, from a thread.
+fn stream(
+    topics: &ProcessorTopics,
+    scenario: &Scenario,
+    seconds: u64,
+) -> std::thread::JoinHandle<()> {
+    let events = scenario.events.clone();
+    let topic = topics.input.clone();
+    std::thread::spawn(move || {
+        let producer = EventProducer::new(&topic);
+        let steps = 100;
+        let per_step = events.len().div_ceil(steps);
+        for chunk in events.chunks(per_step) {
+            for e in chunk {
+                producer.send(e);
+            }
+            producer.flush();
+            std::thread::sleep(Duration::from_millis(seconds * 1000 / steps as u64));
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_random_points_loses_and_doubles_nothing() {
+    let topics = ProcessorTopics::create("proc-crash").await;
+    let scenario = Scenario::mixed("crash", 6_000);
+    let feeder = stream(&topics, &scenario, 40);
+
+    let mut kills = 0;
+    let started = Instant::now();
+    while kills < 6 {
+        let mut p = ProcessorProcess::spawn(&topics, "a", &[]);
+        p.wait_ready(Duration::from_secs(60));
+        // A pseudo-random lifetime of 0.1 to 2.5 s once processing: kills land
+        // mid-transaction, between commits, and during commits.
+        let nanos = u64::from(Instant::now().duration_since(started).subsec_nanos());
+        std::thread::sleep(Duration::from_millis(100 + nanos % 2_400));
+        assert!(p.is_running(), "processor exited on its own; see its log");
+        p.kill();
+        kills += 1;
+    }
+    assert!(
+        !feeder.is_finished(),
+        "input must still be arriving at the last kill"
+    );
+    feeder.join().unwrap();
+
+    let last = ProcessorProcess::spawn(&topics, "a", &[]);
+    let t = topics.clone();
+    tokio::task::spawn_blocking(move || wait_caught_up(&t, Duration::from_secs(180)))
+        .await
+        .unwrap();
+    last.terminate();
+    scenario.check(&read_ledger(&topics), &read_receipts(&topics));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_share_the_partitions_and_one_leaves_mid_stream() {
+    let topics = ProcessorTopics::create("proc-rebalance").await;
+    let scenario = Scenario::mixed("rebal", 6_000);
+    let feeder = stream(&topics, &scenario, 20);
+
+    let a = ProcessorProcess::spawn(&topics, "a", &[]);
+    let mut b = ProcessorProcess::spawn(&topics, "b", &[]);
+    std::thread::sleep(Duration::from_secs(10));
+    assert!(b.is_running());
+    // `a` leaves while input is still arriving; `b` takes its partitions and their state.
+    a.terminate();
+    feeder.join().unwrap();
+
+    let t = topics.clone();
+    tokio::task::spawn_blocking(move || wait_caught_up(&t, Duration::from_secs(180)))
+        .await
+        .unwrap();
+    b.terminate();
+    scenario.check(&read_ledger(&topics), &read_receipts(&topics));
+}
