@@ -2,6 +2,7 @@
 //! the local stack (`scripts/stack`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -61,6 +62,13 @@ pub struct Config {
     pub state_topic: String,
     #[arg(long, env = "PROCESSOR_QUARANTINE_TOPIC", default_value = topics::QUARANTINE)]
     pub quarantine_topic: String,
+    #[arg(long, env = "PROCESSOR_OUTBOX_TOPIC", default_value = topics::POSTBACK_OUTBOX)]
+    pub outbox_topic: String,
+
+    /// Destinations file (TOML) routing ledger entries to the postback outbox; without one,
+    /// nothing is forwarded.
+    #[arg(long, env = "PROCESSOR_DESTINATIONS_FILE")]
+    pub destinations_file: Option<PathBuf>,
 
     /// A transaction commits after this long, or after `max-transaction-events`.
     #[arg(long, env = "PROCESSOR_COMMIT_INTERVAL_MS", default_value_t = 200)]

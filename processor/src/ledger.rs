@@ -2,8 +2,6 @@
 //! conversion key. Pure: no I/O, so that every rule is unit-tested. The exactly-once engine
 //! feeds it events in offset order and writes what it returns in one Kafka transaction.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use schemas::avro::MONEY_SCALE;
@@ -131,7 +129,14 @@ fn has_lifecycle(conversion_key: &str) -> bool {
     !conversion_key.starts_with("click/") && !conversion_key.starts_with("event/")
 }
 
-/// A state change, to be written to the changelog in the same transaction as the output.
+/// A piece of state that changed; the changelog gets its value as of the commit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StateKey {
+    Seen(EventKey),
+    Conversion(String),
+}
+
+/// A changelog record: the value of a state key, `None` once it is gone.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Seen(EventKey, Option<Seen>),
@@ -150,7 +155,7 @@ pub struct Position {
 pub struct Outcome {
     pub entry: Option<LedgerEntry>,
     pub receipt: Option<Receipt>,
-    pub changes: Vec<Change>,
+    pub changed: Vec<StateKey>,
 }
 
 /// Which of the three kinds of occurrence an event was.
@@ -175,7 +180,7 @@ impl Outcome {
 #[derive(Debug, Default)]
 pub struct OrphanReport {
     pub receipts: Vec<Receipt>,
-    pub changes: Vec<Change>,
+    pub changed: Vec<StateKey>,
 }
 
 /// The dedup and conversion state of one partition.
@@ -184,6 +189,10 @@ pub struct PartitionLedger {
     pub seen: HashMap<EventKey, Seen>,
     pub conversions: HashMap<String, Conversion>,
 }
+
+// hashbrown's default hasher (foldhash) rather than std's SipHash: the keys are hashes or
+// conversion keys, and SipHash showed in the processor's profile.
+type HashMap<K, V> = hashbrown::HashMap<K, V>;
 
 fn fingerprint_hex(fp: u64) -> String {
     format!("{fp:016x}")
@@ -233,7 +242,7 @@ impl PartitionLedger {
             return Outcome {
                 entry: None,
                 receipt: Some(receipt),
-                changes: vec![Change::Seen(key, Some(seen))],
+                changed: vec![StateKey::Seen(key)],
             };
         }
 
@@ -243,11 +252,11 @@ impl PartitionLedger {
             count: 1,
         };
         self.seen.insert(key, seen);
-        let mut changes = vec![Change::Seen(key, Some(seen))];
+        let mut changed = vec![StateKey::Seen(key)];
         let entry = if has_lifecycle(&conversion_key) {
             let conversion = self.conversions.entry(conversion_key.clone()).or_default();
             let entry = join(conversion, event, conversion_key.clone(), at, now);
-            changes.push(Change::Conversion(conversion_key, Some(conversion.clone())));
+            changed.push(StateKey::Conversion(conversion_key));
             entry
         } else {
             standalone(event, conversion_key, at, now)
@@ -255,24 +264,24 @@ impl PartitionLedger {
         Outcome {
             entry: Some(entry),
             receipt: None,
-            changes,
+            changed,
         }
     }
 
     /// Forgets event IDs first received, and conversions last touched, before `horizon_ms`.
-    pub fn expire(&mut self, horizon_ms: i64) -> Vec<Change> {
+    pub fn expire(&mut self, horizon_ms: i64) -> Vec<StateKey> {
         let mut changes = Vec::new();
         self.seen.retain(|key, seen| {
             let keep = seen.first_received_ms >= horizon_ms;
             if !keep {
-                changes.push(Change::Seen(*key, None));
+                changes.push(StateKey::Seen(*key));
             }
             keep
         });
         self.conversions.retain(|key, c| {
             let keep = c.touched_ms >= horizon_ms;
             if !keep {
-                changes.push(Change::Conversion(key.clone(), None));
+                changes.push(StateKey::Conversion(key.clone()));
             }
             keep
         });
@@ -312,12 +321,20 @@ impl PartitionLedger {
                 });
             }
             if touched {
-                report
-                    .changes
-                    .push(Change::Conversion(key.clone(), Some(conversion.clone())));
+                report.changed.push(StateKey::Conversion(key.clone()));
             }
         }
         report
+    }
+
+    /// The changelog record of `key` as the state holds it now.
+    pub fn current(&self, key: &StateKey) -> Change {
+        match key {
+            StateKey::Seen(k) => Change::Seen(*k, self.seen.get(k).copied()),
+            StateKey::Conversion(k) => {
+                Change::Conversion(k.clone(), self.conversions.get(k).cloned())
+            }
+        }
     }
 
     /// Applies a changelog record while restoring.
@@ -743,7 +760,7 @@ mod tests {
         assert_eq!(report.receipts.len(), 1);
         assert_eq!(report.receipts[0].kind, ReceiptKind::Orphaned);
         assert_eq!(report.receipts[0].event_id, "r1");
-        assert_eq!(report.changes.len(), 1);
+        assert_eq!(report.changed.len(), 1);
         assert!(f.ledger.report_orphans(i64::MAX, now()).receipts.is_empty());
     }
 
@@ -761,7 +778,10 @@ mod tests {
         let changes = f.ledger.expire(sale_received);
         // The click was received before the sale; the sale's conversion was touched "now".
         assert_eq!(changes.len(), 1);
-        assert!(matches!(changes[0], Change::Seen(_, None)));
+        assert!(matches!(
+            f.ledger.current(&changes[0]),
+            Change::Seen(_, None)
+        ));
         assert_eq!(f.ledger.seen.len(), 1);
         let changes = f.ledger.expire(i64::MAX);
         assert_eq!(changes.len(), 2);
@@ -779,8 +799,8 @@ mod tests {
             samples::click(),
             samples::lead(),
         ] {
-            for c in f.feed(e).changes {
-                restored.restore(c);
+            for key in f.feed(e).changed {
+                restored.restore(f.ledger.current(&key));
             }
         }
         assert_eq!(restored.seen, f.ledger.seen);

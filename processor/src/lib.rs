@@ -1,8 +1,9 @@
 //! Exactly-once dedup, lifecycle joins and the canonical ledger.
 //!
-//! [`ledger`] holds the rules (pure); [`changelog`] encodes the state; [`restore`] rebuilds it
-//! from Kafka; [`exactly_once`] runs the transactional loop; [`pass_through`] is the
-//! benchmark baseline; [`http`] serves metrics and health.
+//! [`ledger`] holds the rules (pure); [`changelog`] encodes the state; [`restore`] rebuilds
+//! it from Kafka; [`outbox`] routes entries to postback destinations; [`exactly_once`] runs
+//! the transactional loop; [`pass_through`] is the benchmark baseline; [`http`] serves
+//! metrics and health.
 
 pub mod changelog;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod exactly_once;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
+pub mod outbox;
 pub mod pass_through;
 pub mod restore;
 

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub restored_records: IntCounter,
     /// Input partitions this instance owns.
     pub assigned_partitions: IntGauge,
+    /// Postbacks written to the outbox, by destination.
+    pub outbox_records: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -88,6 +90,11 @@ impl Metrics {
                 "Input partitions this instance owns",
             )
             .unwrap(),
+            outbox_records: IntCounterVec::new(
+                Opts::new("outbox_records_total", "Postbacks written to the outbox"),
+                &["destination"],
+            )
+            .unwrap(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -100,6 +107,7 @@ impl Metrics {
             Box::new(m.restore_seconds.clone()),
             Box::new(m.restored_records.clone()),
             Box::new(m.assigned_partitions.clone()),
+            Box::new(m.outbox_records.clone()),
         ];
         for c in collectors {
             m.registry.register(c).expect("unique metric names");

@@ -1,6 +1,6 @@
-//! The canonical ledger and its receipt history: the Rust side of
-//! `avro/ledger_entry.v*.avsc` and `avro/receipt.v*.avsc`, written by the processor and read
-//! by the sink.
+//! The canonical ledger, its receipt history and the postback outbox: the Rust side of
+//! `avro/ledger_entry.v*.avsc`, `avro/receipt.v*.avsc` and `avro/postback_outbox.v*.avsc`,
+//! written by the processor and read by the sink and the forwarder.
 
 use std::fmt;
 use std::str::FromStr;
@@ -98,4 +98,14 @@ pub struct Receipt {
     pub recorded_at: DateTime<Utc>,
     pub input_partition: i32,
     pub input_offset: i64,
+}
+
+/// A postback to forward: one per ledger entry and matching destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRecord {
+    pub destination: String,
+    /// The entry's `event_id`, sent with every attempt.
+    pub idempotency_key: String,
+    pub enqueued_at: DateTime<Utc>,
+    pub entry: LedgerEntry,
 }

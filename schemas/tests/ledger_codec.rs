@@ -8,10 +8,13 @@ use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
 use schemas::avro::current_schema;
 use schemas::avro::ledger::{
-    decode_entry, decode_receipt, encode_entry, encode_receipt, entry_schema, receipt_schema,
+    decode_entry, decode_outbox, decode_receipt, encode_entry, encode_outbox, encode_receipt,
+    entry_schema, outbox_schema, receipt_schema,
 };
 use schemas::ledger::flags;
-use schemas::{samples, ConversionStatus, LedgerEntry, LinkStatus, Receipt, ReceiptKind};
+use schemas::{
+    samples, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, Receipt, ReceiptKind,
+};
 
 fn entry() -> LedgerEntry {
     LedgerEntry {
@@ -173,4 +176,31 @@ fn wrong_schema_and_truncation_are_errors() {
     let mut longer = bytes.clone();
     longer.push(0);
     assert!(decode_entry(&longer).is_err());
+}
+
+#[test]
+fn outbox_records_round_trip_and_embed_the_entry_schema() {
+    let record = OutboxRecord {
+        destination: "meta-capi".into(),
+        idempotency_key: "evt-refund-1001".into(),
+        enqueued_at: Utc.timestamp_millis_opt(1_764_000_000_999).unwrap(),
+        entry: entry(),
+    };
+    let bytes = encode_outbox(&record).unwrap();
+    assert_eq!(&bytes[2..10], &outbox_schema().fingerprint);
+    assert_eq!(decode_outbox(&bytes).unwrap(), record);
+    let fields = apache_read(&outbox_schema().schema, &bytes[10..]);
+    assert_eq!(
+        field(&fields, "destination"),
+        &Value::String("meta-capi".into())
+    );
+    let Schema::Record(outbox) = &outbox_schema().schema else {
+        panic!("not a record")
+    };
+    let entry_field = outbox.fields.iter().find(|f| f.name == "entry").unwrap();
+    assert_eq!(entry_field.schema, entry_schema().schema);
+    assert!(
+        decode_entry(&bytes).is_err(),
+        "an outbox record is not an entry"
+    );
 }

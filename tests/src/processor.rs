@@ -14,8 +14,11 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
-use schemas::avro::ledger::{decode_entry, decode_receipt};
-use schemas::{conversion_key, EventCodec, LedgerEntry, Receipt, SingleObjectCodec, TrackingEvent};
+use schemas::avro::ledger::{decode_entry, decode_outbox, decode_receipt};
+use schemas::{
+    conversion_key, EventCodec, EventName, LedgerEntry, OutboxRecord, Receipt, SingleObjectCodec,
+    TrackingEvent,
+};
 
 use crate::{kafka_bootstrap, unique_name};
 
@@ -30,8 +33,24 @@ pub struct ProcessorTopics {
     pub receipts: String,
     pub state: String,
     pub quarantine: String,
+    pub outbox: String,
     pub group: String,
+    /// The destinations file the processor routes postbacks with.
+    pub destinations: PathBuf,
 }
+
+/// The destinations every processor test routes to: network sales and their reversals
+/// (test events left out), and approved leads (test events included).
+pub const DESTINATIONS: &str = r#"
+[[destination]]
+name = "network"
+events = ["SALE", "REFUND", "CHARGEBACK"]
+
+[[destination]]
+name = "lead-approvals"
+events = ["APPROVED_LEAD"]
+include_test = true
+"#;
 
 impl ProcessorTopics {
     pub async fn create(prefix: &str) -> Self {
@@ -42,26 +61,36 @@ impl ProcessorTopics {
             receipts: format!("{name}.receipts"),
             state: format!("{name}.state"),
             quarantine: format!("{name}.quarantine"),
+            outbox: format!("{name}.outbox"),
             group: format!("{name}.processor"),
+            destinations: std::env::temp_dir().join(format!("{name}.destinations.toml")),
         };
+        std::fs::write(&t.destinations, DESTINATIONS).expect("destinations file");
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", kafka_bootstrap())
             .create()
             .expect("admin client");
         let compacted = [("cleanup.policy", "compact")];
-        let topics: Vec<NewTopic> = [&t.input, &t.ledger, &t.receipts, &t.state, &t.quarantine]
-            .into_iter()
-            .map(|name| {
-                let topic = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1));
-                if *name == t.state {
-                    compacted
-                        .iter()
-                        .fold(topic, |topic, (k, v)| topic.set(k, v))
-                } else {
-                    topic
-                }
-            })
-            .collect();
+        let topics: Vec<NewTopic> = [
+            &t.input,
+            &t.ledger,
+            &t.receipts,
+            &t.state,
+            &t.quarantine,
+            &t.outbox,
+        ]
+        .into_iter()
+        .map(|name| {
+            let topic = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1));
+            if *name == t.state {
+                compacted
+                    .iter()
+                    .fold(topic, |topic, (k, v)| topic.set(k, v))
+            } else {
+                topic
+            }
+        })
+        .collect();
         for result in admin
             .create_topics(&topics, &AdminOptions::new())
             .await
@@ -80,21 +109,28 @@ impl ProcessorTopics {
             ("--receipts-topic", &self.receipts),
             ("--state-topic", &self.state),
             ("--quarantine-topic", &self.quarantine),
+            ("--outbox-topic", &self.outbox),
             ("--group-id", &self.group),
         ]
         .into_iter()
         .flat_map(|(k, v)| [k.to_owned(), v.clone()])
+        .chain([
+            "--destinations-file".to_owned(),
+            self.destinations.display().to_string(),
+        ])
         .collect()
     }
 }
 
-/// A binary of this workspace, built by `cargo build --workspace` next to the test binary.
+/// A binary of this workspace, built by `cargo build --workspace` with the same profile as
+/// the running test or benchmark.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
+    // Test binaries live in target/<profile>/deps, other binaries in target/<profile>.
+    let mut dir = exe.parent().expect("target dir");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("profile dir");
+    }
     let bin = dir.join(name);
     assert!(
         bin.exists(),
@@ -129,15 +165,13 @@ impl ProcessorProcess {
             .args(topics.args())
             .args(["--instance-id", instance])
             .args(["--metrics-bind", &format!("127.0.0.1:{port}")])
-            .args([
-                "--commit-interval-ms",
-                "100",
-                "--session-timeout-ms",
-                "6000",
-            ])
+            .args(["--session-timeout-ms", "6000"])
             .args(extra)
             .env("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap())
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -374,6 +408,14 @@ pub fn read_ledger(topics: &ProcessorTopics) -> Vec<LedgerEntry> {
         .collect()
 }
 
+/// The committed outbox records.
+pub fn read_outbox(topics: &ProcessorTopics) -> Vec<OutboxRecord> {
+    read_committed(&topics.outbox)
+        .into_iter()
+        .map(|(_, _, v)| decode_outbox(&v).expect("outbox record decodes"))
+        .collect()
+}
+
 /// The committed receipts.
 pub fn read_receipts(topics: &ProcessorTopics) -> Vec<Receipt> {
     read_committed(&topics.receipts)
@@ -403,6 +445,8 @@ pub struct Scenario {
     pub linked: HashMap<String, String>,
     /// event_ids of test events.
     pub test_ids: std::collections::BTreeSet<String>,
+    /// The event name of every unique event_id.
+    pub names: HashMap<String, EventName>,
 }
 
 /// Deterministic choice in [0, 100) for item `i` under `salt`.
@@ -433,6 +477,7 @@ impl Scenario {
             early: HashMap::new(),
             linked: HashMap::new(),
             test_ids: Default::default(),
+            names: HashMap::new(),
         };
         let base = |id: String, name: EventName| {
             let mut e = TrackingEvent::new(
@@ -538,6 +583,7 @@ impl Scenario {
             }
             for e in &group {
                 s.unique_ids.insert(e.event_id.clone());
+                s.names.insert(e.event_id.clone(), e.event_name);
                 if e.is_test {
                     s.test_ids.insert(e.event_id.clone());
                 }
@@ -572,8 +618,28 @@ impl Scenario {
         s
     }
 
-    /// Checks the committed ledger and receipts against the scenario, exactly.
-    pub fn check(&self, ledger: &[LedgerEntry], receipts: &[Receipt]) {
+    /// The outbox records the scenario must produce with [`DESTINATIONS`]: (destination,
+    /// event_id), sorted.
+    pub fn expected_outbox(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .names
+            .iter()
+            .filter_map(|(id, name)| match name {
+                EventName::Sale | EventName::Refund | EventName::Chargeback
+                    if !self.test_ids.contains(id) =>
+                {
+                    Some(("network".to_owned(), id.clone()))
+                }
+                EventName::ApprovedLead => Some(("lead-approvals".to_owned(), id.clone())),
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Checks the committed ledger, receipts and outbox against the scenario, exactly.
+    pub fn check(&self, ledger: &[LedgerEntry], receipts: &[Receipt], outbox: &[OutboxRecord]) {
         use schemas::{LinkStatus, ReceiptKind};
 
         let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -581,7 +647,12 @@ impl Scenario {
             *seen.entry(e.event.event_id.as_str()).or_default() += 1;
         }
         let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-        assert!(doubled.is_empty(), "entries counted twice: {doubled:?}");
+        assert!(
+            doubled.is_empty(),
+            "{} entries counted more than once, e.g. {:?}",
+            doubled.len(),
+            &doubled[..doubled.len().min(10)]
+        );
         let missing: Vec<_> = self
             .unique_ids
             .iter()
@@ -589,7 +660,7 @@ impl Scenario {
             .collect();
         assert!(
             missing.is_empty(),
-            "{} entries missing: {:?}",
+            "{} entries missing, e.g. {:?}",
             missing.len(),
             &missing[..missing.len().min(10)]
         );
@@ -651,5 +722,18 @@ impl Scenario {
             "conflict receipts"
         );
         assert_eq!(count(ReceiptKind::Orphaned), 0, "orphans");
+
+        let mut forwarded: Vec<(String, String)> = outbox
+            .iter()
+            .map(|o| (o.destination.clone(), o.idempotency_key.clone()))
+            .collect();
+        forwarded.sort();
+        let expected = self.expected_outbox();
+        assert!(!expected.is_empty());
+        assert_eq!(forwarded.len(), expected.len(), "outbox size");
+        assert_eq!(forwarded, expected, "outbox records");
+        for o in outbox {
+            assert_eq!(o.entry.event.event_id, o.idempotency_key);
+        }
     }
 }

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use schemas::QuarantineRecord;
 use tests::processor::{
-    read_committed, read_ledger, read_receipts, wait_caught_up, EventProducer, ProcessorProcess,
-    ProcessorTopics, Scenario,
+    read_committed, read_ledger, read_outbox, read_receipts, wait_caught_up, EventProducer,
+    ProcessorProcess, ProcessorTopics, Scenario,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -30,7 +30,11 @@ async fn a_mixed_stream_becomes_an_exact_ledger() {
     .unwrap();
     processor.terminate();
 
-    scenario.check(&read_ledger(&topics), &read_receipts(&topics));
+    scenario.check(
+        &read_ledger(&topics),
+        &read_receipts(&topics),
+        &read_outbox(&topics),
+    );
     let quarantined: Vec<QuarantineRecord> = read_committed(&topics.quarantine)
         .into_iter()
         .map(|(_, _, v)| serde_json::from_slice(&v).unwrap())
@@ -74,6 +78,8 @@ async fn a_restart_remembers_what_it_counted() {
     assert_eq!(ledger.len(), scenario.unique_ids.len());
     let resent = half + scenario.duplicates + scenario.conflicts;
     assert_eq!(receipts.len(), resent);
+    // A repeat makes no ledger entry, and so no second postback.
+    assert_eq!(read_outbox(&topics).len(), scenario.expected_outbox().len());
 }
 
 /// Produces the scenario over about `seconds`, in small steps, from a thread.
@@ -129,7 +135,11 @@ async fn sigkill_at_random_points_loses_and_doubles_nothing() {
         .await
         .unwrap();
     last.terminate();
-    scenario.check(&read_ledger(&topics), &read_receipts(&topics));
+    scenario.check(
+        &read_ledger(&topics),
+        &read_receipts(&topics),
+        &read_outbox(&topics),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -151,5 +161,9 @@ async fn two_instances_share_the_partitions_and_one_leaves_mid_stream() {
         .await
         .unwrap();
     b.terminate();
-    scenario.check(&read_ledger(&topics), &read_receipts(&topics));
+    scenario.check(
+        &read_ledger(&topics),
+        &read_receipts(&topics),
+        &read_outbox(&topics),
+    );
 }

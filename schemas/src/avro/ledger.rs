@@ -1,5 +1,5 @@
-//! Avro single-object encoding of the processor's outputs: [`LedgerEntry`] on `ledger.v1`
-//! and [`Receipt`] on `ledger.receipts.v1`. Written and read directly, like the event;
+//! Avro single-object encoding of the processor's outputs: [`LedgerEntry`] on `ledger.v1`,
+//! [`Receipt`] on `ledger.receipts.v1` and [`OutboxRecord`] on `postbacks.outbox.v1`. Written and read directly, like the event;
 //! `tests/ledger_codec.rs` holds both to apache-avro's reading of the published schemas.
 
 use std::sync::LazyLock;
@@ -9,16 +9,21 @@ use rust_decimal::Decimal;
 use super::datum::{self, long, opt_int, opt_string, string, string_array, timestamp, Reader};
 use super::{money_mantissa, DecodeError, EncodeError, SchemaVersion, HEADER_LEN};
 use crate::event::TrackingEvent;
-use crate::ledger::{ConversionStatus, LedgerEntry, LinkStatus, Receipt, ReceiptKind};
+use crate::ledger::{
+    ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, Receipt, ReceiptKind,
+};
 
 /// The published ledger-entry schema this build writes.
 pub const LEDGER_ENTRY_SCHEMA: &str = include_str!("../../avro/ledger_entry.v1.avsc");
 /// The published receipt schema this build writes.
 pub const RECEIPT_SCHEMA: &str = include_str!("../../avro/receipt.v1.avsc");
+/// The published outbox schema this build writes.
+pub const OUTBOX_SCHEMA: &str = include_str!("../../avro/postback_outbox.v1.avsc");
 
 static ENTRY: LazyLock<SchemaVersion> =
     LazyLock::new(|| SchemaVersion::parse(1, LEDGER_ENTRY_SCHEMA));
 static RECEIPT: LazyLock<SchemaVersion> = LazyLock::new(|| SchemaVersion::parse(1, RECEIPT_SCHEMA));
+static OUTBOX: LazyLock<SchemaVersion> = LazyLock::new(|| SchemaVersion::parse(1, OUTBOX_SCHEMA));
 
 pub fn entry_schema() -> &'static SchemaVersion {
     &ENTRY
@@ -26,6 +31,10 @@ pub fn entry_schema() -> &'static SchemaVersion {
 
 pub fn receipt_schema() -> &'static SchemaVersion {
     &RECEIPT
+}
+
+pub fn outbox_schema() -> &'static SchemaVersion {
+    &OUTBOX
 }
 
 fn money(out: &mut Vec<u8>, field: &'static str, amount: Decimal) -> Result<(), EncodeError> {
@@ -65,26 +74,35 @@ fn finish<T>(r: &Reader<'_>, value: T) -> Result<T, DecodeError> {
 
 pub fn encode_entry(e: &LedgerEntry) -> Result<Vec<u8>, EncodeError> {
     let mut out = header(&ENTRY, 768);
-    string(&mut out, &e.conversion_key);
-    long(&mut out, i64::from(e.link_status.index()));
-    opt_string(&mut out, &e.linked_event_id);
-    string_array(&mut out, &e.adopted_event_ids);
-    money(&mut out, "signed_revenue", e.signed_revenue)?;
-    money(&mut out, "signed_payout", e.signed_payout)?;
-    long(&mut out, i64::from(e.conversion_status.index()));
-    money(&mut out, "net_revenue", e.net_revenue)?;
-    money(&mut out, "net_payout", e.net_payout)?;
-    string_array(&mut out, &e.flags);
-    timestamp(&mut out, e.recorded_at);
-    long(&mut out, i64::from(e.input_partition));
-    long(&mut out, e.input_offset);
-    datum::write_event(&e.event, &mut out)?;
+    write_entry(e, &mut out)?;
     Ok(out)
+}
+
+fn write_entry(e: &LedgerEntry, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    string(out, &e.conversion_key);
+    long(out, i64::from(e.link_status.index()));
+    opt_string(out, &e.linked_event_id);
+    string_array(out, &e.adopted_event_ids);
+    money(out, "signed_revenue", e.signed_revenue)?;
+    money(out, "signed_payout", e.signed_payout)?;
+    long(out, i64::from(e.conversion_status.index()));
+    money(out, "net_revenue", e.net_revenue)?;
+    money(out, "net_payout", e.net_payout)?;
+    string_array(out, &e.flags);
+    timestamp(out, e.recorded_at);
+    long(out, i64::from(e.input_partition));
+    long(out, e.input_offset);
+    datum::write_event(&e.event, out)
 }
 
 pub fn decode_entry(bytes: &[u8]) -> Result<LedgerEntry, DecodeError> {
     let mut r = Reader::new(body(&ENTRY, bytes)?);
-    let entry = LedgerEntry {
+    let entry = read_entry(&mut r)?;
+    finish(&r, entry)
+}
+
+fn read_entry(r: &mut Reader<'_>) -> Result<LedgerEntry, DecodeError> {
+    Ok(LedgerEntry {
         conversion_key: r.at("conversion_key").string()?,
         link_status: r.at("link_status").symbol(LinkStatus::ALL)?,
         linked_event_id: r.at("linked_event_id").opt_string()?,
@@ -98,9 +116,28 @@ pub fn decode_entry(bytes: &[u8]) -> Result<LedgerEntry, DecodeError> {
         recorded_at: r.at("recorded_at").timestamp()?,
         input_partition: r.at("input_partition").int()?,
         input_offset: r.at("input_offset").long()?,
-        event: datum::read_event(&mut r)?,
+        event: datum::read_event(r)?,
+    })
+}
+
+pub fn encode_outbox(o: &OutboxRecord) -> Result<Vec<u8>, EncodeError> {
+    let mut out = header(&OUTBOX, 1024);
+    string(&mut out, &o.destination);
+    string(&mut out, &o.idempotency_key);
+    timestamp(&mut out, o.enqueued_at);
+    write_entry(&o.entry, &mut out)?;
+    Ok(out)
+}
+
+pub fn decode_outbox(bytes: &[u8]) -> Result<OutboxRecord, DecodeError> {
+    let mut r = Reader::new(body(&OUTBOX, bytes)?);
+    let record = OutboxRecord {
+        destination: r.at("destination").string()?,
+        idempotency_key: r.at("idempotency_key").string()?,
+        enqueued_at: r.at("enqueued_at").timestamp()?,
+        entry: read_entry(&mut r)?,
     };
-    finish(&r, entry)
+    finish(&r, record)
 }
 
 pub fn encode_receipt(rc: &Receipt) -> Vec<u8> {

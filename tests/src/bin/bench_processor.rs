@@ -1,0 +1,290 @@
+//! The processor benchmark (docs/BENCHMARKS.md), run by `scripts/bench-processor` against the
+//! running stack with release binaries.
+//!
+//! `throughput`: one mixed input (10% duplicates, refunds, chargebacks, lead chains) is
+//! produced once; then the processor binary runs over it in pass-through mode (the baseline)
+//! and in exactly-once mode, alternating, each run with its own group and output topics.
+//! Rate = input offsets committed per second by the group, from its first commit to its last.
+//!
+//! `restore`: a changelog of N dedup keys is written once; the processor's restore reads it
+//! back, beside a plain consumer that only reads the same records (the baseline). Memory per
+//! key is the allocator's count of live bytes held by the restored state, divided by N.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use processor::changelog;
+use processor::ledger::{event_key, Change, Seen};
+use processor::restore::{restore, ChangelogSource};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use tests::processor::{EventProducer, ProcessorProcess, ProcessorTopics, Scenario, PARTITIONS};
+use tests::{kafka_bootstrap, unique_name};
+
+/// Counts live heap bytes, so that the state's footprint is measured, not estimated.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Exactly-once events/s beside pass-through events/s.
+    Throughput {
+        /// Conversions in the generated input (about 2 events each, plus repeats).
+        #[arg(long, default_value_t = 200_000)]
+        conversions: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Restore time and memory per dedup key.
+    Restore {
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Args::parse().command {
+        Command::Throughput {
+            conversions,
+            rounds,
+        } => throughput(conversions, rounds),
+        Command::Restore { keys } => restore_bench(keys),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("runtime")
+}
+
+/// Runs the processor in `mode` over `input` until its group has committed `total` offsets;
+/// returns input events per second.
+fn run_once(input: &str, total: i64, mode: &str) -> anyhow::Result<f64> {
+    let mut topics = runtime().block_on(ProcessorTopics::create(&format!("bench-{mode}")));
+    topics.input = input.to_owned();
+    let mut p = ProcessorProcess::spawn(&topics, "bench", &["--mode", mode]);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", &topics.group)
+        .create()?;
+    let committed = || -> i64 {
+        let mut tpl = TopicPartitionList::new();
+        for part in 0..PARTITIONS {
+            tpl.add_partition(input, part);
+        }
+        consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .map(|c| {
+                c.elements()
+                    .iter()
+                    .map(|e| match e.offset() {
+                        Offset::Offset(o) => o,
+                        _ => 0,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let mut first: Option<(Instant, i64)> = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let rate = loop {
+        let done = committed();
+        let now = Instant::now();
+        if done > 0 && first.is_none() {
+            first = Some((now, done));
+        }
+        if done >= total {
+            let (t0, c0) = first.expect("a first commit");
+            break (done - c0) as f64 / now.duration_since(t0).as_secs_f64();
+        }
+        anyhow::ensure!(p.is_running(), "processor ({mode}) exited; see its log");
+        anyhow::ensure!(now < deadline, "processor ({mode}) did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if mode == "exactly-once" {
+        let metrics = p.get("/metrics").unwrap_or_default();
+        let value = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or(f64::NAN)
+        };
+        let (sum, count) = (
+            value("processor_transaction_commit_seconds_sum"),
+            value("processor_transaction_commit_seconds_count"),
+        );
+        eprintln!(
+            "[bench] exactly-once: {count} transactions, {:.1} ms mean commit",
+            1000.0 * sum / count
+        );
+    }
+    p.terminate();
+    Ok(rate)
+}
+
+fn throughput(conversions: usize, rounds: usize) -> anyhow::Result<()> {
+    let input = runtime()
+        .block_on(ProcessorTopics::create("bench-input"))
+        .input;
+    let scenario = Scenario::mixed("bench", conversions);
+    let producer = EventProducer::new(&input);
+    for e in &scenario.events {
+        producer.send(e);
+    }
+    producer.flush();
+    let total = scenario.events.len() as i64;
+    let repeats = scenario.duplicates + scenario.conflicts;
+    eprintln!(
+        "[bench] input: {total} events, {} unique, {repeats} repeats ({:.1}%)",
+        scenario.unique_ids.len(),
+        100.0 * repeats as f64 / total as f64
+    );
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let base = run_once(&input, total, "pass-through")?;
+        let eos = run_once(&input, total, "exactly-once")?;
+        let ratio = eos / base;
+        println!(
+            "round {round}: pass-through {base:.0} events/s, exactly-once {eos:.0} events/s, ratio {ratio:.2}"
+        );
+        ratios.push((ratio, base, eos));
+    }
+    ratios.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (ratio, base, eos) = ratios[ratios.len() / 2];
+    println!("median round: pass-through {base:.0} events/s, exactly-once {eos:.0} events/s, ratio {ratio:.2}");
+    Ok(())
+}
+
+fn restore_bench(keys: usize) -> anyhow::Result<()> {
+    let topics = runtime().block_on(ProcessorTopics::create("bench-restore"));
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .set("compression.type", "lz4")
+        .create()?;
+    let written = Instant::now();
+    for i in 0..keys {
+        let change = Change::Seen(
+            event_key(&format!("bench-event-{i:08}")),
+            Some(Seen {
+                fingerprint: i as u64,
+                first_received_ms: 1_764_000_000_000 + i as i64,
+                count: 1,
+            }),
+        );
+        let key = changelog::key(&change);
+        let value = changelog::value(&change).expect("a value");
+        let mut record = BaseRecord::<[u8], [u8]>::to(&topics.state)
+            .partition((i % PARTITIONS as usize) as i32)
+            .key(&key)
+            .payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(_), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    eprintln!(
+        "[bench] wrote {keys} changelog records in {:.1} s",
+        written.elapsed().as_secs_f64()
+    );
+
+    let partitions: Vec<i32> = (0..PARTITIONS).collect();
+    // Baseline: the same records read by a plain consumer that decodes nothing.
+    let started = Instant::now();
+    let read = plain_read(&topics.state)?;
+    let baseline = started.elapsed().as_secs_f64();
+    anyhow::ensure!(read == keys, "baseline read {read} of {keys} records");
+
+    let before = LIVE.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let source = ChangelogSource {
+        bootstrap: &kafka_bootstrap(),
+        topic: &topics.state,
+        group_id: &unique_name("bench-restore"),
+    };
+    let (ledgers, records) = restore(&source, &partitions)?;
+    let restore_seconds = started.elapsed().as_secs_f64();
+    // The restore consumer is gone; what is still allocated is the state itself.
+    let held = LIVE.load(Ordering::Relaxed).saturating_sub(before);
+    let restored: usize = ledgers.values().map(|l| l.seen.len()).sum();
+    anyhow::ensure!(restored == keys, "restored {restored} of {keys} keys");
+    println!(
+        "restore of {keys} dedup keys ({records} records): {restore_seconds:.2} s; plain read of the same records: {baseline:.2} s; ratio {:.2}",
+        restore_seconds / baseline
+    );
+    println!(
+        "memory: {:.1} MiB held by the restored state, {:.0} bytes per dedup key",
+        held as f64 / (1024.0 * 1024.0),
+        held as f64 / keys as f64
+    );
+    drop(ledgers);
+    Ok(())
+}
+
+fn plain_read(topic: &str) -> anyhow::Result<usize> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", unique_name("bench-plain"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("queued.max.messages.kbytes", "262144")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut pending = PARTITIONS;
+    let mut read = 0;
+    while pending > 0 {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(_)) => read += 1,
+            Some(Err(KafkaError::PartitionEOF(_))) => pending -= 1,
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    Ok(read)
+}
