@@ -204,3 +204,12 @@ fn outbox_records_round_trip_and_embed_the_entry_schema() {
         "an outbox record is not an entry"
     );
 }
+
+#[test]
+fn published_ledger_schemas_never_change() {
+    // Kafka holds ledger data under these fingerprints; a change is a new versioned file.
+    let hex = |fp: &[u8; 8]| fp.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    assert_eq!(hex(&entry_schema().fingerprint), "1b7b2b62917ada66");
+    assert_eq!(hex(&receipt_schema().fingerprint), "23df8a93fdb93b81");
+    assert_eq!(hex(&outbox_schema().fingerprint), "af98671683984bbb");
+}
