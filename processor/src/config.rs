@@ -151,13 +151,26 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The declared default, whatever the environment of the test run says.
+    fn default_of(id: &str) -> String {
+        use clap::CommandFactory;
+        let command = Config::command();
+        let arg = command.get_arguments().find(|a| a.get_id() == id).unwrap();
+        arg.get_default_values()[0].to_string_lossy().into_owned()
+    }
+
     #[test]
     fn defaults_match_the_local_stack_and_the_refund_windows() {
-        let c = Config::parse_from(["processor", "--instance-id", "a"]);
-        assert_eq!(c.kafka_bootstrap_servers, "127.0.0.1:9092");
-        assert_eq!(c.input_topic, topics::EVENTS);
-        assert_eq!(c.transactional_id(), "trackledger-processor-a");
-        assert!(c.dedup_window() >= Duration::from_secs(180 * 86_400));
-        assert_eq!(c.mode, Mode::ExactlyOnce);
+        assert_eq!(default_of("kafka_bootstrap_servers"), "127.0.0.1:9092");
+        assert_eq!(default_of("input_topic"), topics::EVENTS);
+        assert_eq!(default_of("mode"), "exactly-once");
+        let days: u64 = default_of("dedup_window_days").parse().unwrap();
+        assert!(days >= 180);
+    }
+
+    #[test]
+    fn the_transactional_id_is_the_group_and_the_instance() {
+        let c = Config::parse_from(["processor", "--group-id", "g", "--instance-id", "a"]);
+        assert_eq!(c.transactional_id(), "g-a");
     }
 }
