@@ -45,6 +45,14 @@ pub trait EventSink: Send + Sync + 'static {
         payload: &[u8],
     ) -> BoxFuture<'static, Result<(), SinkError>>;
 
+    /// Resolves once every message is durably stored, or with the first reason one is not.
+    /// One wait for the whole batch instead of one per message.
+    fn send_batch(
+        &self,
+        topic: &str,
+        messages: &[(String, Vec<u8>)],
+    ) -> BoxFuture<'static, Result<(), SinkError>>;
+
     /// Whether the sink can currently accept messages.
     fn ready(&self) -> bool;
 
@@ -149,6 +157,56 @@ impl EventSink for KafkaSink {
                     Err(SinkError::Kafka(e.to_string()))
                 }
                 Ok(Ok(Ok(_))) => Ok(()),
+            }
+        })
+    }
+
+    fn send_batch(
+        &self,
+        topic: &str,
+        messages: &[(String, Vec<u8>)],
+    ) -> BoxFuture<'static, Result<(), SinkError>> {
+        let mut deliveries = Vec::with_capacity(messages.len());
+        let mut refused = None;
+        for (key, payload) in messages {
+            match self
+                .producer
+                .send_result(FutureRecord::to(topic).key(key).payload(payload))
+            {
+                Ok(d) => deliveries.push(d),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    refused = Some(SinkError::QueueFull);
+                    break;
+                }
+                Err((e, _)) => {
+                    refused = Some(SinkError::Kafka(e.to_string()));
+                    break;
+                }
+            }
+        }
+        let timeout = self.ack_timeout;
+        let reachable = self.reachable.clone();
+        Box::pin(async move {
+            // Messages queued before a refusal still get their delivery reports; the batch
+            // is refused as a whole and the client retries it.
+            let all = async {
+                for delivery in deliveries {
+                    match delivery.await {
+                        Err(_canceled) => {
+                            return Err(SinkError::Kafka("producer dropped the message".into()))
+                        }
+                        Ok(Err((e, _))) => {
+                            reachable.store(false, Ordering::Relaxed);
+                            return Err(SinkError::Kafka(e.to_string()));
+                        }
+                        Ok(Ok(_)) => {}
+                    }
+                }
+                Ok(())
+            };
+            match tokio::time::timeout(timeout, all).await {
+                Err(_) => Err(SinkError::Timeout),
+                Ok(result) => refused.map_or(result, Err),
             }
         })
     }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use futures::future::join_all;
 use schemas::{conversion_key, topics, EventCodec, RawPii, TrackingEvent};
 
 use crate::app::{ApiError, AppState};
@@ -37,29 +36,23 @@ pub(crate) async fn produce(
     route: &str,
     events: Vec<(TrackingEvent, RawPii)>,
 ) -> Result<(), ApiError> {
-    let mut sends = Vec::with_capacity(events.len());
+    let mut messages = Vec::with_capacity(events.len());
     for (mut event, pii) in events {
         state.hasher.minimise(&mut event, pii);
         let payload = state.codec.encode(&event).map_err(|e| {
             tracing::error!(error = %e, event_id = %event.event_id, "a validated event did not encode");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "encoding", "<event>", e.to_string())
         })?;
-        sends.push(
-            state
-                .sink
-                .send(topics::EVENTS, &conversion_key(&event), &payload),
-        );
+        messages.push((conversion_key(&event), payload));
     }
-    let count = sends.len() as u64;
-    for result in join_all(sends).await {
-        if let Err(e) = result {
-            state
-                .metrics
-                .produce_errors
-                .with_label_values(&[e.kind()])
-                .inc();
-            return Err(ApiError::unavailable(&e));
-        }
+    let count = messages.len() as u64;
+    if let Err(e) = state.sink.send_batch(topics::EVENTS, &messages).await {
+        state
+            .metrics
+            .produce_errors
+            .with_label_values(&[e.kind()])
+            .inc();
+        return Err(ApiError::unavailable(&e));
     }
     state
         .metrics
