@@ -1,6 +1,14 @@
-//! Loads the canonical ledger into ClickHouse.
+//! Loads the canonical ledger into ClickHouse, exactly once.
 //!
-//! Not built yet: see issue #6. The crate exists so that the workspace has its final shape.
+//! [`migrations`] owns the DDL; [`rows`] encodes the Kafka records as table rows; [`loader`]
+//! batches, inserts and resumes; [`metrics`] and [`http`] serve the operator surface.
 
-/// What the binary says when it is started before it is built.
-pub const NOT_YET_BUILT: &str = "sink is not implemented yet (issue #6)";
+pub mod config;
+pub mod http;
+pub mod loader;
+pub mod metrics;
+pub mod migrations;
+pub mod rows;
+
+pub use config::Config;
+pub use metrics::Metrics;

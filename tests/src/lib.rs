@@ -2,6 +2,8 @@
 //! and ClickHouse server that `scripts/test` starts; see the README.
 
 pub mod processor;
+pub mod service;
+pub mod sink;
 
 /// The address of a service started by `scripts/stack`, from the environment it exports.
 ///

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -20,6 +19,7 @@ use schemas::{
     TrackingEvent,
 };
 
+use crate::service::ServiceProcess;
 use crate::{kafka_bootstrap, unique_name};
 
 /// Input partitions of the private topics (the deployment's keyed topics have 6).
@@ -122,144 +122,14 @@ impl ProcessorTopics {
     }
 }
 
-/// A binary of this workspace, built by `cargo build --workspace` with the same profile as
-/// the running test or benchmark.
-pub fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // Test binaries live in target/<profile>/deps, other binaries in target/<profile>.
-    let mut dir = exe.parent().expect("target dir");
-    if dir.ends_with("deps") {
-        dir = dir.parent().expect("profile dir");
-    }
-    let bin = dir.join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: build the workspace first (scripts/test does)",
-        bin.display()
-    );
-    bin
-}
-
-/// The real processor binary, running as a child process.
-pub struct ProcessorProcess {
-    child: Child,
-    pub instance: String,
-    port: u16,
-}
-
-impl ProcessorProcess {
-    pub fn spawn(topics: &ProcessorTopics, instance: &str, extra: &[&str]) -> Self {
-        let log_dir = std::env::var("STACK_RUN_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| std::env::temp_dir());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_dir.join(format!("{}-{instance}.log", topics.group)))
-            .expect("processor log file");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(workspace_bin("processor"))
-            .args(topics.args())
-            .args(["--instance-id", instance])
-            .args(["--metrics-bind", &format!("127.0.0.1:{port}")])
-            .args(["--session-timeout-ms", "6000"])
-            .args(extra)
-            .env("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap())
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn processor");
-        Self {
-            child,
-            instance: instance.to_owned(),
-            port,
-        }
-    }
-
-    /// The status line of `GET path` on the processor's metrics port, if it answers.
-    pub fn get(&self, path: &str) -> Option<String> {
-        use std::io::{Read, Write};
-        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(conn, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut answer = String::new();
-        conn.read_to_string(&mut answer).ok()?;
-        Some(answer)
-    }
-
-    /// Waits until `/readyz` says the processor owns restored partitions.
-    pub fn wait_ready(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self
-                .get("/readyz")
-                .is_some_and(|a| a.starts_with("HTTP/1.0 200"))
-            {
-                return;
-            }
-            assert!(
-                self.is_running(),
-                "processor {} exited; see its log",
-                self.instance
-            );
-            assert!(
-                Instant::now() < deadline,
-                "processor {} not ready in {timeout:?}",
-                self.instance
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL: no commit, no abort, no goodbye.
-    pub fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    pub fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(
-                    status.success(),
-                    "processor {} exited with {status}",
-                    self.instance
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "processor {} did not stop",
-                self.instance
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("wait").is_none()
-    }
-}
-
-impl Drop for ProcessorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl ServiceProcess {
+    /// The real processor binary on `topics`, as instance `instance`.
+    pub fn processor(topics: &ProcessorTopics, instance: &str, extra: &[&str]) -> Self {
+        let mut args = topics.args();
+        args.extend(["--instance-id".into(), instance.into()]);
+        args.extend(["--session-timeout-ms".into(), "6000".into()]);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Self::start("processor", &format!("{}-{instance}", topics.group), &args)
     }
 }
 
@@ -447,6 +317,8 @@ pub struct Scenario {
     pub test_ids: std::collections::BTreeSet<String>,
     /// The event name of every unique event_id.
     pub names: HashMap<String, EventName>,
+    /// The revenue magnitude in micros of every unique event_id that carries one.
+    pub revenue: HashMap<String, i64>,
 }
 
 /// Deterministic choice in [0, 100) for item `i` under `salt`.
@@ -478,6 +350,7 @@ impl Scenario {
             linked: HashMap::new(),
             test_ids: Default::default(),
             names: HashMap::new(),
+            revenue: HashMap::new(),
         };
         let base = |id: String, name: EventName| {
             let mut e = TrackingEvent::new(
@@ -584,6 +457,12 @@ impl Scenario {
             for e in &group {
                 s.unique_ids.insert(e.event_id.clone());
                 s.names.insert(e.event_id.clone(), e.event_name);
+                if let Some(r) = e.revenue {
+                    s.revenue.insert(
+                        e.event_id.clone(),
+                        (r * Decimal::new(1_000_000, 0)).try_into().unwrap(),
+                    );
+                }
                 if e.is_test {
                     s.test_ids.insert(e.event_id.clone());
                 }

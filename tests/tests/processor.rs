@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use schemas::QuarantineRecord;
 use tests::processor::{
     read_committed, read_ledger, read_outbox, read_receipts, wait_caught_up, EventProducer,
-    ProcessorProcess, ProcessorTopics, Scenario,
+    ProcessorTopics, Scenario,
 };
+use tests::service::ServiceProcess;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mixed_stream_becomes_an_exact_ledger() {
@@ -21,7 +22,7 @@ async fn a_mixed_stream_becomes_an_exact_ledger() {
     producer.send_raw("first_party/order/poison", b"{\"not\": \"avro\"}");
     producer.flush();
 
-    let processor = ProcessorProcess::spawn(&topics, "a", &[]);
+    let processor = ServiceProcess::processor(&topics, "a", &[]);
     tokio::task::spawn_blocking({
         let topics = topics.clone();
         move || wait_caught_up(&topics, Duration::from_secs(120))
@@ -54,7 +55,7 @@ async fn a_restart_remembers_what_it_counted() {
         producer.send(e);
     }
     producer.flush();
-    let first = ProcessorProcess::spawn(&topics, "a", &[]);
+    let first = ServiceProcess::processor(&topics, "a", &[]);
     let t = topics.clone();
     tokio::task::spawn_blocking(move || wait_caught_up(&t, Duration::from_secs(60)))
         .await
@@ -66,7 +67,7 @@ async fn a_restart_remembers_what_it_counted() {
         producer.send(e);
     }
     producer.flush();
-    let second = ProcessorProcess::spawn(&topics, "a", &[]);
+    let second = ServiceProcess::processor(&topics, "a", &[]);
     let t = topics.clone();
     tokio::task::spawn_blocking(move || wait_caught_up(&t, Duration::from_secs(60)))
         .await
@@ -113,7 +114,7 @@ async fn sigkill_at_random_points_loses_and_doubles_nothing() {
     let mut kills = 0;
     let started = Instant::now();
     while kills < 6 {
-        let mut p = ProcessorProcess::spawn(&topics, "a", &[]);
+        let mut p = ServiceProcess::processor(&topics, "a", &[]);
         p.wait_ready(Duration::from_secs(60));
         // A pseudo-random lifetime of 0.1 to 2.5 s once processing: kills land
         // mid-transaction, between commits, and during commits.
@@ -129,7 +130,7 @@ async fn sigkill_at_random_points_loses_and_doubles_nothing() {
     );
     feeder.join().unwrap();
 
-    let last = ProcessorProcess::spawn(&topics, "a", &[]);
+    let last = ServiceProcess::processor(&topics, "a", &[]);
     let t = topics.clone();
     tokio::task::spawn_blocking(move || wait_caught_up(&t, Duration::from_secs(180)))
         .await
@@ -148,8 +149,8 @@ async fn two_instances_share_the_partitions_and_one_leaves_mid_stream() {
     let scenario = Scenario::mixed("rebal", 6_000);
     let feeder = stream(&topics, &scenario, 20);
 
-    let a = ProcessorProcess::spawn(&topics, "a", &[]);
-    let mut b = ProcessorProcess::spawn(&topics, "b", &[]);
+    let a = ServiceProcess::processor(&topics, "a", &[]);
+    let mut b = ServiceProcess::processor(&topics, "b", &[]);
     std::thread::sleep(Duration::from_secs(10));
     assert!(b.is_running());
     // `a` leaves while input is still arriving; `b` takes its partitions and their state.

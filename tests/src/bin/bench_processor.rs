@@ -24,7 +24,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
-use tests::processor::{EventProducer, ProcessorProcess, ProcessorTopics, Scenario, PARTITIONS};
+use tests::processor::{EventProducer, ProcessorTopics, Scenario, PARTITIONS};
+use tests::service::ServiceProcess;
 use tests::{kafka_bootstrap, unique_name};
 
 /// Counts live heap bytes, so that the state's footprint is measured, not estimated.
@@ -93,7 +94,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn run_once(input: &str, total: i64, mode: &str) -> anyhow::Result<f64> {
     let mut topics = runtime().block_on(ProcessorTopics::create(&format!("bench-{mode}")));
     topics.input = input.to_owned();
-    let mut p = ProcessorProcess::spawn(&topics, "bench", &["--mode", mode]);
+    let mut p = ServiceProcess::processor(&topics, "bench", &["--mode", mode]);
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", kafka_bootstrap())
         .set("group.id", &topics.group)

@@ -1,0 +1,94 @@
+//! Sink configuration: flags and environment variables, with defaults that work against the
+//! local stack (`scripts/stack`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use schemas::topics;
+
+/// ClickHouse writes an insert of up to this many rows as one block, atomically; a batch
+/// must stay below it for the exactly-once load to hold.
+pub const MAX_BATCH_ROWS: usize = 1_000_000;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "sink",
+    about = "Loads the ledger, receipts and quarantine summaries into ClickHouse, exactly once"
+)]
+pub struct Config {
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub kafka_bootstrap_servers: String,
+
+    /// ClickHouse HTTP URL.
+    #[arg(long, env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
+    pub clickhouse_url: String,
+    #[arg(long, env = "CLICKHOUSE_USER", default_value = "default")]
+    pub clickhouse_user: String,
+    #[arg(
+        long,
+        env = "CLICKHOUSE_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub clickhouse_password: String,
+    /// Database of the ledger tables; created by the migrations.
+    #[arg(long, env = "SINK_DATABASE", default_value = "trackledger")]
+    pub database: String,
+
+    /// Consumer group the sink commits its progress under (for lag monitoring; the load
+    /// itself resumes from what ClickHouse holds).
+    #[arg(long, env = "SINK_GROUP_ID", default_value = "trackledger-sink")]
+    pub group_id: String,
+
+    #[arg(long, env = "SINK_LEDGER_TOPIC", default_value = topics::LEDGER)]
+    pub ledger_topic: String,
+    #[arg(long, env = "SINK_RECEIPTS_TOPIC", default_value = topics::RECEIPTS)]
+    pub receipts_topic: String,
+    #[arg(long, env = "SINK_QUARANTINE_TOPIC", default_value = topics::QUARANTINE)]
+    pub quarantine_topic: String,
+
+    /// A table's batch is inserted at this many rows (at most 1,000,000)...
+    #[arg(long, env = "SINK_BATCH_ROWS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_BATCH_ROWS as u64))]
+    pub batch_rows: u64,
+    /// ... or this many bytes of Kafka values ...
+    #[arg(long, env = "SINK_BATCH_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub batch_bytes: usize,
+    /// ... or this long after its first row.
+    #[arg(long, env = "SINK_BATCH_MS", default_value_t = 500)]
+    pub batch_ms: u64,
+
+    /// Longest pause between two attempts at an insert ClickHouse refused.
+    #[arg(long, env = "SINK_RETRY_MAX_MS", default_value_t = 10_000)]
+    pub retry_max_ms: u64,
+
+    /// Only apply the migrations, then exit.
+    #[arg(long)]
+    pub migrate_only: bool,
+
+    /// Address of the `/metrics`, `/healthz` and `/readyz` endpoints.
+    #[arg(long, env = "SINK_METRICS_BIND", default_value = "127.0.0.1:9102")]
+    pub metrics_bind: SocketAddr,
+}
+
+impl Config {
+    pub fn batch_age(&self) -> Duration {
+        Duration::from_millis(self.batch_ms)
+    }
+
+    pub fn retry_max(&self) -> Duration {
+        Duration::from_millis(self.retry_max_ms)
+    }
+
+    pub fn client(&self) -> clickhouse::Client {
+        clickhouse::Client::default()
+            .with_url(&self.clickhouse_url)
+            .with_user(&self.clickhouse_user)
+            .with_password(&self.clickhouse_password)
+    }
+}

@@ -1,0 +1,424 @@
+//! The load loop: Kafka (`read_committed`) to ClickHouse, batched per table, exactly once.
+//!
+//! Exactly once: every row stores its Kafka partition and offset, and every insert is one
+//! atomic block (fewer rows than `max_insert_block_size`, one table partition). On start the
+//! sink reads, per table, the highest offset stored for each partition and resumes right
+//! after it; Kafka's committed offsets are only reported for monitoring. A crash at any
+//! moment leaves each insert wholly stored or wholly absent, and what is absent is read
+//! again. An insert whose outcome is unknown (a timeout, a lost connection) is checked the
+//! same way before it is retried.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use clickhouse::{Client, Row, RowOwned, RowWrite};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use schemas::avro::ledger::{decode_entry, decode_receipt};
+use schemas::QuarantineRecord;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::migrations;
+use crate::rows::{KafkaPosition, LedgerRow, QuarantineRow, ReceiptRow};
+
+/// Rows waiting for one table's next insert.
+struct Batch<R> {
+    table: &'static str,
+    topic: String,
+    rows: Vec<R>,
+    bytes: usize,
+    started: Option<Instant>,
+    month: Option<u32>,
+    /// Highest offset per Kafka partition in the batch.
+    last: HashMap<i32, i64>,
+}
+
+impl<R: RowOwned + RowWrite> Batch<R> {
+    fn new(table: &'static str, topic: &str) -> Self {
+        Self {
+            table,
+            topic: topic.to_owned(),
+            rows: Vec::new(),
+            bytes: 0,
+            started: None,
+            month: None,
+            last: HashMap::new(),
+        }
+    }
+
+    fn due(&self, config: &Config, now: Instant) -> bool {
+        !self.rows.is_empty()
+            && (self.rows.len() as u64 >= config.batch_rows
+                || self.bytes >= config.batch_bytes
+                || self
+                    .started
+                    .is_some_and(|s| now.duration_since(s) >= config.batch_age()))
+    }
+
+    fn deadline(&self, config: &Config) -> Option<Instant> {
+        self.started.map(|s| s + config.batch_age())
+    }
+}
+
+#[derive(Debug, Row, Serialize, Deserialize)]
+struct Stored {
+    kafka_partition: i32,
+    last_offset: i64,
+}
+
+/// The highest Kafka offset stored per partition in `table`.
+pub async fn stored_offsets(client: &Client, table: &str) -> anyhow::Result<HashMap<i32, i64>> {
+    let rows: Vec<Stored> = client
+        .query(&format!(
+            "SELECT kafka_partition, max(kafka_offset) AS last_offset FROM {table} GROUP BY kafka_partition"
+        ))
+        .fetch_all()
+        .await
+        .with_context(|| format!("reading the offsets stored in {table}"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.kafka_partition, r.last_offset))
+        .collect())
+}
+
+struct Loader {
+    config: Config,
+    client: Client,
+    consumer: StreamConsumer,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    ledger: Batch<LedgerRow>,
+    receipts: Batch<ReceiptRow>,
+    quarantine: Batch<QuarantineRow>,
+}
+
+/// Applies the migrations, then loads until `shutdown` resolves, then inserts what it holds.
+pub async fn run(
+    config: Config,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let client = config
+        .client()
+        .with_setting("async_insert", "0")
+        .with_setting("max_insert_block_size", "1048576");
+    let applied = migrations::apply(&client, &config.database).await?;
+    tracing::info!(?applied, database = %config.database, "migrations up to date");
+    if config.migrate_only {
+        return Ok(());
+    }
+    let client = client.with_database(&config.database);
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka_bootstrap_servers)
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.max.bytes", "52428800")
+        .set("queued.max.messages.kbytes", "262144")
+        .create()
+        .context("creating the consumer")?;
+
+    let mut loader = Loader {
+        ledger: Batch::new("ledger", &config.ledger_topic),
+        receipts: Batch::new("receipts", &config.receipts_topic),
+        quarantine: Batch::new("quarantine", &config.quarantine_topic),
+        config,
+        client,
+        consumer,
+        metrics,
+        ready,
+    };
+    loader.assign().await?;
+    loader.ready.store(true, Ordering::SeqCst);
+    loader.metrics.clickhouse_up.set(1);
+
+    tokio::pin!(shutdown);
+    loop {
+        let wait = [
+            loader.ledger.deadline(&loader.config),
+            loader.receipts.deadline(&loader.config),
+            loader.quarantine.deadline(&loader.config),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|d| d.saturating_duration_since(Instant::now()))
+        .unwrap_or(loader.config.batch_age());
+        tokio::select! {
+            _ = &mut shutdown => break,
+            received = tokio::time::timeout(wait, loader.consumer.recv()) => match received {
+                Ok(Ok(m)) => {
+                    let row = loader.route(&m);
+                    loader.take(row).await?;
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                Err(_elapsed) => {}
+            },
+        }
+        loader.flush_due(false).await?;
+    }
+    loader.flush_due(true).await?;
+    tracing::info!("batches inserted; stopping");
+    Ok(())
+}
+
+/// A record, decoded into the row of its table.
+enum Routed {
+    Ledger(Box<LedgerRow>, usize),
+    Receipt(ReceiptRow, usize),
+    Quarantine(QuarantineRow, usize),
+    Skipped,
+}
+
+impl Loader {
+    /// Assigns every partition of the three topics, each from just after what its table holds.
+    async fn assign(&self) -> anyhow::Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, table) in [
+            (&self.config.ledger_topic, "ledger"),
+            (&self.config.receipts_topic, "receipts"),
+            (&self.config.quarantine_topic, "quarantine"),
+        ] {
+            let stored = stored_offsets(&self.client, table).await?;
+            let metadata = self
+                .consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(30))
+                .with_context(|| format!("metadata of {topic}"))?;
+            let partitions = metadata
+                .topics()
+                .first()
+                .map(|t| t.partitions().len())
+                .unwrap_or(0);
+            anyhow::ensure!(partitions > 0, "topic {topic} has no partitions");
+            for p in 0..partitions as i32 {
+                let from = stored
+                    .get(&p)
+                    .map_or(Offset::Beginning, |o| Offset::Offset(o + 1));
+                tpl.add_partition_offset(topic, p, from)?;
+            }
+            tracing::info!(%topic, table, ?stored, "resuming after the offsets stored in ClickHouse");
+        }
+        self.consumer.assign(&tpl)?;
+        Ok(())
+    }
+
+    fn route(&self, m: &BorrowedMessage<'_>) -> Routed {
+        let at = KafkaPosition {
+            partition: m.partition(),
+            offset: m.offset(),
+        };
+        let payload = m.payload().unwrap_or_default();
+        let size = payload.len();
+        let topic = m.topic();
+        let undecodable = |e: &dyn std::fmt::Display| {
+            // Kept on Kafka (the topic's retention) and counted; it cannot block the load.
+            tracing::error!(topic, partition = at.partition, offset = at.offset, error = %e, "record does not decode; skipped");
+            self.metrics.undecodable.with_label_values(&[topic]).inc();
+            Routed::Skipped
+        };
+        if topic == self.config.ledger_topic {
+            match decode_entry(payload) {
+                Ok(entry) => Routed::Ledger(Box::new(LedgerRow::new(entry, at)), size),
+                Err(e) => undecodable(&e),
+            }
+        } else if topic == self.config.receipts_topic {
+            match decode_receipt(payload) {
+                Ok(r) => Routed::Receipt(ReceiptRow::new(r, at), size),
+                Err(e) => undecodable(&e),
+            }
+        } else if topic == self.config.quarantine_topic {
+            let row = match serde_json::from_slice::<QuarantineRecord>(payload) {
+                Ok(q) => QuarantineRow::new(q, at),
+                Err(_) => QuarantineRow::unreadable(
+                    m.timestamp()
+                        .to_millis()
+                        .and_then(chrono::DateTime::from_timestamp_millis)
+                        .unwrap_or_else(Utc::now),
+                    size,
+                    at,
+                ),
+            };
+            Routed::Quarantine(row, size)
+        } else {
+            Routed::Skipped
+        }
+    }
+
+    async fn take(&mut self, routed: Routed) -> anyhow::Result<()> {
+        match routed {
+            Routed::Ledger(row, size) => {
+                let (month, at) = (row.month(), (row.kafka_partition, row.kafka_offset));
+                if self.ledger.month.is_some_and(|m| m != month) {
+                    flush(
+                        &self.client,
+                        &self.consumer,
+                        &mut self.ledger,
+                        &self.config,
+                        &self.metrics,
+                        &self.ready,
+                    )
+                    .await?;
+                }
+                push(&mut self.ledger, *row, size, month, at);
+            }
+            Routed::Receipt(row, size) => {
+                let (month, at) = (row.month(), (row.kafka_partition, row.kafka_offset));
+                if self.receipts.month.is_some_and(|m| m != month) {
+                    flush(
+                        &self.client,
+                        &self.consumer,
+                        &mut self.receipts,
+                        &self.config,
+                        &self.metrics,
+                        &self.ready,
+                    )
+                    .await?;
+                }
+                push(&mut self.receipts, row, size, month, at);
+            }
+            Routed::Quarantine(row, size) => {
+                let (month, at) = (row.month(), (row.kafka_partition, row.kafka_offset));
+                if self.quarantine.month.is_some_and(|m| m != month) {
+                    flush(
+                        &self.client,
+                        &self.consumer,
+                        &mut self.quarantine,
+                        &self.config,
+                        &self.metrics,
+                        &self.ready,
+                    )
+                    .await?;
+                }
+                push(&mut self.quarantine, row, size, month, at);
+            }
+            Routed::Skipped => {}
+        }
+        Ok(())
+    }
+
+    async fn flush_due(&mut self, all: bool) -> anyhow::Result<()> {
+        let now = Instant::now();
+        let (c, k, cfg, m, r) = (
+            &self.client,
+            &self.consumer,
+            &self.config,
+            &self.metrics,
+            &self.ready,
+        );
+        if all || self.ledger.due(cfg, now) {
+            flush(c, k, &mut self.ledger, cfg, m, r).await?;
+        }
+        if all || self.receipts.due(cfg, now) {
+            flush(c, k, &mut self.receipts, cfg, m, r).await?;
+        }
+        if all || self.quarantine.due(cfg, now) {
+            flush(c, k, &mut self.quarantine, cfg, m, r).await?;
+        }
+        Ok(())
+    }
+}
+
+fn push<R>(batch: &mut Batch<R>, row: R, size: usize, month: u32, at: (i32, i64)) {
+    batch.rows.push(row);
+    batch.bytes += size;
+    batch.month = Some(month);
+    batch.started.get_or_insert_with(Instant::now);
+    batch.last.insert(at.0, at.1);
+}
+
+async fn insert<R: RowOwned + RowWrite>(
+    client: &Client,
+    table: &str,
+    rows: &[R],
+) -> anyhow::Result<()> {
+    let mut insert = client
+        .insert::<R>(table)
+        .await?
+        .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)));
+    for row in rows {
+        insert.write(row).await?;
+    }
+    insert.end().await?;
+    Ok(())
+}
+
+/// Inserts a batch, retrying with back-off while ClickHouse refuses it; the loop (and so
+/// the consumer) waits meanwhile, which is the back-pressure. Kafka offsets are committed
+/// only after ClickHouse has acknowledged the insert.
+async fn flush<R: RowOwned + RowWrite>(
+    client: &Client,
+    consumer: &StreamConsumer,
+    batch: &mut Batch<R>,
+    config: &Config,
+    metrics: &Metrics,
+    ready: &AtomicBool,
+) -> anyhow::Result<()> {
+    if batch.rows.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match insert(client, batch.table, &batch.rows).await {
+            Ok(()) => break,
+            Err(e) => {
+                metrics
+                    .insert_errors
+                    .with_label_values(&[batch.table])
+                    .inc();
+                metrics.clickhouse_up.set(0);
+                ready.store(false, Ordering::SeqCst);
+                tracing::warn!(table = batch.table, rows = batch.rows.len(), error = %e, retry_in = ?delay, "insert failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(config.retry_max());
+                // The insert may have landed before the error reached us; it is atomic, so
+                // its last offsets tell.
+                if let Ok(stored) = stored_offsets(client, batch.table).await {
+                    if batch
+                        .last
+                        .iter()
+                        .all(|(p, o)| stored.get(p).is_some_and(|s| s >= o))
+                    {
+                        tracing::info!(table = batch.table, "the failed insert had landed");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    metrics.clickhouse_up.set(1);
+    ready.store(true, Ordering::SeqCst);
+    metrics
+        .rows
+        .with_label_values(&[batch.table])
+        .inc_by(batch.rows.len() as u64);
+    metrics
+        .insert_seconds
+        .with_label_values(&[batch.table])
+        .observe(started.elapsed().as_secs_f64());
+
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in &batch.last {
+        tpl.add_partition_offset(&batch.topic, *p, Offset::Offset(o + 1))?;
+    }
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        tracing::warn!(error = %e, "committing progress to Kafka failed (monitoring only)");
+    }
+    batch.rows.clear();
+    batch.bytes = 0;
+    batch.started = None;
+    batch.month = None;
+    batch.last.clear();
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Helpers for the sink tests: the real `sink` binary on a private database and topics, and
+//! waiting for rows in the real ClickHouse.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rust_decimal::Decimal;
+use schemas::avro::ledger::encode_entry;
+use schemas::{ConversionStatus, EventName, LedgerEntry, LinkStatus, TrackingEvent};
+
+use crate::processor::{EventProducer, ProcessorTopics};
+use crate::service::ServiceProcess;
+use crate::{clickhouse_url, unique_name};
+
+/// A private ClickHouse database name.
+pub fn database(prefix: &str) -> String {
+    unique_name(prefix)
+}
+
+/// A client of the running ClickHouse, on `database`.
+pub fn clickhouse(database: &str) -> clickhouse::Client {
+    clickhouse::Client::default()
+        .with_url(clickhouse_url())
+        .with_database(database)
+}
+
+impl ServiceProcess {
+    /// The real sink binary, loading `topics`' ledger, receipts and quarantine topics into
+    /// `database`.
+    pub fn sink(topics: &ProcessorTopics, database: &str, extra: &[&str]) -> Self {
+        let mut args: Vec<String> = [
+            ("--ledger-topic", topics.ledger.as_str()),
+            ("--receipts-topic", topics.receipts.as_str()),
+            ("--quarantine-topic", topics.quarantine.as_str()),
+            ("--database", database),
+            ("--group-id", &format!("{}.sink", topics.group)),
+            ("--clickhouse-url", &clickhouse_url()),
+            ("--batch-ms", "200"),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_owned(), v.to_owned()])
+        .collect();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Self::start("sink", &format!("{}-sink", topics.group), &args)
+    }
+}
+
+/// `SELECT count() FROM table` (no FINAL), retried through transient errors.
+pub async fn count(client: &clickhouse::Client, table: &str) -> Option<u64> {
+    client
+        .query(&format!("SELECT count() FROM {table}"))
+        .fetch_one::<u64>()
+        .await
+        .ok()
+}
+
+/// Waits until `table` holds `rows` rows; panics with the last count after `timeout`.
+pub async fn wait_rows(client: &clickhouse::Client, table: &str, rows: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = count(client, table).await;
+        if n == Some(rows) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{table} holds {n:?} rows, not {rows}, after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A ledger entry for a click, as the processor would write it.
+pub fn click_entry(id: &str) -> LedgerEntry {
+    let now = Utc::now();
+    let mut event = TrackingEvent::new(id, EventName::Click, now, now, "first_party", "/c/o");
+    event.click_id = Some(id.to_owned());
+    LedgerEntry {
+        conversion_key: format!("click/{id}"),
+        link_status: LinkStatus::None,
+        linked_event_id: None,
+        adopted_event_ids: vec![],
+        signed_revenue: Decimal::ZERO,
+        signed_payout: Decimal::ZERO,
+        conversion_status: ConversionStatus::Clicked,
+        net_revenue: Decimal::ZERO,
+        net_payout: Decimal::ZERO,
+        flags: vec![],
+        recorded_at: now,
+        input_partition: 0,
+        input_offset: 0,
+        event,
+    }
+}
+
+/// Produces `n` ledger entries over about `seconds`, from a thread.
+pub fn stream_entries(
+    topic: &str,
+    run: &str,
+    n: usize,
+    seconds: u64,
+) -> std::thread::JoinHandle<()> {
+    let topic = topic.to_owned();
+    let run = run.to_owned();
+    std::thread::spawn(move || {
+        let producer = EventProducer::new(&topic);
+        let steps = 100;
+        for step in 0..steps {
+            for i in (step * n / steps)..((step + 1) * n / steps) {
+                let id = format!("{run}-{i}");
+                producer.send_raw(
+                    &format!("click/{id}"),
+                    &encode_entry(&click_entry(&id)).unwrap(),
+                );
+            }
+            producer.flush();
+            std::thread::sleep(Duration::from_millis(seconds * 1000 / steps as u64));
+        }
+    })
+}

@@ -1,0 +1,213 @@
+//! The sink against the real broker and the real ClickHouse, run as the real binary: the
+//! migrations, the whole pipeline into the analyst views, and SIGKILL under a live stream.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use clickhouse::Row;
+use rust_decimal::Decimal;
+use schemas::EventName;
+use serde::Deserialize;
+use sink::migrations::{apply, MIGRATIONS};
+use tests::clickhouse_url;
+use tests::processor::{wait_caught_up, EventProducer, ProcessorTopics, Scenario};
+use tests::service::ServiceProcess;
+use tests::sink::{clickhouse, count, database, stream_entries, wait_rows};
+
+#[tokio::test]
+async fn migrations_applied_twice_are_a_no_op() {
+    let db = database("sink_migrations");
+    let root = clickhouse::Client::default().with_url(clickhouse_url());
+    let first = apply(&root, &db).await.unwrap();
+    assert_eq!(
+        first,
+        MIGRATIONS.iter().map(|m| m.version).collect::<Vec<_>>()
+    );
+    let tables = |client: clickhouse::Client| async move {
+        client
+            .query(
+                "SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name",
+            )
+            .fetch_all::<String>()
+            .await
+            .unwrap()
+    };
+    let before = tables(clickhouse(&db)).await;
+    assert!(before.contains(&"ledger".to_owned()) && before.contains(&"daily_stats".to_owned()));
+
+    assert!(apply(&root, &db).await.unwrap().is_empty());
+    assert_eq!(tables(clickhouse(&db)).await, before);
+    assert_eq!(
+        count(&clickhouse(&db), "schema_migrations").await,
+        Some(MIGRATIONS.len() as u64)
+    );
+}
+
+fn micros(text: &str) -> i64 {
+    let d: Decimal = text.parse().unwrap();
+    (d * Decimal::new(1_000_000, 0)).try_into().unwrap()
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct Totals {
+    clicks: u64,
+    leads: u64,
+    leads_approved: u64,
+    leads_rejected: u64,
+    sales: u64,
+    gross_revenue: String,
+    refunds: u64,
+    refund_amount: String,
+    chargebacks: u64,
+    chargeback_amount: String,
+    net_revenue: String,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct NetByConversion {
+    conversion_key: String,
+    net_revenue: String,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pipeline_lands_exactly_in_the_analyst_views() {
+    let topics = ProcessorTopics::create("sink-e2e").await;
+    let scenario = Scenario::mixed("e2e", 1_500);
+    let producer = EventProducer::new(&topics.input);
+    for e in &scenario.events {
+        producer.send(e);
+    }
+    producer.send_raw("first_party/order/poison", b"not avro");
+    producer.flush();
+
+    let processor = ServiceProcess::processor(&topics, "a", &[]);
+    let t = topics.clone();
+    tokio::task::spawn_blocking(move || wait_caught_up(&t, Duration::from_secs(120)))
+        .await
+        .unwrap();
+    processor.terminate();
+
+    let db = database("sink_e2e");
+    let sink = ServiceProcess::sink(&topics, &db, &[]);
+    let ch = clickhouse(&db);
+    let unique = scenario.unique_ids.len() as u64;
+    wait_rows(&ch, "ledger", unique, Duration::from_secs(120)).await;
+    let repeats = (scenario.duplicates + scenario.conflicts) as u64;
+    wait_rows(&ch, "receipts", repeats, Duration::from_secs(60)).await;
+    wait_rows(&ch, "quarantine", 1, Duration::from_secs(60)).await;
+    sink.terminate();
+
+    // Exact without FINAL: every event_id once.
+    let distinct: u64 = ch
+        .query("SELECT uniqExact(event_id) FROM ledger")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(distinct, unique);
+
+    // The KPI view against sums computed here from the scenario (test events left out).
+    let live = |name: EventName| -> Vec<&String> {
+        scenario
+            .names
+            .iter()
+            .filter(|(id, n)| **n == name && !scenario.test_ids.contains(*id))
+            .map(|(id, _)| id)
+            .collect()
+    };
+    let n = |name| live(name).len() as u64;
+    let amount = |name| -> i64 { live(name).iter().map(|id| scenario.revenue[*id]).sum() };
+    let totals: Totals = ch
+        .query(
+            "SELECT sum(clicks) AS clicks, sum(leads) AS leads, sum(leads_approved) AS leads_approved,
+                    sum(leads_rejected) AS leads_rejected, sum(sales) AS sales,
+                    toString(sum(gross_revenue)) AS gross_revenue, sum(refunds) AS refunds,
+                    toString(sum(refund_amount)) AS refund_amount, sum(chargebacks) AS chargebacks,
+                    toString(sum(chargeback_amount)) AS chargeback_amount,
+                    toString(sum(net_revenue)) AS net_revenue
+             FROM daily_stats",
+        )
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(totals.clicks, n(EventName::Click));
+    assert_eq!(totals.leads, n(EventName::Lead));
+    assert_eq!(totals.leads_approved, n(EventName::ApprovedLead));
+    assert_eq!(totals.leads_rejected, n(EventName::RejectedLead));
+    assert_eq!(totals.sales, n(EventName::Sale));
+    assert_eq!(totals.refunds, n(EventName::Refund));
+    assert_eq!(totals.chargebacks, n(EventName::Chargeback));
+    assert_eq!(micros(&totals.gross_revenue), amount(EventName::Sale));
+    assert_eq!(micros(&totals.refund_amount), amount(EventName::Refund));
+    assert_eq!(
+        micros(&totals.chargeback_amount),
+        amount(EventName::Chargeback)
+    );
+    assert_eq!(
+        micros(&totals.net_revenue),
+        amount(EventName::Sale) - amount(EventName::Refund) - amount(EventName::Chargeback)
+    );
+    assert!(totals.sales > 0 && totals.refunds > 0 && totals.chargebacks > 0);
+
+    // Every sale's current state nets its reversals.
+    let nets: HashMap<String, i64> = ch
+        .query("SELECT conversion_key, toString(net_revenue) AS net_revenue FROM conversion_state")
+        .fetch_all::<NetByConversion>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.conversion_key, micros(&r.net_revenue)))
+        .collect();
+    for (key, net) in &scenario.net_revenue {
+        assert_eq!(nets.get(key), Some(net), "{key}");
+    }
+
+    let orphans = count(&ch, "orphaned_reversals").await.unwrap();
+    assert_eq!(orphans, 0, "every early reversal was adopted by its sale");
+    assert_eq!(
+        count(&ch, "conflicts").await.unwrap(),
+        scenario.conflicts as u64
+    );
+    let reason: String = ch
+        .query("SELECT any(reason) FROM quarantine")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(reason, "undecodable_event");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_random_points_neither_loses_nor_doubles_a_row() {
+    let topics = ProcessorTopics::create("sink-crash").await;
+    let db = database("sink_crash");
+    let n = 30_000;
+    let feeder = stream_entries(&topics.ledger, "crash", n, 30);
+    let started = Instant::now();
+    for _ in 0..6 {
+        let mut sink = ServiceProcess::sink(&topics, &db, &["--batch-rows", "2000"]);
+        sink.wait_ready(Duration::from_secs(60));
+        let nanos = u64::from(Instant::now().duration_since(started).subsec_nanos());
+        tokio::time::sleep(Duration::from_millis(200 + nanos % 2_500)).await;
+        assert!(sink.is_running(), "the sink exited on its own; see its log");
+        sink.kill();
+    }
+    assert!(
+        !feeder.is_finished(),
+        "input must still be arriving at the last kill"
+    );
+    tokio::task::spawn_blocking(move || feeder.join().unwrap())
+        .await
+        .unwrap();
+
+    let sink = ServiceProcess::sink(&topics, &db, &[]);
+    let ch = clickhouse(&db);
+    wait_rows(&ch, "ledger", n as u64, Duration::from_secs(120)).await;
+    sink.terminate();
+    let ids: Vec<String> = ch
+        .query("SELECT event_id FROM ledger")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), n, "count() without FINAL");
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), n, "every event_id once");
+}
