@@ -1,6 +1,6 @@
-//! The canonical ledger, its receipt history and the postback outbox: the Rust side of
-//! `avro/ledger_entry.v*.avsc`, `avro/receipt.v*.avsc` and `avro/postback_outbox.v*.avsc`,
-//! written by the processor and read by the sink and the forwarder.
+//! The canonical ledger, its receipt history, the postback outbox and the delivery attempts:
+//! the Rust side of `avro/ledger_entry.v*.avsc`, `avro/receipt.v*.avsc`,
+//! `avro/postback_outbox.v*.avsc` and `avro/postback_attempt.v*.avsc`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -43,6 +43,15 @@ contract_enum!(
         Duplicate => "DUPLICATE",
         Conflict => "CONFLICT",
         Orphaned => "ORPHANED",
+    }
+);
+
+contract_enum!(
+    /// How a postback delivery attempt ended.
+    AttemptOutcome {
+        Delivered => "DELIVERED",
+        TransientFailure => "TRANSIENT_FAILURE",
+        PermanentFailure => "PERMANENT_FAILURE",
     }
 );
 
@@ -108,4 +117,23 @@ pub struct OutboxRecord {
     pub idempotency_key: String,
     pub enqueued_at: DateTime<Utc>,
     pub entry: LedgerEntry,
+}
+
+/// One delivery attempt of a postback, as the forwarder records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostbackAttempt {
+    pub destination: String,
+    pub idempotency_key: String,
+    pub event_name: String,
+    pub offer_id: Option<String>,
+    pub is_test: bool,
+    pub attempt: i32,
+    pub outcome: AttemptOutcome,
+    pub dead_lettered: bool,
+    pub http_status: Option<i32>,
+    pub error: Option<String>,
+    pub latency_ms: i64,
+    pub response_snippet: String,
+    pub attempted_at: DateTime<Utc>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }

@@ -20,6 +20,9 @@ pub use event::{ConsentState, EventName, PayoutStatus, RefundStatus, TrackingEve
 pub use event_id::postback_event_id;
 pub use input::{parse_event_json, RawPii};
 pub use key::conversion_key;
-pub use ledger::{ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, Receipt, ReceiptKind};
+pub use ledger::{
+    AttemptOutcome, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, PostbackAttempt,
+    Receipt, ReceiptKind,
+};
 pub use quarantine::QuarantineRecord;
 pub use validate::{validate, FieldError, ValidationErrors};

@@ -8,12 +8,13 @@ use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
 use schemas::avro::current_schema;
 use schemas::avro::ledger::{
-    decode_entry, decode_outbox, decode_receipt, encode_entry, encode_outbox, encode_receipt,
-    entry_schema, outbox_schema, receipt_schema,
+    attempt_schema, decode_attempt, decode_entry, decode_outbox, decode_receipt, encode_attempt,
+    encode_entry, encode_outbox, encode_receipt, entry_schema, outbox_schema, receipt_schema,
 };
 use schemas::ledger::flags;
 use schemas::{
-    samples, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, Receipt, ReceiptKind,
+    samples, AttemptOutcome, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord,
+    PostbackAttempt, Receipt, ReceiptKind,
 };
 
 fn entry() -> LedgerEntry {
@@ -212,4 +213,35 @@ fn published_ledger_schemas_never_change() {
     assert_eq!(hex(&entry_schema().fingerprint), "1b7b2b62917ada66");
     assert_eq!(hex(&receipt_schema().fingerprint), "23df8a93fdb93b81");
     assert_eq!(hex(&outbox_schema().fingerprint), "af98671683984bbb");
+    assert_eq!(hex(&attempt_schema().fingerprint), "9465a85b3b2cfca8");
+}
+
+#[test]
+fn attempts_round_trip_and_apache_avro_reads_them() {
+    let mut a = PostbackAttempt {
+        destination: "meta-capi".into(),
+        idempotency_key: "evt-sale-1001".into(),
+        event_name: "SALE".into(),
+        offer_id: Some("keto-vsl".into()),
+        is_test: false,
+        attempt: 2,
+        outcome: AttemptOutcome::TransientFailure,
+        dead_lettered: false,
+        http_status: Some(503),
+        error: Some("server error".into()),
+        latency_ms: 87,
+        response_snippet: "upstream unavailable".into(),
+        attempted_at: Utc.timestamp_millis_opt(1_764_000_000_000).unwrap(),
+        next_attempt_at: Some(Utc.timestamp_millis_opt(1_764_000_004_000).unwrap()),
+    };
+    for _ in 0..2 {
+        let bytes = encode_attempt(&a);
+        assert_eq!(decode_attempt(&bytes).unwrap(), a);
+        let fields = apache_read(&attempt_schema().schema, &bytes[10..]);
+        assert_eq!(field(&fields, "attempt"), &Value::Int(a.attempt));
+        a.http_status = None;
+        a.error = None;
+        a.next_attempt_at = None;
+        a.outcome = AttemptOutcome::Delivered;
+    }
 }

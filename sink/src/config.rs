@@ -14,7 +14,7 @@ pub const MAX_BATCH_ROWS: usize = 1_000_000;
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "sink",
-    about = "Loads the ledger, receipts and quarantine summaries into ClickHouse, exactly once"
+    about = "Loads the ledger, receipts, postback attempts and quarantine summaries into ClickHouse, exactly once"
 )]
 pub struct Config {
     #[arg(
@@ -51,6 +51,8 @@ pub struct Config {
     pub receipts_topic: String,
     #[arg(long, env = "SINK_QUARANTINE_TOPIC", default_value = topics::QUARANTINE)]
     pub quarantine_topic: String,
+    #[arg(long, env = "SINK_ATTEMPTS_TOPIC", default_value = topics::POSTBACK_ATTEMPTS)]
+    pub attempts_topic: String,
 
     /// A table's batch is inserted at this many rows (at most 1,000,000)...
     #[arg(long, env = "SINK_BATCH_ROWS", default_value_t = 100_000,

@@ -21,14 +21,14 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use schemas::avro::ledger::{decode_entry, decode_receipt};
+use schemas::avro::ledger::{decode_attempt, decode_entry, decode_receipt};
 use schemas::QuarantineRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::migrations;
-use crate::rows::{KafkaPosition, LedgerRow, QuarantineRow, ReceiptRow};
+use crate::rows::{AttemptRow, KafkaPosition, LedgerRow, QuarantineRow, ReceiptRow, TableRow};
 
 /// Rows waiting for one table's next insert.
 struct Batch<R> {
@@ -42,7 +42,7 @@ struct Batch<R> {
     last: HashMap<i32, i64>,
 }
 
-impl<R: RowOwned + RowWrite> Batch<R> {
+impl<R: RowOwned + RowWrite + TableRow> Batch<R> {
     fn new(table: &'static str, topic: &str) -> Self {
         Self {
             table,
@@ -99,6 +99,7 @@ struct Loader {
     ledger: Batch<LedgerRow>,
     receipts: Batch<ReceiptRow>,
     quarantine: Batch<QuarantineRow>,
+    attempts: Batch<AttemptRow>,
 }
 
 /// Applies the migrations, then loads until `shutdown` resolves, then inserts what it holds.
@@ -133,6 +134,7 @@ pub async fn run(
         ledger: Batch::new("ledger", &config.ledger_topic),
         receipts: Batch::new("receipts", &config.receipts_topic),
         quarantine: Batch::new("quarantine", &config.quarantine_topic),
+        attempts: Batch::new("postback_attempts", &config.attempts_topic),
         config,
         client,
         consumer,
@@ -149,6 +151,7 @@ pub async fn run(
             loader.ledger.deadline(&loader.config),
             loader.receipts.deadline(&loader.config),
             loader.quarantine.deadline(&loader.config),
+            loader.attempts.deadline(&loader.config),
         ]
         .into_iter()
         .flatten()
@@ -178,6 +181,7 @@ enum Routed {
     Ledger(Box<LedgerRow>, usize),
     Receipt(ReceiptRow, usize),
     Quarantine(QuarantineRow, usize),
+    Attempt(AttemptRow, usize),
     Skipped,
 }
 
@@ -189,6 +193,7 @@ impl Loader {
             (&self.config.ledger_topic, "ledger"),
             (&self.config.receipts_topic, "receipts"),
             (&self.config.quarantine_topic, "quarantine"),
+            (&self.config.attempts_topic, "postback_attempts"),
         ] {
             let stored = stored_offsets(&self.client, table).await?;
             let metadata = self
@@ -250,61 +255,33 @@ impl Loader {
                 ),
             };
             Routed::Quarantine(row, size)
+        } else if topic == self.config.attempts_topic {
+            match decode_attempt(payload) {
+                Ok(a) => Routed::Attempt(AttemptRow::new(a, at), size),
+                Err(e) => undecodable(&e),
+            }
         } else {
             Routed::Skipped
         }
     }
 
     async fn take(&mut self, routed: Routed) -> anyhow::Result<()> {
+        let (c, k, cfg, m, r) = (
+            &self.client,
+            &self.consumer,
+            &self.config,
+            &self.metrics,
+            &self.ready,
+        );
         match routed {
-            Routed::Ledger(row, size) => {
-                let (month, at) = (row.month(), (row.kafka_partition, row.kafka_offset));
-                if self.ledger.month.is_some_and(|m| m != month) {
-                    flush(
-                        &self.client,
-                        &self.consumer,
-                        &mut self.ledger,
-                        &self.config,
-                        &self.metrics,
-                        &self.ready,
-                    )
-                    .await?;
-                }
-                push(&mut self.ledger, *row, size, month, at);
-            }
-            Routed::Receipt(row, size) => {
-                let (month, at) = (row.month(), (row.kafka_partition, row.kafka_offset));
-                if self.receipts.month.is_some_and(|m| m != month) {
-                    flush(
-                        &self.client,
-                        &self.consumer,
-                        &mut self.receipts,
-                        &self.config,
-                        &self.metrics,
-                        &self.ready,
-                    )
-                    .await?;
-                }
-                push(&mut self.receipts, row, size, month, at);
-            }
+            Routed::Ledger(row, size) => add(c, k, &mut self.ledger, *row, size, cfg, m, r).await,
+            Routed::Receipt(row, size) => add(c, k, &mut self.receipts, row, size, cfg, m, r).await,
             Routed::Quarantine(row, size) => {
-                let (month, at) = (row.month(), (row.kafka_partition, row.kafka_offset));
-                if self.quarantine.month.is_some_and(|m| m != month) {
-                    flush(
-                        &self.client,
-                        &self.consumer,
-                        &mut self.quarantine,
-                        &self.config,
-                        &self.metrics,
-                        &self.ready,
-                    )
-                    .await?;
-                }
-                push(&mut self.quarantine, row, size, month, at);
+                add(c, k, &mut self.quarantine, row, size, cfg, m, r).await
             }
-            Routed::Skipped => {}
+            Routed::Attempt(row, size) => add(c, k, &mut self.attempts, row, size, cfg, m, r).await,
+            Routed::Skipped => Ok(()),
         }
-        Ok(())
     }
 
     async fn flush_due(&mut self, all: bool) -> anyhow::Result<()> {
@@ -325,16 +302,37 @@ impl Loader {
         if all || self.quarantine.due(cfg, now) {
             flush(c, k, &mut self.quarantine, cfg, m, r).await?;
         }
+        if all || self.attempts.due(cfg, now) {
+            flush(c, k, &mut self.attempts, cfg, m, r).await?;
+        }
         Ok(())
     }
 }
 
-fn push<R>(batch: &mut Batch<R>, row: R, size: usize, month: u32, at: (i32, i64)) {
+/// Adds a row to its table's batch, inserting the batch first if the row falls in another
+/// month (another table partition).
+#[allow(clippy::too_many_arguments)]
+async fn add<R: RowOwned + RowWrite + TableRow>(
+    client: &Client,
+    consumer: &StreamConsumer,
+    batch: &mut Batch<R>,
+    row: R,
+    size: usize,
+    config: &Config,
+    metrics: &Metrics,
+    ready: &AtomicBool,
+) -> anyhow::Result<()> {
+    let month = row.month();
+    if batch.month.is_some_and(|m| m != month) {
+        flush(client, consumer, batch, config, metrics, ready).await?;
+    }
+    let at = row.position();
     batch.rows.push(row);
     batch.bytes += size;
     batch.month = Some(month);
     batch.started.get_or_insert_with(Instant::now);
-    batch.last.insert(at.0, at.1);
+    batch.last.insert(at.partition, at.offset);
+    Ok(())
 }
 
 async fn insert<R: RowOwned + RowWrite>(
@@ -356,7 +354,7 @@ async fn insert<R: RowOwned + RowWrite>(
 /// Inserts a batch, retrying with back-off while ClickHouse refuses it; the loop (and so
 /// the consumer) waits meanwhile, which is the back-pressure. Kafka offsets are committed
 /// only after ClickHouse has acknowledged the insert.
-async fn flush<R: RowOwned + RowWrite>(
+async fn flush<R: RowOwned + RowWrite + TableRow>(
     client: &Client,
     consumer: &StreamConsumer,
     batch: &mut Batch<R>,

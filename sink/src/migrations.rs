@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_receipts"),
     migration!(3, "0003_quarantine"),
     migration!(4, "0004_views"),
+    migration!(5, "0005_postback_attempts"),
 ];
 
 impl Migration {

@@ -9,7 +9,7 @@ use clickhouse::serde::chrono::datetime64::{millis, millis::option as millis_opt
 use clickhouse::Row;
 use rust_decimal::Decimal;
 use schemas::avro::MONEY_SCALE;
-use schemas::{LedgerEntry, QuarantineRecord, Receipt};
+use schemas::{LedgerEntry, PostbackAttempt, QuarantineRecord, Receipt};
 use serde::Serialize;
 
 /// Where a record was read: the sink's resume point.
@@ -160,10 +160,6 @@ impl LedgerRow {
             kafka_offset: at.offset,
         }
     }
-
-    pub fn month(&self) -> u32 {
-        month(self.recorded_at)
-    }
 }
 
 #[derive(Debug, Row, Serialize)]
@@ -212,10 +208,6 @@ impl ReceiptRow {
             kafka_offset: at.offset,
         }
     }
-
-    pub fn month(&self) -> u32 {
-        month(self.recorded_at)
-    }
 }
 
 /// A refused input, without its body: the body may hold personal data and stays on Kafka.
@@ -262,11 +254,80 @@ impl QuarantineRow {
             kafka_offset: at.offset,
         }
     }
+}
 
-    pub fn month(&self) -> u32 {
-        month(self.received_at)
+#[derive(Debug, Row, Serialize)]
+pub struct AttemptRow {
+    pub destination: String,
+    pub idempotency_key: String,
+    pub event_name: String,
+    pub offer_id: Option<String>,
+    pub is_test: bool,
+    pub attempt: i32,
+    pub outcome: &'static str,
+    pub dead_lettered: bool,
+    pub http_status: Option<i32>,
+    pub error: Option<String>,
+    pub latency_ms: i64,
+    pub response_snippet: String,
+    #[serde(with = "millis")]
+    pub attempted_at: DateTime<Utc>,
+    #[serde(with = "millis_option")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+}
+
+impl AttemptRow {
+    pub fn new(a: PostbackAttempt, at: KafkaPosition) -> Self {
+        AttemptRow {
+            destination: a.destination,
+            idempotency_key: a.idempotency_key,
+            event_name: a.event_name,
+            offer_id: a.offer_id,
+            is_test: a.is_test,
+            attempt: a.attempt,
+            outcome: a.outcome.as_str(),
+            dead_lettered: a.dead_lettered,
+            http_status: a.http_status,
+            error: a.error,
+            latency_ms: a.latency_ms,
+            response_snippet: a.response_snippet,
+            attempted_at: a.attempted_at,
+            next_attempt_at: a.next_attempt_at,
+            kafka_partition: at.partition,
+            kafka_offset: at.offset,
+        }
     }
 }
+
+/// What the loader needs of every row: the table partition it falls in (an insert stays in
+/// one month, so that it is one atomic block) and where it was read.
+pub trait TableRow {
+    fn month(&self) -> u32;
+    fn position(&self) -> KafkaPosition;
+}
+
+macro_rules! table_row {
+    ($row:ty, $time:ident) => {
+        impl TableRow for $row {
+            fn month(&self) -> u32 {
+                month(self.$time)
+            }
+            fn position(&self) -> KafkaPosition {
+                KafkaPosition {
+                    partition: self.kafka_partition,
+                    offset: self.kafka_offset,
+                }
+            }
+        }
+    };
+}
+
+table_row!(LedgerRow, recorded_at);
+table_row!(ReceiptRow, recorded_at);
+table_row!(QuarantineRow, received_at);
+table_row!(AttemptRow, attempted_at);
 
 #[cfg(test)]
 mod tests {
@@ -303,7 +364,7 @@ mod tests {
         assert_eq!(row.link_status, "LINKED");
         assert_eq!(row.conversion_status, "PARTIALLY_REFUNDED");
         assert_eq!((row.kafka_partition, row.kafka_offset), (4, 99));
-        assert_eq!(row.month(), 202611);
+        assert_eq!(TableRow::month(&row), 202611);
     }
 
     #[test]

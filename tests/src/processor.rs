@@ -34,6 +34,8 @@ pub struct ProcessorTopics {
     pub state: String,
     pub quarantine: String,
     pub outbox: String,
+    /// Not the processor's: the forwarder writes it and the sink reads it.
+    pub attempts: String,
     pub group: String,
     /// The destinations file the processor routes postbacks with.
     pub destinations: PathBuf,
@@ -62,6 +64,7 @@ impl ProcessorTopics {
             state: format!("{name}.state"),
             quarantine: format!("{name}.quarantine"),
             outbox: format!("{name}.outbox"),
+            attempts: format!("{name}.attempts"),
             group: format!("{name}.processor"),
             destinations: std::env::temp_dir().join(format!("{name}.destinations.toml")),
         };
@@ -78,6 +81,7 @@ impl ProcessorTopics {
             &t.state,
             &t.quarantine,
             &t.outbox,
+            &t.attempts,
         ]
         .into_iter()
         .map(|name| {

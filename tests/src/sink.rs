@@ -25,13 +25,14 @@ pub fn clickhouse(database: &str) -> clickhouse::Client {
 }
 
 impl ServiceProcess {
-    /// The real sink binary, loading `topics`' ledger, receipts and quarantine topics into
-    /// `database`.
+    /// The real sink binary, loading `topics`' ledger, receipts, quarantine and attempts
+    /// topics into `database`.
     pub fn sink(topics: &ProcessorTopics, database: &str, extra: &[&str]) -> Self {
         let mut args: Vec<String> = [
             ("--ledger-topic", topics.ledger.as_str()),
             ("--receipts-topic", topics.receipts.as_str()),
             ("--quarantine-topic", topics.quarantine.as_str()),
+            ("--attempts-topic", topics.attempts.as_str()),
             ("--database", database),
             ("--group-id", &format!("{}.sink", topics.group)),
             ("--clickhouse-url", &clickhouse_url()),

@@ -211,3 +211,86 @@ async fn sigkill_at_random_points_neither_loses_nor_doubles_a_row() {
     let distinct: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(distinct.len(), n, "every event_id once");
 }
+
+#[derive(Debug, Row, Deserialize)]
+struct Health {
+    destination: String,
+    attempts: u64,
+    successes: u64,
+    postbacks: u64,
+    postbacks_delivered: u64,
+    delivery_rate: f64,
+    p95_latency_ms: i64,
+    dead_lettered: u64,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postback_attempts_load_into_the_health_view() {
+    use schemas::avro::ledger::encode_attempt;
+    use schemas::{AttemptOutcome, PostbackAttempt};
+
+    let topics = ProcessorTopics::create("sink-attempts").await;
+    let now = chrono::Utc::now();
+    let attempt = |key: &str, n: i32, outcome, dead, latency, test| PostbackAttempt {
+        destination: "meta".into(),
+        idempotency_key: key.into(),
+        event_name: "SALE".into(),
+        offer_id: Some("offer-a".into()),
+        is_test: test,
+        attempt: n,
+        outcome,
+        dead_lettered: dead,
+        http_status: Some(match outcome {
+            AttemptOutcome::Delivered => 200,
+            AttemptOutcome::TransientFailure => 503,
+            AttemptOutcome::PermanentFailure => 400,
+        }),
+        error: None,
+        latency_ms: latency,
+        response_snippet: String::new(),
+        attempted_at: now,
+        next_attempt_at: None,
+    };
+    use AttemptOutcome::*;
+    let attempts = [
+        attempt("p1", 1, TransientFailure, false, 900, false),
+        attempt("p1", 2, Delivered, false, 40, false),
+        attempt("p2", 1, Delivered, false, 30, false),
+        attempt("p3", 1, PermanentFailure, true, 20, false),
+        attempt("t1", 1, Delivered, false, 10, true),
+    ];
+    let producer = EventProducer::new(&topics.attempts);
+    for a in &attempts {
+        producer.send_raw(&a.idempotency_key, &encode_attempt(a));
+    }
+    producer.flush();
+
+    let db = database("sink_attempts");
+    let sink = ServiceProcess::sink(&topics, &db, &[]);
+    let ch = clickhouse(&db);
+    wait_rows(
+        &ch,
+        "postback_attempts",
+        attempts.len() as u64,
+        Duration::from_secs(60),
+    )
+    .await;
+    sink.terminate();
+    let health: Vec<Health> = ch
+        .query("SELECT ?fields FROM postback_health")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(
+        health.len(),
+        1,
+        "one destination, one day, the test event left out"
+    );
+    let h = &health[0];
+    assert_eq!(h.destination, "meta");
+    assert_eq!((h.attempts, h.successes), (4, 2));
+    assert_eq!((h.postbacks, h.postbacks_delivered), (3, 2));
+    assert!((h.delivery_rate - 0.6667).abs() < 1e-9);
+    assert_eq!(h.p95_latency_ms, 900);
+    assert_eq!(h.dead_lettered, 1);
+}

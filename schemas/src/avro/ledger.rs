@@ -1,5 +1,6 @@
 //! Avro single-object encoding of the processor's outputs: [`LedgerEntry`] on `ledger.v1`,
-//! [`Receipt`] on `ledger.receipts.v1` and [`OutboxRecord`] on `postbacks.outbox.v1`. Written and read directly, like the event;
+//! [`Receipt`] on `ledger.receipts.v1` and [`OutboxRecord`] on `postbacks.outbox.v1`; and of
+//! the forwarder's [`PostbackAttempt`] on `postbacks.attempts.v1`. Written and read directly, like the event;
 //! `tests/ledger_codec.rs` holds both to apache-avro's reading of the published schemas.
 
 use std::sync::LazyLock;
@@ -10,13 +11,16 @@ use super::datum::{self, long, opt_int, opt_string, string, string_array, timest
 use super::{money_mantissa, DecodeError, EncodeError, SchemaVersion, HEADER_LEN};
 use crate::event::TrackingEvent;
 use crate::ledger::{
-    ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, Receipt, ReceiptKind,
+    AttemptOutcome, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, PostbackAttempt,
+    Receipt, ReceiptKind,
 };
 
 /// The published ledger-entry schema this build writes.
 pub const LEDGER_ENTRY_SCHEMA: &str = include_str!("../../avro/ledger_entry.v1.avsc");
 /// The published receipt schema this build writes.
 pub const RECEIPT_SCHEMA: &str = include_str!("../../avro/receipt.v1.avsc");
+/// The published attempt schema this build writes.
+pub const ATTEMPT_SCHEMA: &str = include_str!("../../avro/postback_attempt.v1.avsc");
 /// The published outbox schema this build writes.
 pub const OUTBOX_SCHEMA: &str = include_str!("../../avro/postback_outbox.v1.avsc");
 
@@ -24,6 +28,7 @@ static ENTRY: LazyLock<SchemaVersion> =
     LazyLock::new(|| SchemaVersion::parse(1, LEDGER_ENTRY_SCHEMA));
 static RECEIPT: LazyLock<SchemaVersion> = LazyLock::new(|| SchemaVersion::parse(1, RECEIPT_SCHEMA));
 static OUTBOX: LazyLock<SchemaVersion> = LazyLock::new(|| SchemaVersion::parse(1, OUTBOX_SCHEMA));
+static ATTEMPT: LazyLock<SchemaVersion> = LazyLock::new(|| SchemaVersion::parse(1, ATTEMPT_SCHEMA));
 
 pub fn entry_schema() -> &'static SchemaVersion {
     &ENTRY
@@ -35,6 +40,10 @@ pub fn receipt_schema() -> &'static SchemaVersion {
 
 pub fn outbox_schema() -> &'static SchemaVersion {
     &OUTBOX
+}
+
+pub fn attempt_schema() -> &'static SchemaVersion {
+    &ATTEMPT
 }
 
 fn money(out: &mut Vec<u8>, field: &'static str, amount: Decimal) -> Result<(), EncodeError> {
@@ -180,6 +189,56 @@ pub fn decode_receipt(bytes: &[u8]) -> Result<Receipt, DecodeError> {
         input_offset: r.at("input_offset").long()?,
     };
     finish(&r, receipt)
+}
+
+pub fn encode_attempt(a: &PostbackAttempt) -> Vec<u8> {
+    let mut out = header(&ATTEMPT, 256);
+    string(&mut out, &a.destination);
+    string(&mut out, &a.idempotency_key);
+    string(&mut out, &a.event_name);
+    opt_string(&mut out, &a.offer_id);
+    out.push(u8::from(a.is_test));
+    long(&mut out, i64::from(a.attempt));
+    long(&mut out, i64::from(a.outcome.index()));
+    out.push(u8::from(a.dead_lettered));
+    opt_int(&mut out, a.http_status);
+    opt_string(&mut out, &a.error);
+    long(&mut out, a.latency_ms);
+    string(&mut out, &a.response_snippet);
+    timestamp(&mut out, a.attempted_at);
+    match a.next_attempt_at {
+        None => long(&mut out, 0),
+        Some(t) => {
+            long(&mut out, 1);
+            timestamp(&mut out, t);
+        }
+    }
+    out
+}
+
+pub fn decode_attempt(bytes: &[u8]) -> Result<PostbackAttempt, DecodeError> {
+    let mut r = Reader::new(body(&ATTEMPT, bytes)?);
+    let attempt = PostbackAttempt {
+        destination: r.at("destination").string()?,
+        idempotency_key: r.at("idempotency_key").string()?,
+        event_name: r.at("event_name").string()?,
+        offer_id: r.at("offer_id").opt_string()?,
+        is_test: r.at("is_test").boolean()?,
+        attempt: r.at("attempt").int()?,
+        outcome: r.at("outcome").symbol(AttemptOutcome::ALL)?,
+        dead_lettered: r.at("dead_lettered").boolean()?,
+        http_status: r.at("http_status").opt_int()?,
+        error: r.at("error").opt_string()?,
+        latency_ms: r.at("latency_ms").long()?,
+        response_snippet: r.at("response_snippet").string()?,
+        attempted_at: r.at("attempted_at").timestamp()?,
+        next_attempt_at: if r.at("next_attempt_at").present()? {
+            Some(r.timestamp()?)
+        } else {
+            None
+        },
+    };
+    finish(&r, attempt)
 }
 
 /// The content fingerprint of an event: a stable hash of everything except what ingest
