@@ -173,6 +173,28 @@ async fn the_pipeline_lands_exactly_in_the_analyst_views() {
         .await
         .unwrap();
     assert_eq!(reason, "undecodable_event");
+
+    // Every query of the analyst guide runs against these tables.
+    let guide = include_str!("../../docs/ANALYST_GUIDE.md");
+    let queries: Vec<&str> = guide
+        .split("```sql")
+        .skip(1)
+        .map(|block| {
+            block
+                .split("```")
+                .next()
+                .unwrap()
+                .trim()
+                .trim_end_matches(';')
+        })
+        .collect();
+    assert_eq!(queries.len(), 10);
+    for q in queries {
+        ch.query(q)
+            .execute()
+            .await
+            .unwrap_or_else(|e| panic!("analyst guide query fails: {e}\n{q}"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
