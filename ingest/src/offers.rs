@@ -5,14 +5,15 @@
 //! url = "https://offer.example/lp?cid={click_id}&s1={sub1}"
 //! ```
 //!
-//! Macros: `{click_id}`, `{offer_id}`, `{affiliate_id}`, `{campaign_id}`, `{source}`,
-//! `{placement}`, `{utm_source}` ... `{utm_content}`, `{sub1}` ... `{sub5}`. Values are
-//! URL-encoded; an absent value becomes empty.
+//! Macros: the event macros of `schemas::template` (`{click_id}`, `{offer_id}`,
+//! `{affiliate_id}`, `{campaign_id}`, `{source}`, `{placement}`, `{utm_*}`, `{sub1}` ...
+//! `{sub5}`, ...). Values are URL-encoded; an absent value becomes empty; an unknown macro
+//! is refused when the file is loaded.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use schemas::template::{event_macro, fill};
 use schemas::TrackingEvent;
 use serde::Deserialize;
 
@@ -47,6 +48,9 @@ impl Offers {
                     "offer {id}: url must start with http:// or https://"
                 ));
             }
+            let probe = schemas::samples::click();
+            fill(&offer.url, |name| event_macro(&probe, name))
+                .map_err(|e| format!("offer {id}: {e}"))?;
         }
         Ok(offers)
     }
@@ -59,33 +63,8 @@ impl Offers {
 impl Offer {
     /// The landing URL for one click, macros filled in and URL-encoded.
     pub fn landing_url(&self, click: &TrackingEvent) -> String {
-        let macros: [(&str, &Option<String>); 16] = [
-            ("offer_id", &click.offer_id),
-            ("affiliate_id", &click.affiliate_id),
-            ("campaign_id", &click.campaign_id),
-            ("source", &click.source),
-            ("placement", &click.placement),
-            ("utm_source", &click.utm_source),
-            ("utm_medium", &click.utm_medium),
-            ("utm_campaign", &click.utm_campaign),
-            ("utm_term", &click.utm_term),
-            ("utm_content", &click.utm_content),
-            ("sub1", &click.sub1),
-            ("sub2", &click.sub2),
-            ("sub3", &click.sub3),
-            ("sub4", &click.sub4),
-            ("sub5", &click.sub5),
-            ("click_id", &click.click_id),
-        ];
-        let mut url = self.url.clone();
-        for (name, value) in macros {
-            let encoded = value
-                .as_deref()
-                .map(|v| utf8_percent_encode(v, NON_ALPHANUMERIC).to_string())
-                .unwrap_or_default();
-            url = url.replace(&format!("{{{name}}}"), &encoded);
-        }
-        url
+        // The template was checked at load, so every macro is known.
+        fill(&self.url, |name| event_macro(click, name)).unwrap_or_else(|_| self.url.clone())
     }
 }
 
@@ -110,5 +89,7 @@ mod tests {
     #[test]
     fn bad_urls_are_refused() {
         assert!(Offers::parse("[offers.k]\nurl = \"javascript:alert(1)\"\n").is_err());
+        let unknown = Offers::parse("[offers.k]\nurl = \"https://o.example/?x={clik_id}\"\n");
+        assert!(unknown.unwrap_err().contains("unknown macro {clik_id}"));
     }
 }

@@ -175,6 +175,19 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_destinations_file_routes() {
+        let outbox = Outbox::parse(include_str!("../../config/destinations.toml")).unwrap();
+        let names: Vec<_> = outbox.destinations().collect();
+        assert_eq!(names, ["tracker", "webhook", "meta-capi"]);
+        let to: Vec<_> = outbox
+            .records(&entry(samples::sale()), Utc::now())
+            .into_iter()
+            .map(|r| r.destination)
+            .collect();
+        assert_eq!(to, ["tracker", "webhook", "meta-capi"]);
+    }
+
+    #[test]
     fn bad_files_are_refused_with_the_reason() {
         let twice = "[[destination]]\nname='a'\nevents=['SALE']\n[[destination]]\nname='a'\nevents=['SALE']";
         assert!(Outbox::parse(twice)

@@ -12,6 +12,7 @@ pub mod key;
 pub mod ledger;
 pub mod quarantine;
 pub mod samples;
+pub mod template;
 pub mod topics;
 pub mod validate;
 
