@@ -1,12 +1,17 @@
 //! Postback forwarding: each outbox record goes to its destination, rate-limited, retried on
 //! transient failures, dead-lettered on permanent ones, every attempt recorded.
 //!
-//! Built so far (issue #5): [`destinations`] (the configuration), [`kinds`] (one module per
-//! destination kind behind [`kinds::DestinationKind`]), [`retry`] (back-off, jitter, give-up
-//! rules) and [`outcome`] (how an HTTP answer is classified). The delivery loop (Kafka, HTTP,
-//! durable retry state) is not built yet.
+//! [`destinations`] is the configuration; [`kinds`] builds requests, one module per
+//! destination kind behind [`kinds::DestinationKind`]; [`retry`] and [`outcome`] decide what
+//! follows an answer; [`engine`] is the delivery loop; [`dlq`] holds the dead-letter and
+//! retry record format and the replay; [`metrics`] and [`http`] the operator surface.
 
+pub mod config;
 pub mod destinations;
+pub mod dlq;
+pub mod engine;
+pub mod http;
 pub mod kinds;
+pub mod metrics;
 pub mod outcome;
 pub mod retry;

@@ -13,6 +13,9 @@ pub const RECEIPTS: &str = "ledger.receipts.v1";
 pub const PROCESSOR_STATE: &str = "processor.state.v1";
 /// Postbacks to forward, written in the ledger's transaction.
 pub const POSTBACK_OUTBOX: &str = "postbacks.outbox.v1";
+/// Postbacks waiting for their next attempt (the outbox record, with the attempt number and
+/// the earliest time in headers).
+pub const POSTBACK_RETRY: &str = "postbacks.retry.v1";
 /// Every delivery attempt of a postback.
 pub const POSTBACK_ATTEMPTS: &str = "postbacks.attempts.v1";
 /// Postbacks that failed permanently or ran out of attempts.
@@ -26,6 +29,7 @@ pub const ALL: &[&str] = &[
     RECEIPTS,
     PROCESSOR_STATE,
     POSTBACK_OUTBOX,
+    POSTBACK_RETRY,
     POSTBACK_ATTEMPTS,
     POSTBACK_DLQ,
 ];

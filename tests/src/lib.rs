@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests in `tests/`. They run against the real Kafka broker
 //! and ClickHouse server that `scripts/test` starts; see the README.
 
+pub mod forwarder;
 pub mod processor;
 pub mod service;
 pub mod sink;

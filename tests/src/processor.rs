@@ -36,6 +36,9 @@ pub struct ProcessorTopics {
     pub outbox: String,
     /// Not the processor's: the forwarder writes it and the sink reads it.
     pub attempts: String,
+    /// The forwarder's retry topic and DLQ.
+    pub retry: String,
+    pub dlq: String,
     pub group: String,
     /// The destinations file the processor routes postbacks with.
     pub destinations: PathBuf,
@@ -65,6 +68,8 @@ impl ProcessorTopics {
             quarantine: format!("{name}.quarantine"),
             outbox: format!("{name}.outbox"),
             attempts: format!("{name}.attempts"),
+            retry: format!("{name}.retry"),
+            dlq: format!("{name}.dlq"),
             group: format!("{name}.processor"),
             destinations: std::env::temp_dir().join(format!("{name}.destinations.toml")),
         };
@@ -82,6 +87,8 @@ impl ProcessorTopics {
             &t.quarantine,
             &t.outbox,
             &t.attempts,
+            &t.retry,
+            &t.dlq,
         ]
         .into_iter()
         .map(|name| {

@@ -1,0 +1,150 @@
+//! The dead-letter queue and the retry topic: the outbox record's bytes as the value, the
+//! delivery state in headers, so that a dead letter or a retry is the original record,
+//! idempotency key included.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::{Common, ReplayArgs};
+
+pub const ATTEMPT: &str = "attempt";
+pub const NOT_BEFORE: &str = "not_before";
+pub const DESTINATION: &str = "destination";
+pub const REASON: &str = "reason";
+pub const DEAD_LETTERED_AT: &str = "dead_lettered_at";
+
+pub fn headers(pairs: &[(&str, &str)]) -> OwnedHeaders {
+    pairs.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+        h.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        })
+    })
+}
+
+pub fn header(m: &BorrowedMessage<'_>, name: &str) -> Option<String> {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// One dead letter as the replay reads it.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub destination: String,
+    pub reason: String,
+    pub dead_lettered_at: Option<DateTime<Utc>>,
+}
+
+impl DeadLetter {
+    pub fn matches(&self, f: &ReplayArgs) -> bool {
+        f.destination
+            .as_ref()
+            .is_none_or(|d| *d == self.destination)
+            && f.reason
+                .as_ref()
+                .is_none_or(|r| self.reason.contains(r.as_str()))
+            && f.since
+                .is_none_or(|s| self.dead_lettered_at.is_some_and(|t| t >= s))
+            && f.until
+                .is_none_or(|u| self.dead_lettered_at.is_some_and(|t| t < u))
+    }
+}
+
+/// Every dead letter on the topic now, read to the end of each partition.
+pub fn read_all(common: &Common) -> anyhow::Result<Vec<DeadLetter>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &common.kafka_bootstrap_servers)
+        .set("group.id", "trackledger-forwarder-replay")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(&common.dlq_topic), Duration::from_secs(30))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0) as i32;
+    anyhow::ensure!(partitions > 0, "topic {} not found", common.dlq_topic);
+    let mut tpl = TopicPartitionList::new();
+    let mut pending = 0;
+    for p in 0..partitions {
+        let (low, high) =
+            consumer.fetch_watermarks(&common.dlq_topic, p, Duration::from_secs(30))?;
+        if high > low {
+            tpl.add_partition_offset(&common.dlq_topic, p, Offset::Beginning)?;
+            pending += 1;
+        }
+    }
+    let mut out = Vec::new();
+    if pending == 0 {
+        return Ok(out);
+    }
+    consumer.assign(&tpl)?;
+    while pending > 0 {
+        match consumer.poll(Duration::from_secs(5)) {
+            Some(Ok(m)) => out.push(DeadLetter {
+                key: m.key().unwrap_or_default().to_vec(),
+                value: m.payload().unwrap_or_default().to_vec(),
+                destination: header(&m, DESTINATION).unwrap_or_default(),
+                reason: header(&m, REASON).unwrap_or_default(),
+                dead_lettered_at: header(&m, DEAD_LETTERED_AT)
+                    .and_then(|v| v.parse().ok())
+                    .and_then(DateTime::from_timestamp_millis),
+            }),
+            Some(Err(KafkaError::PartitionEOF(_))) => pending -= 1,
+            Some(Err(e)) => return Err(e).context("reading the DLQ"),
+            None => anyhow::bail!("the DLQ did not answer within 5 s"),
+        }
+    }
+    Ok(out)
+}
+
+/// Sends the matching dead letters back to the outbox; returns how many.
+pub async fn replay(common: &Common, filter: &ReplayArgs) -> anyhow::Result<usize> {
+    let letters: Vec<DeadLetter> = read_all(common)?
+        .into_iter()
+        .filter(|d| d.matches(filter))
+        .collect();
+    if filter.dry_run {
+        for d in &letters {
+            println!(
+                "{}\t{}\t{}",
+                d.destination,
+                String::from_utf8_lossy(&d.key),
+                d.reason
+            );
+        }
+        return Ok(letters.len());
+    }
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &common.kafka_bootstrap_servers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()?;
+    for d in &letters {
+        producer
+            .send(
+                FutureRecord::to(&common.outbox_topic)
+                    .key(&d.key)
+                    .payload(&d.value),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .context("writing to the outbox")?;
+    }
+    Ok(letters.len())
+}

@@ -1,0 +1,486 @@
+//! The delivery loop.
+//!
+//! The forwarder consumes the outbox and the retry topic. Each record becomes a task that
+//! waits for its time (`not_before`), then for a token of its destination's rate limiter,
+//! sends, records the attempt, and then resolves the record: delivered; retried (written to
+//! the retry topic with the next attempt number and time); or dead-lettered with the reason.
+//! A record's offset is committed only once it and every record before it in its partition
+//! are resolved, so a crash or a kill re-reads what was not: a pending retry is never
+//! forgotten, and its `not_before` travels with it, so it is never sent early. A record
+//! resolved just before a crash may be sent again; the idempotency key makes that harmless.
+//!
+//! Every destination has its own limiter and concurrency, and every record its own task:
+//! a slow or failing destination delays nobody else.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use schemas::avro::ledger::{decode_outbox, encode_attempt};
+use schemas::PostbackAttempt;
+use tokio::sync::Semaphore;
+
+use crate::config::{Common, RunArgs};
+use crate::destinations::Destination;
+use crate::dlq::{self, headers};
+use crate::kinds::{kind, DestinationKind, PreparedRequest};
+use crate::metrics::Metrics;
+use crate::outcome::{classify, Class};
+use crate::retry::Next;
+
+const SNIPPET: usize = 512;
+
+/// A destination ready to send to.
+struct Target {
+    destination: Destination,
+    kind: &'static dyn DestinationKind,
+    secret: Option<String>,
+    limiter: DefaultDirectRateLimiter,
+    concurrency: Semaphore,
+}
+
+/// Unresolved offsets per (topic, partition), and the highest offset seen.
+#[derive(Default)]
+struct Tracker {
+    open: HashMap<(String, i32), (BTreeSet<i64>, i64)>,
+}
+
+impl Tracker {
+    fn opened(&mut self, topic: &str, partition: i32, offset: i64) {
+        let (set, last) = self
+            .open
+            .entry((topic.to_owned(), partition))
+            .or_insert_with(|| (BTreeSet::new(), -1));
+        set.insert(offset);
+        *last = (*last).max(offset);
+    }
+
+    fn resolved(&mut self, topic: &str, partition: i32, offset: i64) {
+        if let Some((set, _)) = self.open.get_mut(&(topic.to_owned(), partition)) {
+            set.remove(&offset);
+        }
+    }
+
+    /// The offsets that may be committed: before the first unresolved record.
+    fn committable(&self) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), (set, last)) in &self.open {
+            let next = set.first().copied().unwrap_or(last + 1);
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(next))
+                .ok();
+        }
+        tpl
+    }
+}
+
+/// One record in hand.
+struct Job {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    attempt: u32,
+    not_before: Option<DateTime<Utc>>,
+}
+
+struct Shared {
+    common: Common,
+    targets: HashMap<String, Arc<Target>>,
+    producer: FutureProducer,
+    http: reqwest::Client,
+    tracker: Mutex<Tracker>,
+    metrics: Arc<Metrics>,
+}
+
+/// Delivers until `shutdown` is set; what is unresolved then is re-read at the next start.
+pub async fn run(
+    common: Common,
+    args: RunArgs,
+    destinations: Vec<Destination>,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut targets = HashMap::new();
+    for d in destinations {
+        // A missing token is not fatal: that destination's postbacks are dead-lettered with
+        // the reason, and replayed once the token is set.
+        let secret = d.access_token_env.as_ref().and_then(|var| {
+            let token = std::env::var(var).ok();
+            if token.is_none() {
+                tracing::warn!(destination = %d.name, var, "access token not set; its postbacks go to the DLQ");
+            }
+            token
+        });
+        let quota = Quota::per_second(d.rate_per_second).allow_burst(d.burst);
+        targets.insert(
+            d.name.clone(),
+            Arc::new(Target {
+                kind: kind(&d.kind)?,
+                secret,
+                limiter: RateLimiter::direct(quota),
+                concurrency: Semaphore::new(args.concurrency),
+                destination: d,
+            }),
+        );
+    }
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &common.kafka_bootstrap_servers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .context("creating the producer")?;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &common.kafka_bootstrap_servers)
+        .set("group.id", &args.group_id)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("creating the consumer")?;
+    consumer.subscribe(&[&common.outbox_topic, &common.retry_topic])?;
+    let shared = Arc::new(Shared {
+        common,
+        targets,
+        producer,
+        http: reqwest::Client::builder().build()?,
+        tracker: Mutex::new(Tracker::default()),
+        metrics,
+    });
+    let in_flight = Arc::new(Semaphore::new(args.max_in_flight));
+    ready.store(true, Ordering::SeqCst);
+
+    let mut commit_tick = tokio::time::interval(Duration::from_millis(500));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = commit_tick.tick() => commit(&shared, &consumer),
+            permit = in_flight.clone().acquire_owned() => {
+                let permit = permit.expect("never closed");
+                let m = tokio::select! {
+                    _ = &mut shutdown => break,
+                    m = consumer.recv() => m,
+                };
+                match m {
+                    Ok(m) => {
+                        let job = job(&shared, &m);
+                        shared.metrics.in_flight.inc();
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            deliver(&shared, job).await;
+                            shared.metrics.in_flight.dec();
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "consumer error"),
+                }
+            }
+        }
+    }
+    ready.store(false, Ordering::SeqCst);
+    commit(&shared, &consumer);
+    tracing::info!("stopped; unresolved postbacks are re-read at the next start");
+    Ok(())
+}
+
+fn commit(shared: &Shared, consumer: &StreamConsumer) {
+    let tpl = shared.tracker.lock().expect("tracker").committable();
+    if tpl.count() > 0 {
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "commit skipped");
+        }
+    }
+}
+
+fn job(shared: &Shared, m: &BorrowedMessage<'_>) -> Job {
+    shared
+        .tracker
+        .lock()
+        .expect("tracker")
+        .opened(m.topic(), m.partition(), m.offset());
+    let from_retry = m.topic() == shared.common.retry_topic;
+    Job {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().unwrap_or_default().to_vec(),
+        value: m.payload().unwrap_or_default().to_vec(),
+        attempt: if from_retry {
+            dlq::header(m, dlq::ATTEMPT)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(1)
+        } else {
+            1
+        },
+        not_before: dlq::header(m, dlq::NOT_BEFORE)
+            .and_then(|t| t.parse().ok())
+            .and_then(DateTime::from_timestamp_millis),
+    }
+}
+
+/// Sends one record (once its time and token have come), records the attempt, resolves it.
+async fn deliver(shared: &Shared, job: Job) {
+    let resolution = attempt(shared, &job).await;
+    if let Err(e) = resolution {
+        // Kafka refused the attempt, retry or DLQ record: leave the record unresolved, so
+        // that it is read again after a restart rather than lost.
+        tracing::error!(error = %e, "postback not resolved; it will be re-read after a restart");
+        return;
+    }
+    shared
+        .tracker
+        .lock()
+        .expect("tracker")
+        .resolved(&job.topic, job.partition, job.offset);
+}
+
+async fn attempt(shared: &Shared, job: &Job) -> anyhow::Result<()> {
+    let record = match decode_outbox(&job.value) {
+        Ok(r) => r,
+        Err(e) => {
+            return dead_letter(shared, job, "?", &format!("undecodable outbox record: {e}")).await
+        }
+    };
+    let Some(target) = shared.targets.get(&record.destination) else {
+        let reason = format!("destination {:?} is not configured", record.destination);
+        return dead_letter(shared, job, &record.destination, &reason).await;
+    };
+    if let Some(at) = job.not_before {
+        if let Ok(wait) = at.signed_duration_since(Utc::now()).to_std() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    let policy = target.destination.retry_policy();
+    let occurred_at = record.entry.event.occurred_at;
+    if policy.too_old(occurred_at, Utc::now()) {
+        let reason = format!(
+            "older than the destination accepts ({} h)",
+            target.destination.max_age_hours
+        );
+        return dead_letter(shared, job, &record.destination, &reason).await;
+    }
+    let request = match target
+        .kind
+        .build(&target.destination, &record, target.secret.as_deref())
+    {
+        Ok(r) => r,
+        Err(e) => return dead_letter(shared, job, &record.destination, &e.0).await,
+    };
+
+    let slot = target.concurrency.acquire().await.expect("never closed");
+    let waited = Instant::now();
+    target.limiter.until_ready().await;
+    shared
+        .metrics
+        .token_wait
+        .with_label_values(&[&record.destination])
+        .observe(waited.elapsed().as_secs_f64());
+
+    let started = Instant::now();
+    let answer = send(shared, &target.destination, request).await;
+    let latency = started.elapsed();
+    // The slot limits requests to the destination, not the Kafka writes that follow.
+    drop(slot);
+    let now = Utc::now();
+    let (class, http_status, error, snippet) = match answer {
+        Ok((status, retry_after, body)) => {
+            let class = classify(status, retry_after.as_deref(), now);
+            let error = (class != Class::Delivered).then(|| format!("HTTP {status}"));
+            (class, Some(i32::from(status)), error, body)
+        }
+        Err(e) => (
+            Class::Transient { retry_after: None },
+            None,
+            Some(e),
+            String::new(),
+        ),
+    };
+    let next = match &class {
+        Class::Delivered => None,
+        Class::Transient { retry_after } => Some(policy.after_failure(
+            job.attempt,
+            occurred_at,
+            now,
+            *retry_after,
+            rand::random::<f64>(),
+        )),
+        Class::Permanent => Some(Next::GiveUp(format!(
+            "permanent failure: {}",
+            error.clone().unwrap_or_default()
+        ))),
+    };
+    let outcome = class.outcome();
+    shared
+        .metrics
+        .attempts
+        .with_label_values(&[&record.destination, outcome.as_str()])
+        .inc();
+    let attempt = PostbackAttempt {
+        destination: record.destination.clone(),
+        idempotency_key: record.idempotency_key.clone(),
+        event_name: record.entry.event.event_name.as_str().to_owned(),
+        offer_id: record.entry.event.offer_id.clone(),
+        is_test: record.entry.event.is_test,
+        attempt: i32::try_from(job.attempt).unwrap_or(i32::MAX),
+        outcome,
+        dead_lettered: matches!(next, Some(Next::GiveUp(_))),
+        http_status,
+        error,
+        latency_ms: i64::try_from(latency.as_millis()).unwrap_or(i64::MAX),
+        response_snippet: snippet,
+        attempted_at: now,
+        next_attempt_at: match &next {
+            Some(Next::RetryAt(t)) => Some(*t),
+            _ => None,
+        },
+    };
+    produce(
+        shared,
+        &shared.common.attempts_topic,
+        record.idempotency_key.as_bytes(),
+        &encode_attempt(&attempt),
+        headers(&[]),
+    )
+    .await?;
+    match next {
+        None => Ok(()),
+        Some(Next::RetryAt(at)) => {
+            let attempt = (job.attempt + 1).to_string();
+            let not_before = at.timestamp_millis().to_string();
+            produce(
+                shared,
+                &shared.common.retry_topic,
+                &job.key,
+                &job.value,
+                headers(&[(dlq::ATTEMPT, &attempt), (dlq::NOT_BEFORE, &not_before)]),
+            )
+            .await
+        }
+        Some(Next::GiveUp(reason)) => dead_letter(shared, job, &record.destination, &reason).await,
+    }
+}
+
+async fn dead_letter(
+    shared: &Shared,
+    job: &Job,
+    destination: &str,
+    reason: &str,
+) -> anyhow::Result<()> {
+    tracing::warn!(
+        destination,
+        reason,
+        attempt = job.attempt,
+        "postback dead-lettered"
+    );
+    shared
+        .metrics
+        .dead_lettered
+        .with_label_values(&[destination])
+        .inc();
+    let at = Utc::now().timestamp_millis().to_string();
+    let attempt = job.attempt.to_string();
+    produce(
+        shared,
+        &shared.common.dlq_topic,
+        &job.key,
+        &job.value,
+        headers(&[
+            (dlq::DESTINATION, destination),
+            (dlq::REASON, reason),
+            (dlq::ATTEMPT, &attempt),
+            (dlq::DEAD_LETTERED_AT, &at),
+        ]),
+    )
+    .await
+}
+
+async fn produce(
+    shared: &Shared,
+    topic: &str,
+    key: &[u8],
+    value: &[u8],
+    headers: rdkafka::message::OwnedHeaders,
+) -> anyhow::Result<()> {
+    shared
+        .producer
+        .send(
+            FutureRecord::to(topic)
+                .key(key)
+                .payload(value)
+                .headers(headers),
+            Duration::from_secs(30),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| anyhow::anyhow!("writing to {topic}: {e}"))
+}
+
+/// The status, `Retry-After` and the start of the body; or why there is no answer.
+async fn send(
+    shared: &Shared,
+    destination: &Destination,
+    request: PreparedRequest,
+) -> Result<(u16, Option<String>, String), String> {
+    let method =
+        reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|e| e.to_string())?;
+    let mut builder = shared
+        .http
+        .request(method, &request.url)
+        .timeout(destination.timeout());
+    for (k, v) in &request.headers {
+        builder = builder.header(k, v);
+    }
+    if let Some(body) = request.body {
+        builder = builder.body(body);
+    }
+    let response = builder.send().await.map_err(|e| {
+        if e.is_timeout() {
+            "timeout".to_owned()
+        } else if e.is_connect() {
+            "connection refused or unreachable".to_owned()
+        } else {
+            format!("request failed: {e}")
+        }
+    })?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.text().await.unwrap_or_default();
+    let snippet: String = body.chars().take(SNIPPET).collect();
+    Ok((status, retry_after, snippet))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_resolved_prefixes_are_committed() {
+        let mut t = Tracker::default();
+        for o in [10, 11, 12] {
+            t.opened("outbox", 0, o);
+        }
+        t.resolved("outbox", 0, 11);
+        let at = |t: &Tracker| t.committable().elements()[0].offset();
+        assert_eq!(at(&t), Offset::Offset(10));
+        t.resolved("outbox", 0, 10);
+        assert_eq!(at(&t), Offset::Offset(12));
+        t.resolved("outbox", 0, 12);
+        assert_eq!(at(&t), Offset::Offset(13));
+    }
+}

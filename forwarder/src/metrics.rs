@@ -1,0 +1,68 @@
+//! Prometheus metrics of the forwarder, served on `GET /metrics`.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Attempts by destination and outcome (DELIVERED, TRANSIENT_FAILURE, PERMANENT_FAILURE).
+    pub attempts: IntCounterVec,
+    /// Postbacks written to the DLQ, by destination.
+    pub dead_lettered: IntCounterVec,
+    /// Postbacks held now: waiting for their time, a token, or an answer.
+    pub in_flight: IntGauge,
+    /// Time spent waiting for a rate-limiter token, by destination.
+    pub token_wait: HistogramVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("forwarder".into()), None).expect("registry");
+        let m = Self {
+            attempts: IntCounterVec::new(
+                Opts::new("attempts_total", "Delivery attempts by outcome"),
+                &["destination", "outcome"],
+            )
+            .unwrap(),
+            dead_lettered: IntCounterVec::new(
+                Opts::new("dead_lettered_total", "Postbacks written to the DLQ"),
+                &["destination"],
+            )
+            .unwrap(),
+            in_flight: IntGauge::new("in_flight", "Postbacks held now").unwrap(),
+            token_wait: HistogramVec::new(
+                HistogramOpts::new("token_wait_seconds", "Wait for a rate-limiter token").buckets(
+                    vec![0.0, 0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0],
+                ),
+                &["destination"],
+            )
+            .unwrap(),
+            registry,
+        };
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(m.attempts.clone()),
+            Box::new(m.dead_lettered.clone()),
+            Box::new(m.in_flight.clone()),
+            Box::new(m.token_wait.clone()),
+        ];
+        for c in collectors {
+            m.registry.register(c).expect("unique metric names");
+        }
+        m
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
+        String::from_utf8(out).expect("UTF-8")
+    }
+}

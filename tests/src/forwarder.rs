@@ -1,0 +1,45 @@
+//! Helpers for the forwarder tests: the real `forwarder` binary on private topics.
+
+use std::path::Path;
+
+use crate::processor::ProcessorTopics;
+use crate::service::ServiceProcess;
+
+fn topic_args(topics: &ProcessorTopics) -> Vec<String> {
+    [
+        ("--outbox-topic", &topics.outbox),
+        ("--retry-topic", &topics.retry),
+        ("--attempts-topic", &topics.attempts),
+        ("--dlq-topic", &topics.dlq),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_owned(), v.clone()])
+    .collect()
+}
+
+impl ServiceProcess {
+    /// The real forwarder delivering `topics`' outbox to the destinations of `file`.
+    pub fn forwarder(topics: &ProcessorTopics, file: &Path) -> Self {
+        let mut args = topic_args(topics);
+        args.extend([
+            "--destinations-file".to_owned(),
+            file.display().to_string(),
+            "--group-id".to_owned(),
+            format!("{}.forwarder", topics.group),
+        ]);
+        Self::start("forwarder", &format!("{}-forwarder", topics.group), &args)
+    }
+}
+
+/// Runs `forwarder replay` with `filter` and waits for it; panics if it fails.
+pub fn replay(topics: &ProcessorTopics, filter: &[&str]) {
+    let mut args = topic_args(topics);
+    args.push("replay".to_owned());
+    args.extend(filter.iter().map(|a| a.to_string()));
+    let status = std::process::Command::new(crate::service::workspace_bin("forwarder"))
+        .args(&args)
+        .env("KAFKA_BOOTSTRAP_SERVERS", crate::kafka_bootstrap())
+        .status()
+        .expect("forwarder replay runs");
+    assert!(status.success(), "forwarder replay failed");
+}

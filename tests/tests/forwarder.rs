@@ -1,0 +1,422 @@
+//! The forwarder as the real binary, against the real broker and a real HTTP receiver run by
+//! the test and scripted per path: successes, 429 and 5xx, timeouts, 400s.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::any;
+use axum::Router;
+use chrono::Utc;
+use schemas::avro::ledger::{decode_attempt, encode_outbox};
+use schemas::{samples, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord};
+use tests::forwarder::replay;
+use tests::processor::{read_committed, EventProducer, ProcessorTopics};
+use tests::service::ServiceProcess;
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Hit {
+    path: String,
+    key: String,
+    at: Instant,
+    status: u16,
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    hits: Arc<Mutex<Vec<Hit>>>,
+    /// While set, `/reject` answers 400.
+    rejecting: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    fn hits(&self, path: &str) -> Vec<Hit> {
+        let hits = self.hits.lock().unwrap();
+        hits.iter().filter(|h| h.path == path).cloned().collect()
+    }
+}
+
+async fn answer(
+    State(r): State<Receiver>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    let key = headers
+        .get("Idempotency-Key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let earlier = r
+        .hits
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.path == path && h.key == key)
+        .count();
+    let (status, retry_after) = match path.as_str() {
+        "ok" => (200, None),
+        "flaky" => match earlier {
+            0 => (429, Some("1")),
+            1 => (503, None),
+            _ => (200, None),
+        },
+        "slow-retry" => match earlier {
+            0 => (503, Some("3")),
+            _ => (200, None),
+        },
+        "down" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            (200, None)
+        }
+        "reject" if r.rejecting.load(Ordering::SeqCst) => (400, None),
+        _ => (200, None),
+    };
+    r.hits.lock().unwrap().push(Hit {
+        path,
+        key,
+        at: Instant::now(),
+        status,
+    });
+    let mut response = (StatusCode::from_u16(status).unwrap(), "answer").into_response();
+    if let Some(s) = retry_after {
+        response
+            .headers_mut()
+            .insert("Retry-After", s.parse().unwrap());
+    }
+    response
+}
+
+async fn start_receiver() -> (Receiver, u16) {
+    let receiver = Receiver::default();
+    receiver.rejecting.store(true, Ordering::SeqCst);
+    let app = Router::new()
+        .route("/{path}", any(answer))
+        .with_state(receiver.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (receiver, port)
+}
+
+fn record(destination: &str, id: &str) -> OutboxRecord {
+    let mut event = samples::sale();
+    event.event_id = id.to_owned();
+    event.occurred_at = Utc::now();
+    OutboxRecord {
+        destination: destination.to_owned(),
+        idempotency_key: id.to_owned(),
+        enqueued_at: Utc::now(),
+        entry: LedgerEntry {
+            conversion_key: format!("first_party/order/{id}"),
+            link_status: LinkStatus::None,
+            linked_event_id: None,
+            adopted_event_ids: vec![],
+            signed_revenue: event.revenue.unwrap(),
+            signed_payout: event.payout.unwrap(),
+            conversion_status: ConversionStatus::Sold,
+            net_revenue: event.revenue.unwrap(),
+            net_payout: event.payout.unwrap(),
+            flags: vec![],
+            recorded_at: Utc::now(),
+            input_partition: 0,
+            input_offset: 0,
+            event,
+        },
+    }
+}
+
+fn enqueue(topics: &ProcessorTopics, destination: &str, n: usize) -> Vec<String> {
+    let producer = EventProducer::new(&topics.outbox);
+    let ids: Vec<String> = (0..n)
+        .map(|i| format!("{}-{destination}-{i}", topics.group))
+        .collect();
+    for id in &ids {
+        producer.send_raw(id, &encode_outbox(&record(destination, id)).unwrap());
+    }
+    producer.flush();
+    ids
+}
+
+async fn eventually(what: &str, timeout: Duration, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn destinations_file(topics: &ProcessorTopics, port: u16) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[[destination]]
+name = "ok"
+kind = "webhook"
+url = "http://127.0.0.1:{port}/ok"
+events = ["SALE"]
+rate_per_second = 20
+burst = 5
+
+[[destination]]
+name = "flaky"
+kind = "s2s"
+url = "http://127.0.0.1:{port}/flaky?tx={{event_id}}&amount={{revenue}}"
+events = ["SALE"]
+rate_per_second = 100
+burst = 100
+backoff_initial_ms = 200
+backoff_max_ms = 1000
+
+[[destination]]
+name = "down"
+kind = "webhook"
+url = "http://127.0.0.1:{port}/down"
+events = ["SALE"]
+timeout_ms = 1000
+max_attempts = 3
+backoff_initial_ms = 500
+backoff_max_ms = 1000
+
+[[destination]]
+name = "reject"
+kind = "webhook"
+url = "http://127.0.0.1:{port}/reject"
+events = ["SALE"]
+
+[[destination]]
+name = "slow-retry"
+kind = "webhook"
+url = "http://127.0.0.1:{port}/slow-retry"
+events = ["SALE"]
+"#
+    );
+    let path = std::env::temp_dir().join(format!("{}.forwarder.toml", topics.group));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// (destination, reason) of every dead letter.
+fn dead_letters(topics: &ProcessorTopics) -> Vec<(String, String)> {
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", tests::kafka_bootstrap())
+        .set("group.id", tests::unique_name("dlq-read"))
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    use rdkafka::consumer::Consumer;
+    use rdkafka::message::{Headers, Message};
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..tests::processor::PARTITIONS {
+        tpl.add_partition_offset(&topics.dlq, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut pending = tests::processor::PARTITIONS;
+    let mut out = Vec::new();
+    while pending > 0 {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) => {
+                let header = |name: &str| {
+                    m.headers()
+                        .and_then(|h| h.iter().find(|h| h.key == name))
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default()
+                };
+                out.push((header("destination"), header("reason")));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => pending -= 1,
+            Some(Err(e)) => panic!("{e}"),
+            None => panic!("the DLQ did not answer"),
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postbacks_are_rate_limited_retried_isolated_dead_lettered_and_replayed() {
+    let (receiver, port) = start_receiver().await;
+    let topics = ProcessorTopics::create("fwd").await;
+    let file = destinations_file(&topics, port);
+    let ok = enqueue(&topics, "ok", 60);
+    let flaky = enqueue(&topics, "flaky", 10);
+    let down = enqueue(&topics, "down", 10);
+    let reject = enqueue(&topics, "reject", 5);
+
+    let forwarder = ServiceProcess::forwarder(&topics, &file);
+    eventually(
+        "every postback to ok arrives",
+        Duration::from_secs(60),
+        || receiver.hits("ok").len() >= ok.len(),
+    )
+    .await;
+    eventually(
+        "every flaky postback is delivered",
+        Duration::from_secs(60),
+        || {
+            receiver
+                .hits("flaky")
+                .iter()
+                .filter(|h| h.status == 200)
+                .count()
+                >= flaky.len()
+        },
+    )
+    .await;
+    let t = topics.clone();
+    let expected = down.len() + reject.len();
+    eventually(
+        "down and reject are dead-lettered",
+        Duration::from_secs(60),
+        move || dead_letters(&t).len() >= expected,
+    )
+    .await;
+
+    // The rate limit holds: never more than rate + burst in any second.
+    let hits = receiver.hits("ok");
+    assert_eq!(hits.len(), ok.len(), "each postback once");
+    let mut keys: Vec<&str> = hits.iter().map(|h| h.key.as_str()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), ok.len());
+    for h in &hits {
+        let in_window = hits
+            .iter()
+            .filter(|o| o.at >= h.at && o.at < h.at + Duration::from_secs(1))
+            .count();
+        assert!(in_window <= 20 + 5, "{in_window} requests in one second");
+    }
+    let span = hits.last().unwrap().at - hits.first().unwrap().at;
+    assert!(
+        span >= Duration::from_millis(2_400),
+        "60 at 20/s after a burst of 5: {span:?}"
+    );
+    // ... and the down destination, timing out meanwhile, did not slow it down.
+    assert!(
+        span < Duration::from_secs(6),
+        "ok took {span:?} beside a down destination"
+    );
+
+    // Transient failures are retried, Retry-After honoured, and delivered once.
+    for id in &flaky {
+        let mine: Vec<Hit> = receiver
+            .hits("flaky")
+            .into_iter()
+            .filter(|h| &h.key == id)
+            .collect();
+        let statuses: Vec<u16> = mine.iter().map(|h| h.status).collect();
+        assert_eq!(statuses, [429, 503, 200], "{id}");
+        assert!(
+            mine[1].at - mine[0].at >= Duration::from_millis(950),
+            "Retry-After: 1"
+        );
+    }
+
+    // Permanent failures and exhausted retries are dead letters with their reason.
+    let letters = dead_letters(&topics);
+    let reasons = |d: &str| -> Vec<String> {
+        letters
+            .iter()
+            .filter(|(dest, _)| dest == d)
+            .map(|(_, r)| r.clone())
+            .collect()
+    };
+    assert_eq!(reasons("down").len(), down.len());
+    assert!(reasons("down")
+        .iter()
+        .all(|r| r.contains("gave up after 3 attempts")));
+    assert_eq!(reasons("reject").len(), reject.len());
+    assert!(reasons("reject").iter().all(|r| r.contains("HTTP 400")));
+    assert_eq!(
+        receiver.hits("reject").len(),
+        reject.len(),
+        "a 400 is not retried"
+    );
+
+    // Every attempt is recorded.
+    let attempts: Vec<_> = read_committed(&topics.attempts)
+        .into_iter()
+        .map(|(_, _, v)| decode_attempt(&v).unwrap())
+        .collect();
+    let count = |d: &str| attempts.iter().filter(|a| a.destination == d).count();
+    assert_eq!(count("ok"), ok.len());
+    assert_eq!(count("flaky"), 3 * flaky.len());
+    assert_eq!(count("down"), 3 * down.len());
+    assert_eq!(count("reject"), reject.len());
+
+    // Replay delivers the rejected ones once the destination takes them, same keys.
+    receiver.rejecting.store(false, Ordering::SeqCst);
+    let r = topics.clone();
+    tokio::task::spawn_blocking(move || replay(&r, &["--destination", "reject"]))
+        .await
+        .unwrap();
+    eventually("replayed postbacks arrive", Duration::from_secs(30), || {
+        receiver
+            .hits("reject")
+            .iter()
+            .filter(|h| h.status == 200)
+            .count()
+            >= reject.len()
+    })
+    .await;
+    let mut delivered: Vec<String> = receiver
+        .hits("reject")
+        .into_iter()
+        .filter(|h| h.status == 200)
+        .map(|h| h.key)
+        .collect();
+    delivered.sort();
+    let mut expected_keys = reject.clone();
+    expected_keys.sort();
+    assert_eq!(delivered, expected_keys);
+    forwarder.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_forwarder_mid_retry_loses_nothing_and_sends_nothing_early() {
+    let (receiver, port) = start_receiver().await;
+    let topics = ProcessorTopics::create("fwd-kill").await;
+    let file = destinations_file(&topics, port);
+    let ids = enqueue(&topics, "slow-retry", 10);
+
+    let first = ServiceProcess::forwarder(&topics, &file);
+    eventually("every first attempt fails", Duration::from_secs(30), || {
+        receiver.hits("slow-retry").len() >= ids.len()
+    })
+    .await;
+    // Every postback now waits 3 s (Retry-After) for its second attempt.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.kill();
+    let second = ServiceProcess::forwarder(&topics, &file);
+    eventually(
+        "every postback is delivered after the kill",
+        Duration::from_secs(60),
+        || {
+            let hits = receiver.hits("slow-retry");
+            ids.iter()
+                .all(|id| hits.iter().any(|h| &h.key == id && h.status == 200))
+        },
+    )
+    .await;
+    second.terminate();
+
+    let hits = receiver.hits("slow-retry");
+    let mut by_key: HashMap<&str, Vec<&Hit>> = HashMap::new();
+    for h in &hits {
+        by_key.entry(h.key.as_str()).or_default().push(h);
+    }
+    for id in &ids {
+        let mine = &by_key[id.as_str()];
+        assert_eq!(mine[0].status, 503, "{id}");
+        let success = mine.iter().find(|h| h.status == 200).unwrap();
+        assert!(
+            success.at - mine[0].at >= Duration::from_millis(2_950),
+            "{id} was retried early: {:?} after its failure",
+            success.at - mine[0].at
+        );
+    }
+}
