@@ -4,13 +4,12 @@
 //! [`destinations`] is the configuration; [`kinds`] builds requests, one module per
 //! destination kind behind [`kinds::DestinationKind`]; [`retry`] and [`outcome`] decide what
 //! follows an answer; [`engine`] is the delivery loop; [`dlq`] holds the dead-letter and
-//! retry record format and the replay; [`metrics`] and [`http`] the operator surface.
+//! retry record format and the replay; [`metrics`] feeds the shared `/metrics` endpoint.
 
 pub mod config;
 pub mod destinations;
 pub mod dlq;
 pub mod engine;
-pub mod http;
 pub mod kinds;
 pub mod metrics;
 pub mod outcome;

@@ -3,18 +3,11 @@ use std::sync::Arc;
 
 use clap::Parser;
 use forwarder::config::{Cli, Command};
-use forwarder::http::{router, Health};
 use forwarder::metrics::Metrics;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    telemetry::init_tracing();
     let cli = Cli::parse();
     if let Some(Command::Replay(filter)) = &cli.command {
         let n = forwarder::dlq::replay(&cli.common, filter).await?;
@@ -30,9 +23,10 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(cli.run.metrics_bind).await?;
-    let app = router(Health {
-        metrics: metrics.clone(),
+    let app = telemetry::router(telemetry::Health {
+        registry: metrics.registry.clone(),
         ready: ready.clone(),
+        not_ready: "starting",
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
     forwarder::engine::run(
@@ -41,17 +35,7 @@ async fn main() -> anyhow::Result<()> {
         destinations,
         metrics,
         ready,
-        shutdown(),
+        telemetry::shutdown_signal(),
     )
     .await
-}
-
-async fn shutdown() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
-    tracing::info!("shutting down");
 }

@@ -1,11 +1,10 @@
 //! Prometheus metrics of the forwarder, served on `GET /metrics`.
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 pub struct Metrics {
-    registry: Registry,
+    /// Every metric above, for the `/metrics` endpoint.
+    pub registry: Registry,
     /// Attempts by destination and outcome (DELIVERED, TRANSIENT_FAILURE, PERMANENT_FAILURE).
     pub attempts: IntCounterVec,
     /// Postbacks written to the DLQ, by destination.
@@ -24,8 +23,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("forwarder".into()), None).expect("registry");
-        let m = Self {
+        let mut m = Self {
             attempts: IntCounterVec::new(
                 Opts::new("attempts_total", "Delivery attempts by outcome"),
                 &["destination", "outcome"],
@@ -44,7 +42,7 @@ impl Metrics {
                 &["destination"],
             )
             .unwrap(),
-            registry,
+            registry: Registry::new(),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.attempts.clone()),
@@ -52,17 +50,11 @@ impl Metrics {
             Box::new(m.in_flight.clone()),
             Box::new(m.token_wait.clone()),
         ];
-        for c in collectors {
-            m.registry.register(c).expect("unique metric names");
-        }
+        m.registry = telemetry::registry("forwarder", collectors);
         m
     }
 
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("text encoding");
-        String::from_utf8(out).expect("UTF-8")
+        telemetry::render(&self.registry)
     }
 }

@@ -2,13 +2,12 @@
 //!
 //! [`ledger`] holds the rules (pure); [`changelog`] encodes the state; [`restore`] rebuilds
 //! it from Kafka; [`outbox`] routes entries to postback destinations; [`exactly_once`] runs
-//! the transactional loop; [`pass_through`] is the benchmark baseline; [`http`] serves
-//! metrics and health.
+//! the transactional loop; [`pass_through`] is the benchmark baseline; [`metrics`] feeds the
+//! shared `/metrics` endpoint.
 
 pub mod changelog;
 pub mod config;
 pub mod exactly_once;
-pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod outbox;

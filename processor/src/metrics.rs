@@ -1,12 +1,12 @@
 //! Prometheus metrics of the processor, served on `GET /metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 pub struct Metrics {
-    registry: Registry,
+    /// Every metric above, for the `/metrics` endpoint.
+    pub registry: Registry,
     /// Input events by outcome: first, duplicate, conflict, undecodable.
     pub events: IntCounterVec,
     /// Consumer lag per input partition (high watermark minus position).
@@ -37,11 +37,10 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("processor".into()), None).expect("registry");
         let seconds = [
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
         ];
-        let m = Self {
+        let mut m = Self {
             events: IntCounterVec::new(
                 Opts::new("events_total", "Input events by outcome"),
                 &["outcome"],
@@ -95,7 +94,7 @@ impl Metrics {
                 &["destination"],
             )
             .unwrap(),
-            registry,
+            registry: Registry::new(),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.events.clone()),
@@ -109,18 +108,12 @@ impl Metrics {
             Box::new(m.assigned_partitions.clone()),
             Box::new(m.outbox_records.clone()),
         ];
-        for c in collectors {
-            m.registry.register(c).expect("unique metric names");
-        }
+        m.registry = telemetry::registry("processor", collectors);
         m
     }
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("text encoding");
-        String::from_utf8(out).expect("UTF-8")
+        telemetry::render(&self.registry)
     }
 }

@@ -1,10 +1,9 @@
 //! Loads the canonical ledger into ClickHouse, exactly once.
 //!
 //! [`migrations`] owns the DDL; [`rows`] encodes the Kafka records as table rows; [`loader`]
-//! batches, inserts and resumes; [`metrics`] and [`http`] serve the operator surface.
+//! batches, inserts and resumes; [`metrics`] feeds the shared `/metrics` endpoint.
 
 pub mod config;
-pub mod http;
 pub mod loader;
 pub mod metrics;
 pub mod migrations;

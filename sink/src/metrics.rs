@@ -1,11 +1,10 @@
 //! Prometheus metrics of the sink, served on `GET /metrics`.
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 pub struct Metrics {
-    registry: Registry,
+    /// Every metric above, for the `/metrics` endpoint.
+    pub registry: Registry,
     /// Rows inserted, by table.
     pub rows: IntCounterVec,
     /// Time to insert a batch (retries included), by table.
@@ -26,8 +25,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("sink".into()), None).expect("registry");
-        let m = Self {
+        let mut m = Self {
             rows: IntCounterVec::new(Opts::new("rows_total", "Rows inserted"), &["table"]).unwrap(),
             insert_seconds: HistogramVec::new(
                 HistogramOpts::new("insert_seconds", "Time to insert a batch").buckets(vec![
@@ -48,7 +46,7 @@ impl Metrics {
                 &["topic"],
             )
             .unwrap(),
-            registry,
+            registry: Registry::new(),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.rows.clone()),
@@ -57,17 +55,11 @@ impl Metrics {
             Box::new(m.clickhouse_up.clone()),
             Box::new(m.undecodable.clone()),
         ];
-        for c in collectors {
-            m.registry.register(c).expect("unique metric names");
-        }
+        m.registry = telemetry::registry("sink", collectors);
         m
     }
 
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("text encoding");
-        String::from_utf8(out).expect("UTF-8")
+        telemetry::render(&self.registry)
     }
 }

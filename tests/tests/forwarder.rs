@@ -11,10 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::any;
 use axum::Router;
-use chrono::Utc;
 use schemas::avro::ledger::{decode_attempt, encode_outbox};
-use schemas::{samples, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord};
-use tests::forwarder::replay;
+use tests::forwarder::{outbox_record, replay};
 use tests::processor::{read_committed, EventProducer, ProcessorTopics};
 use tests::service::ServiceProcess;
 
@@ -103,40 +101,13 @@ async fn start_receiver() -> (Receiver, u16) {
     (receiver, port)
 }
 
-fn record(destination: &str, id: &str) -> OutboxRecord {
-    let mut event = samples::sale();
-    event.event_id = id.to_owned();
-    event.occurred_at = Utc::now();
-    OutboxRecord {
-        destination: destination.to_owned(),
-        idempotency_key: id.to_owned(),
-        enqueued_at: Utc::now(),
-        entry: LedgerEntry {
-            conversion_key: format!("first_party/order/{id}"),
-            link_status: LinkStatus::None,
-            linked_event_id: None,
-            adopted_event_ids: vec![],
-            signed_revenue: event.revenue.unwrap(),
-            signed_payout: event.payout.unwrap(),
-            conversion_status: ConversionStatus::Sold,
-            net_revenue: event.revenue.unwrap(),
-            net_payout: event.payout.unwrap(),
-            flags: vec![],
-            recorded_at: Utc::now(),
-            input_partition: 0,
-            input_offset: 0,
-            event,
-        },
-    }
-}
-
 fn enqueue(topics: &ProcessorTopics, destination: &str, n: usize) -> Vec<String> {
     let producer = EventProducer::new(&topics.outbox);
     let ids: Vec<String> = (0..n)
         .map(|i| format!("{}-{destination}-{i}", topics.group))
         .collect();
     for id in &ids {
-        producer.send_raw(id, &encode_outbox(&record(destination, id)).unwrap());
+        producer.send_raw(id, &encode_outbox(&outbox_record(destination, id)).unwrap());
     }
     producer.flush();
     ids

@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use chrono::Utc;
 use clap::Parser;
 use schemas::avro::ledger::encode_outbox;
-use schemas::{samples, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord};
+use tests::forwarder::outbox_record;
 use tests::processor::{EventProducer, ProcessorTopics};
 use tests::service::ServiceProcess;
 
@@ -59,33 +58,6 @@ async fn hit(axum::extract::State(c): axum::extract::State<Counter>) -> &'static
     *c.last.lock().unwrap() = Some(now);
     c.hits.fetch_add(1, Ordering::SeqCst);
     "ok"
-}
-
-fn record(id: &str) -> OutboxRecord {
-    let mut event = samples::sale();
-    event.event_id = id.to_owned();
-    event.occurred_at = Utc::now();
-    OutboxRecord {
-        destination: "bench".into(),
-        idempotency_key: id.to_owned(),
-        enqueued_at: Utc::now(),
-        entry: LedgerEntry {
-            conversion_key: format!("first_party/order/{id}"),
-            link_status: LinkStatus::None,
-            linked_event_id: None,
-            adopted_event_ids: vec![],
-            signed_revenue: event.revenue.unwrap(),
-            signed_payout: event.payout.unwrap(),
-            conversion_status: ConversionStatus::Sold,
-            net_revenue: event.revenue.unwrap(),
-            net_payout: event.payout.unwrap(),
-            flags: vec![],
-            recorded_at: Utc::now(),
-            input_partition: 0,
-            input_offset: 0,
-            event,
-        },
-    }
 }
 
 async fn wait_for(counter: &Counter, n: usize) -> anyhow::Result<()> {
@@ -142,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
         let producer = EventProducer::new(&topics.outbox);
         for i in 0..args.requests {
             let id = format!("{}-{i}", topics.group);
-            producer.send_raw(&id, &encode_outbox(&record(&id))?);
+            producer.send_raw(&id, &encode_outbox(&outbox_record("bench", &id))?);
         }
         producer.flush();
         let file = std::env::temp_dir().join(format!("{}.toml", topics.group));

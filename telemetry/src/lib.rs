@@ -1,0 +1,81 @@
+//! The operator surface every service shares: structured JSON logs, the shutdown signal,
+//! Prometheus registries, and the `/metrics`, `/healthz` and `/readyz` endpoints.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use prometheus::core::Collector;
+use prometheus::{Encoder, Registry, TextEncoder};
+use tracing_subscriber::EnvFilter;
+
+/// JSON logs on stdout, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// A registry whose metric names start with `prefix_`, holding `collectors`.
+pub fn registry(prefix: &str, collectors: Vec<Box<dyn Collector>>) -> Registry {
+    let registry = Registry::new_custom(Some(prefix.into()), None).expect("registry");
+    for c in collectors {
+        registry.register(c).expect("unique metric names");
+    }
+    registry
+}
+
+/// The text exposition of every metric of `registry`.
+pub fn render(registry: &Registry) -> String {
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .expect("text encoding");
+    String::from_utf8(out).expect("UTF-8")
+}
+
+/// What the health endpoints report.
+#[derive(Clone)]
+pub struct Health {
+    pub registry: Registry,
+    pub ready: Arc<AtomicBool>,
+    /// The body of a 503 from `/readyz`: why the service is not ready.
+    pub not_ready: &'static str,
+}
+
+pub fn router(health: Health) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(h): State<Health>| async move { render(&h.registry) }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(h): State<Health>| async move {
+                if h.ready.load(Ordering::SeqCst) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, h.not_ready)
+                }
+            }),
+        )
+        .with_state(health)
+}
