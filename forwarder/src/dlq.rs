@@ -148,3 +148,56 @@ pub async fn replay(common: &Common, filter: &ReplayArgs) -> anyhow::Result<usiz
     }
     Ok(letters.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(destination: &str, reason: &str, at_ms: i64) -> DeadLetter {
+        DeadLetter {
+            key: b"k".to_vec(),
+            value: vec![],
+            destination: destination.into(),
+            reason: reason.into(),
+            dead_lettered_at: DateTime::from_timestamp_millis(at_ms),
+        }
+    }
+
+    #[test]
+    fn replay_filters_by_destination_reason_and_time() {
+        let t = |ms| DateTime::from_timestamp_millis(ms);
+        let all = ReplayArgs::default();
+        let d = letter("meta", "permanent failure: HTTP 400", 1_000);
+        assert!(d.matches(&all));
+        let by = |f: ReplayArgs| d.matches(&f);
+        assert!(by(ReplayArgs {
+            destination: Some("meta".into()),
+            ..all.clone()
+        }));
+        assert!(!by(ReplayArgs {
+            destination: Some("tracker".into()),
+            ..all.clone()
+        }));
+        assert!(by(ReplayArgs {
+            reason: Some("HTTP 400".into()),
+            ..all.clone()
+        }));
+        assert!(!by(ReplayArgs {
+            reason: Some("gave up".into()),
+            ..all.clone()
+        }));
+        assert!(by(ReplayArgs {
+            since: t(1_000),
+            until: t(1_001),
+            ..all.clone()
+        }));
+        assert!(!by(ReplayArgs {
+            since: t(1_001),
+            ..all.clone()
+        }));
+        assert!(!by(ReplayArgs {
+            until: t(1_000),
+            ..all
+        }));
+    }
+}
