@@ -13,6 +13,8 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
+use telemetry::KafkaLogs;
+
 use crate::config::{Common, ReplayArgs};
 
 pub const ATTEMPT: &str = "attempt";
@@ -65,12 +67,12 @@ impl DeadLetter {
 
 /// Every dead letter on the topic now, read to the end of each partition.
 pub fn read_all(common: &Common) -> anyhow::Result<Vec<DeadLetter>> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer<KafkaLogs> = ClientConfig::new()
         .set("bootstrap.servers", &common.kafka_bootstrap_servers)
         .set("group.id", "trackledger-forwarder-replay")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .create()?;
+        .create_with_context(KafkaLogs)?;
     let metadata = consumer.fetch_metadata(Some(&common.dlq_topic), Duration::from_secs(30))?;
     let partitions = metadata
         .topics()

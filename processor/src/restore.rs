@@ -11,6 +11,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use telemetry::KafkaLogs;
+
 use crate::changelog;
 use crate::ledger::PartitionLedger;
 
@@ -30,7 +32,7 @@ pub fn restore(
         .iter()
         .map(|p| (*p, PartitionLedger::default()))
         .collect();
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer<KafkaLogs> = ClientConfig::new()
         .set("bootstrap.servers", source.bootstrap)
         .set("group.id", format!("{}-restore", source.group_id))
         .set("enable.auto.commit", "false")
@@ -39,7 +41,7 @@ pub fn restore(
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "16777216")
         .set("queued.max.messages.kbytes", "262144")
-        .create()
+        .create_with_context(KafkaLogs)
         .context("creating the restore consumer")?;
 
     let mut tpl = TopicPartitionList::new();

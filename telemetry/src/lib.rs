@@ -10,6 +10,9 @@ use axum::routing::get;
 use axum::Router;
 use prometheus::core::Collector;
 use prometheus::{Encoder, Registry, TextEncoder};
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::ClientContext;
 use tracing_subscriber::EnvFilter;
 
 /// JSON logs on stdout, filtered by `RUST_LOG` (default `info`).
@@ -32,6 +35,24 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+/// The Kafka client context of consumers that read to the end of their partitions (state
+/// restore, DLQ replay): it logs like rdkafka's default one, except that the end of a
+/// partition, which those readers ask to be told about, is not reported as an error.
+pub struct KafkaLogs;
+
+impl ClientContext for KafkaLogs {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error {
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF) => {
+                tracing::debug!("librdkafka: {error}: {reason}")
+            }
+            _ => tracing::error!("librdkafka: {error}: {reason}"),
+        }
+    }
+}
+
+impl ConsumerContext for KafkaLogs {}
 
 /// A registry whose metric names start with `prefix_`, holding `collectors`.
 pub fn registry(prefix: &str, collectors: Vec<Box<dyn Collector>>) -> Registry {
