@@ -30,6 +30,9 @@ use crate::metrics::Metrics;
 use crate::migrations;
 use crate::rows::{AttemptRow, KafkaPosition, LedgerRow, QuarantineRow, ReceiptRow, TableRow};
 
+/// How long the stored offsets must hold still before the sink resumes from them.
+const RESUME_SETTLE: Duration = Duration::from_secs(1);
+
 /// Rows waiting for one table's next insert.
 struct Batch<R> {
     table: &'static str,
@@ -73,6 +76,38 @@ impl<R: RowOwned + RowWrite + TableRow> Batch<R> {
 struct Stored {
     kafka_partition: i32,
     last_offset: i64,
+}
+
+/// Waits until ClickHouse runs no insert into `table` of this database. A sink killed right
+/// after sending a batch leaves ClickHouse finishing that insert; offsets read before it
+/// lands would be stale, and the batch would be loaded twice. The same holds for an insert
+/// whose answer was lost: it may still be running when the sink checks whether it landed.
+/// One sink loads a database, so any such insert is an earlier attempt of this sink's.
+pub async fn await_running_inserts(client: &Client, table: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let running: u64 = client
+            .query(
+                "SELECT count() FROM system.processes \
+                 WHERE query_kind = 'Insert' AND current_database = currentDatabase() \
+                 AND (positionCaseInsensitive(query, concat('INSERT INTO ', ?)) > 0 \
+                   OR positionCaseInsensitive(query, concat('INSERT INTO `', ?, '`')) > 0)",
+            )
+            .bind(table)
+            .bind(table)
+            .fetch_one()
+            .await
+            .with_context(|| format!("looking for inserts into {table} still running"))?;
+        if running == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{running} inserts into {table} still running after 300 s"
+        );
+        tracing::info!(table, running, "waiting for an earlier insert to finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The highest Kafka offset stored per partition in `table`.
@@ -188,14 +223,30 @@ enum Routed {
 impl Loader {
     /// Assigns every partition of the three topics, each from just after what its table holds.
     async fn assign(&self) -> anyhow::Result<()> {
-        let mut tpl = TopicPartitionList::new();
-        for (topic, table) in [
+        let tables = [
             (&self.config.ledger_topic, "ledger"),
             (&self.config.receipts_topic, "receipts"),
             (&self.config.quarantine_topic, "quarantine"),
             (&self.config.attempts_topic, "postback_attempts"),
-        ] {
-            let stored = stored_offsets(&self.client, table).await?;
+        ];
+        // An earlier sink's last insert may still be on its way into ClickHouse (sent, not
+        // yet running, or running): wait until no insert runs and the stored offsets hold
+        // still for a settle period, so that nothing is resumed from stale offsets.
+        let mut stored = Vec::new();
+        loop {
+            let mut now = Vec::new();
+            for (_, table) in tables {
+                await_running_inserts(&self.client, table).await?;
+                now.push(stored_offsets(&self.client, table).await?);
+            }
+            if now == stored {
+                break;
+            }
+            stored = now;
+            tokio::time::sleep(RESUME_SETTLE).await;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, table), stored) in tables.into_iter().zip(stored) {
             let metadata = self
                 .consumer
                 .fetch_metadata(Some(topic), Duration::from_secs(30))
@@ -380,8 +431,11 @@ async fn flush<R: RowOwned + RowWrite + TableRow>(
                 tracing::warn!(table = batch.table, rows = batch.rows.len(), error = %e, retry_in = ?delay, "insert failed");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(config.retry_max());
-                // The insert may have landed before the error reached us; it is atomic, so
-                // its last offsets tell.
+                // The insert may have landed (or still be landing) although the error reached
+                // us; it is atomic, so once nothing runs, its last offsets tell.
+                if await_running_inserts(client, batch.table).await.is_err() {
+                    continue;
+                }
                 if let Ok(stored) = stored_offsets(client, batch.table).await {
                     if batch
                         .last
