@@ -109,25 +109,10 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schemas::{samples, ConversionStatus, LinkStatus};
+    use schemas::{samples, ConversionStatus};
 
     fn entry(e: schemas::TrackingEvent) -> LedgerEntry {
-        LedgerEntry {
-            conversion_key: schemas::conversion_key(&e),
-            link_status: LinkStatus::None,
-            linked_event_id: None,
-            adopted_event_ids: vec![],
-            signed_revenue: Default::default(),
-            signed_payout: Default::default(),
-            conversion_status: ConversionStatus::Sold,
-            net_revenue: Default::default(),
-            net_payout: Default::default(),
-            flags: vec![],
-            recorded_at: Utc::now(),
-            input_partition: 0,
-            input_offset: 0,
-            event: e,
-        }
+        LedgerEntry::opening(e, ConversionStatus::Sold, Utc::now())
     }
 
     const FILE: &str = r#"

@@ -89,6 +89,36 @@ pub struct LedgerEntry {
     pub event: TrackingEvent,
 }
 
+impl LedgerEntry {
+    /// The entry of an event that opens its own conversion: unlinked, its amounts both the
+    /// entry's and the conversion's net, read at input position 0/0. Samples, benchmarks and
+    /// tests build entries with it; the processor's rules fill in the rest.
+    pub fn opening(
+        event: TrackingEvent,
+        status: ConversionStatus,
+        recorded_at: DateTime<Utc>,
+    ) -> Self {
+        let revenue = event.revenue.unwrap_or_default();
+        let payout = event.payout.unwrap_or_default();
+        LedgerEntry {
+            conversion_key: crate::conversion_key(&event),
+            link_status: LinkStatus::None,
+            linked_event_id: None,
+            adopted_event_ids: Vec::new(),
+            signed_revenue: revenue,
+            signed_payout: payout,
+            conversion_status: status,
+            net_revenue: revenue,
+            net_payout: payout,
+            flags: Vec::new(),
+            recorded_at,
+            input_partition: 0,
+            input_offset: 0,
+            event,
+        }
+    }
+}
+
 /// A repeated, conflicting or orphaned occurrence of an event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Receipt {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use chrono::Utc;
-use schemas::{samples, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord};
+use schemas::{samples, ConversionStatus, LedgerEntry, OutboxRecord};
 
 use crate::processor::ProcessorTopics;
 use crate::service::ServiceProcess;
@@ -47,30 +47,16 @@ pub fn replay(topics: &ProcessorTopics, filter: &[&str]) {
     assert!(status.success(), "forwarder replay failed");
 }
 
-/// An outbox record of a fresh sale with event_id `id`, for `destination`.
+/// An outbox record of a fresh sale with event_id and order ID `id`, for `destination`.
 pub fn outbox_record(destination: &str, id: &str) -> OutboxRecord {
     let mut event = samples::sale();
     event.event_id = id.to_owned();
+    event.order_id = Some(id.to_owned());
     event.occurred_at = Utc::now();
     OutboxRecord {
         destination: destination.to_owned(),
         idempotency_key: id.to_owned(),
         enqueued_at: Utc::now(),
-        entry: LedgerEntry {
-            conversion_key: format!("first_party/order/{id}"),
-            link_status: LinkStatus::None,
-            linked_event_id: None,
-            adopted_event_ids: vec![],
-            signed_revenue: event.revenue.unwrap_or_default(),
-            signed_payout: event.payout.unwrap_or_default(),
-            conversion_status: ConversionStatus::Sold,
-            net_revenue: event.revenue.unwrap_or_default(),
-            net_payout: event.payout.unwrap_or_default(),
-            flags: vec![],
-            recorded_at: Utc::now(),
-            input_partition: 0,
-            input_offset: 0,
-            event,
-        },
+        entry: LedgerEntry::opening(event, ConversionStatus::Sold, Utc::now()),
     }
 }

@@ -4,9 +4,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use rust_decimal::Decimal;
 use schemas::avro::ledger::encode_entry;
-use schemas::{ConversionStatus, EventName, LedgerEntry, LinkStatus, TrackingEvent};
+use schemas::{ConversionStatus, EventName, LedgerEntry, TrackingEvent};
 
 use crate::processor::{EventProducer, ProcessorTopics};
 use crate::service::ServiceProcess;
@@ -76,22 +75,7 @@ pub fn click_entry(id: &str) -> LedgerEntry {
     let now = Utc::now();
     let mut event = TrackingEvent::new(id, EventName::Click, now, now, "first_party", "/c/o");
     event.click_id = Some(id.to_owned());
-    LedgerEntry {
-        conversion_key: format!("click/{id}"),
-        link_status: LinkStatus::None,
-        linked_event_id: None,
-        adopted_event_ids: vec![],
-        signed_revenue: Decimal::ZERO,
-        signed_payout: Decimal::ZERO,
-        conversion_status: ConversionStatus::Clicked,
-        net_revenue: Decimal::ZERO,
-        net_payout: Decimal::ZERO,
-        flags: vec![],
-        recorded_at: now,
-        input_partition: 0,
-        input_offset: 0,
-        event,
-    }
+    LedgerEntry::opening(event, ConversionStatus::Clicked, now)
 }
 
 /// Produces `n` ledger entries over about `seconds`, from a thread.

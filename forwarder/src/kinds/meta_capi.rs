@@ -8,7 +8,7 @@
 use schemas::{EventName, OutboxRecord};
 use serde_json::json;
 
-use super::{idempotency, BuildError, DestinationKind, PreparedRequest};
+use super::{json_post, BuildError, DestinationKind, PreparedRequest};
 use crate::destinations::Destination;
 
 pub struct MetaCapi;
@@ -75,15 +75,7 @@ impl DestinationKind for MetaCapi {
             }],
             "access_token": token,
         });
-        Ok(PreparedRequest {
-            method: "POST",
-            url: d.url.clone(),
-            headers: vec![
-                idempotency(record),
-                ("Content-Type".into(), "application/json".into()),
-            ],
-            body: Some(serde_json::to_vec(&body).expect("JSON values serialize")),
-        })
+        Ok(json_post(d, record, &body))
     }
 }
 

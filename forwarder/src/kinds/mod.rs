@@ -6,7 +6,7 @@ mod s2s;
 mod webhook;
 
 use chrono::Utc;
-use schemas::{samples, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord};
+use schemas::{samples, ConversionStatus, LedgerEntry, OutboxRecord};
 
 use crate::destinations::Destination;
 
@@ -53,23 +53,7 @@ pub fn kind(name: &str) -> anyhow::Result<&'static dyn DestinationKind> {
 
 /// A complete entry, to check a destination's templates against when the file is loaded.
 pub(crate) fn sample_entry() -> LedgerEntry {
-    let event = samples::sale();
-    LedgerEntry {
-        conversion_key: schemas::conversion_key(&event),
-        link_status: LinkStatus::None,
-        linked_event_id: None,
-        adopted_event_ids: vec![],
-        signed_revenue: event.revenue.unwrap_or_default(),
-        signed_payout: event.payout.unwrap_or_default(),
-        conversion_status: ConversionStatus::Sold,
-        net_revenue: event.revenue.unwrap_or_default(),
-        net_payout: event.payout.unwrap_or_default(),
-        flags: vec![],
-        recorded_at: Utc::now(),
-        input_partition: 0,
-        input_offset: 0,
-        event,
-    }
+    LedgerEntry::opening(samples::sale(), ConversionStatus::Sold, Utc::now())
 }
 
 fn idempotency(record: &OutboxRecord) -> (String, String) {
@@ -77,6 +61,19 @@ fn idempotency(record: &OutboxRecord) -> (String, String) {
         IDEMPOTENCY_HEADER.to_owned(),
         record.idempotency_key.clone(),
     )
+}
+
+/// A JSON POST of `body` to the destination, with the record's idempotency header.
+fn json_post(d: &Destination, record: &OutboxRecord, body: &serde_json::Value) -> PreparedRequest {
+    PreparedRequest {
+        method: "POST",
+        url: d.url.clone(),
+        headers: vec![
+            idempotency(record),
+            ("Content-Type".into(), "application/json".into()),
+        ],
+        body: Some(serde_json::to_vec(body).expect("JSON values serialize")),
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use schemas::OutboxRecord;
 use serde_json::json;
 
-use super::{idempotency, BuildError, DestinationKind, PreparedRequest};
+use super::{json_post, BuildError, DestinationKind, PreparedRequest};
 use crate::destinations::Destination;
 
 pub struct Webhook;
@@ -44,15 +44,7 @@ impl DestinationKind for Webhook {
             "occurred_at": e.occurred_at.to_rfc3339(),
             "is_test": e.is_test,
         });
-        Ok(PreparedRequest {
-            method: "POST",
-            url: d.url.clone(),
-            headers: vec![
-                idempotency(record),
-                ("Content-Type".into(), "application/json".into()),
-            ],
-            body: Some(serde_json::to_vec(&body).expect("JSON values serialize")),
-        })
+        Ok(json_post(d, record, &body))
     }
 }
 

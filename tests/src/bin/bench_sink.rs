@@ -20,7 +20,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::avro::ledger::encode_entry;
-use schemas::{samples, ConversionStatus, LedgerEntry, LinkStatus};
+use schemas::{samples, ConversionStatus, LedgerEntry};
 use tests::processor::{EventProducer, ProcessorTopics};
 use tests::service::ServiceProcess;
 use tests::sink::{clickhouse, count, database};
@@ -79,22 +79,10 @@ fn bench_entry(i: usize, shape: &str) -> LedgerEntry {
         event.order_id = Some(format!("bench-order-{i}"));
     }
     event.received_at = chrono::Utc::now();
-    LedgerEntry {
-        conversion_key: schemas::conversion_key(&event),
-        link_status: LinkStatus::None,
-        linked_event_id: None,
-        adopted_event_ids: vec![],
-        signed_revenue: event.revenue.unwrap_or_default(),
-        signed_payout: event.payout.unwrap_or_default(),
-        conversion_status: ConversionStatus::Sold,
-        net_revenue: event.revenue.unwrap_or_default(),
-        net_payout: event.payout.unwrap_or_default(),
-        flags: vec![],
-        recorded_at: event.received_at,
-        input_partition: 0,
-        input_offset: i as i64,
-        event,
-    }
+    let recorded_at = event.received_at;
+    let mut entry = LedgerEntry::opening(event, ConversionStatus::Sold, recorded_at);
+    entry.input_offset = i as i64;
+    entry
 }
 
 async fn wait_count(db: &str, table: &str, n: u64) -> anyhow::Result<()> {
