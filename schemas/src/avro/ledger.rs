@@ -244,9 +244,16 @@ pub fn decode_attempt(bytes: &[u8]) -> Result<PostbackAttempt, DecodeError> {
 /// The content fingerprint of an event: a stable hash of everything except what ingest
 /// stamps on each receipt (`received_at`, `route`, `delivery_attempt`), so that a network's
 /// retry of the same postback has the same fingerprint and a changed one does not.
+///
+/// `occurred_at` counts only when the sender supplied it: where a network sends no usable
+/// time (S2S, Digistore24), ingest uses the receipt time for both, and a retry would
+/// otherwise look like a conflicting change.
 pub fn content_fingerprint(e: &TrackingEvent) -> Result<u64, EncodeError> {
     let mut copy_free = Vec::with_capacity(512);
     let mut stamped_free = e.clone();
+    if stamped_free.occurred_at == stamped_free.received_at {
+        stamped_free.occurred_at = chrono::DateTime::UNIX_EPOCH;
+    }
     stamped_free.received_at = chrono::DateTime::UNIX_EPOCH;
     stamped_free.route.clear();
     stamped_free.delivery_attempt = None;
@@ -263,4 +270,45 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples;
+    use chrono::Duration;
+
+    #[test]
+    fn a_retry_stamped_with_server_time_has_the_same_fingerprint() {
+        // S2S and Digistore24: no network time, so occurred_at is the receipt time.
+        let mut first = samples::sale();
+        first.occurred_at = first.received_at;
+        let mut retry = first.clone();
+        retry.received_at = first.received_at + Duration::hours(3);
+        retry.occurred_at = retry.received_at;
+        retry.delivery_attempt = Some(2);
+        assert_eq!(
+            content_fingerprint(&first).unwrap(),
+            content_fingerprint(&retry).unwrap()
+        );
+
+        let mut changed = retry.clone();
+        changed.revenue = Some("1.00".parse().unwrap());
+        assert_ne!(
+            content_fingerprint(&first).unwrap(),
+            content_fingerprint(&changed).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_network_time_that_changes_is_a_change() {
+        let first = samples::sale();
+        assert_ne!(first.occurred_at, first.received_at);
+        let mut moved = first.clone();
+        moved.occurred_at = first.occurred_at - Duration::minutes(5);
+        assert_ne!(
+            content_fingerprint(&first).unwrap(),
+            content_fingerprint(&moved).unwrap()
+        );
+    }
 }
