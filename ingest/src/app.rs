@@ -11,7 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use schemas::{topics, FieldError, SingleObjectCodec};
+use schemas::{FieldError, SingleObjectCodec};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -84,7 +84,12 @@ impl AppState {
             );
         }
         Ok(Self {
-            quarantine: Quarantine::new(sink.clone(), metrics.clone(), config.quarantine_body_cap),
+            quarantine: Quarantine::new(
+                sink.clone(),
+                metrics.clone(),
+                config.quarantine_topic.clone(),
+                config.quarantine_body_cap,
+            ),
             hasher: PiiHasher::new(config.pii_key.as_bytes()),
             codec: SingleObjectCodec::new(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
@@ -251,7 +256,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let sink = Arc::new(KafkaSink::new(&config)?);
-    sink.spawn_health_probe(topics::EVENTS, Duration::from_secs(2));
+    sink.spawn_health_probe(&config.events_topic, Duration::from_secs(2));
     let header_timeout = Duration::from_millis(config.header_timeout_ms);
     let state = Arc::new(AppState::new(config, sink.clone()).map_err(anyhow::Error::msg)?);
     state

@@ -25,6 +25,14 @@ pub struct Config {
     )]
     pub kafka_bootstrap_servers: String,
 
+    /// Topic the accepted events are produced to.
+    #[arg(long, env = "INGEST_EVENTS_TOPIC", default_value = schemas::topics::EVENTS)]
+    pub events_topic: String,
+
+    /// Topic refused input is kept in, for replay.
+    #[arg(long, env = "INGEST_QUARANTINE_TOPIC", default_value = schemas::topics::QUARANTINE)]
+    pub quarantine_topic: String,
+
     /// API keys accepted on `POST /v1/events` as `Authorization: Bearer <key>`, comma-separated.
     #[arg(long, env = "INGEST_API_KEYS", value_delimiter = ',', required = true)]
     pub api_keys: Vec<String>,

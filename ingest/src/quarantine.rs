@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use schemas::{topics, FieldError, QuarantineRecord};
+use schemas::{FieldError, QuarantineRecord};
 
 use crate::metrics::Metrics;
 use crate::sink::{EventSink, SinkError};
@@ -23,14 +23,21 @@ pub struct Refused<'a> {
 pub struct Quarantine {
     sink: Arc<dyn EventSink>,
     metrics: Arc<Metrics>,
+    topic: String,
     body_cap: usize,
 }
 
 impl Quarantine {
-    pub fn new(sink: Arc<dyn EventSink>, metrics: Arc<Metrics>, body_cap: usize) -> Self {
+    pub fn new(
+        sink: Arc<dyn EventSink>,
+        metrics: Arc<Metrics>,
+        topic: String,
+        body_cap: usize,
+    ) -> Self {
         Self {
             sink,
             metrics,
+            topic,
             body_cap,
         }
     }
@@ -57,10 +64,7 @@ impl Quarantine {
             body_truncated: kept.len() < req.body.len(),
         };
         let payload = serde_json::to_vec(&record).expect("record serialises");
-        let result = self
-            .sink
-            .send(topics::QUARANTINE, record.key(), &payload)
-            .await;
+        let result = self.sink.send(&self.topic, record.key(), &payload).await;
         match &result {
             Ok(()) => self
                 .metrics

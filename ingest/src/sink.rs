@@ -103,15 +103,17 @@ impl KafkaSink {
     }
 
     /// Probes the broker's metadata for `topic` every `period`, for `/readyz`.
-    pub fn spawn_health_probe(&self, topic: &'static str, period: Duration) {
+    pub fn spawn_health_probe(&self, topic: &str, period: Duration) {
+        let topic = topic.to_owned();
         let producer = self.producer.clone();
         let reachable = self.reachable.clone();
         tokio::spawn(async move {
             loop {
                 let p = producer.clone();
+                let topic = topic.clone();
                 let ok = tokio::task::spawn_blocking(move || {
                     p.client()
-                        .fetch_metadata(Some(topic), Duration::from_secs(2))
+                        .fetch_metadata(Some(&topic), Duration::from_secs(2))
                         .map(|m| {
                             m.topics().iter().any(|t| {
                                 t.name() == topic

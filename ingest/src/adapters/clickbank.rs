@@ -110,7 +110,7 @@ fn map_type(transaction_type: &str) -> Result<(EventName, bool, bool), AdapterEr
 }
 
 /// `ABCD1234-B002` is the second rebill of order `ABCD1234`.
-fn split_receipt(receipt: &str) -> (&str, Option<i32>) {
+pub fn split_receipt(receipt: &str) -> (&str, Option<i32>) {
     match receipt.rsplit_once("-B") {
         Some((base, seq))
             if !base.is_empty() && !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()) =>

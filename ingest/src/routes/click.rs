@@ -15,7 +15,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use schemas::{
-    conversion_key, topics, ConsentState, EventCodec, EventName, RawPii, TrackingEvent, FIRST_PARTY,
+    conversion_key, ConsentState, EventCodec, EventName, RawPii, TrackingEvent, FIRST_PARTY,
 };
 
 use crate::app::{ApiError, AppState};
@@ -161,7 +161,7 @@ async fn handle(
         let key = conversion_key(&event);
         let confirmed = tokio::time::timeout(
             state.config.click_wait(),
-            state.sink.send(topics::EVENTS, &key, &payload),
+            state.sink.send(&state.config.events_topic, &key, &payload),
         )
         .await;
         match confirmed {
@@ -171,7 +171,7 @@ async fn handle(
                 .with_label_values(&[ROUTE, "accepted"])
                 .inc(),
             Ok(Err(_)) | Err(_) => {
-                state.spool.append(topics::EVENTS, &key, &payload).await.map_err(|e| {
+                state.spool.append(&state.config.events_topic, &key, &payload).await.map_err(|e| {
                     tracing::error!(error = %e, "cannot spool a click that Kafka did not confirm");
                     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "<kafka>", "Kafka is slow and the click spool cannot be written")
                 })?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use schemas::{conversion_key, topics, EventCodec, RawPii, TrackingEvent};
+use schemas::{conversion_key, EventCodec, RawPii, TrackingEvent};
 
 use crate::app::{ApiError, AppState};
 
@@ -46,7 +46,11 @@ pub(crate) async fn produce(
         messages.push((conversion_key(&event), payload));
     }
     let count = messages.len() as u64;
-    if let Err(e) = state.sink.send_batch(topics::EVENTS, &messages).await {
+    if let Err(e) = state
+        .sink
+        .send_batch(&state.config.events_topic, &messages)
+        .await
+    {
         state
             .metrics
             .produce_errors
