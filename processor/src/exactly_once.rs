@@ -19,10 +19,11 @@ use chrono::Utc;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use schemas::avro::ledger::{content_fingerprint, encode_entry, encode_outbox, encode_receipt};
+use schemas::erasure::{ErasureRequest, CONTROL_HEADER, ERASE};
 use schemas::validate::FieldError;
 use schemas::{conversion_key, EventCodec, LedgerEntry, QuarantineRecord, SingleObjectCodec};
 
@@ -115,6 +116,13 @@ impl ConsumerContext for RebalanceHook {
             Rebalance::Error(e) => tracing::error!(error = %e, "rebalance failed"),
         }
     }
+}
+
+fn is_erasure(m: &BorrowedMessage<'_>) -> bool {
+    m.headers().is_some_and(|h| {
+        h.iter()
+            .any(|h| h.key == CONTROL_HEADER && h.value == Some(ERASE.as_bytes()))
+    })
 }
 
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
@@ -237,6 +245,9 @@ impl Engine {
             tracing::error!(partition, offset, "event from a partition without state");
             return Ok(());
         };
+        if is_erasure(m) {
+            return self.erase(m);
+        }
         let decoded = match m.payload() {
             Some(bytes) => self.codec.decode(bytes).map_err(|e| e.to_string()),
             None => Err("the message has no value".to_owned()),
@@ -297,6 +308,38 @@ impl Engine {
             }
         }
         self.offsets.insert(partition, offset + 1);
+        self.txn_events += 1;
+        Ok(())
+    }
+
+    /// Applies an erasure request: the state goes, and its changelog records become
+    /// tombstones in this transaction. A request that does not parse is quarantined.
+    fn erase(&mut self, m: &BorrowedMessage<'_>) -> Result<(), TxnError> {
+        let partition = m.partition();
+        let request = serde_json::from_slice::<ErasureRequest>(m.payload().unwrap_or_default());
+        match (request, self.ledgers.get_mut(&partition)) {
+            (Ok(r), Some(ledger)) => {
+                let changed = ledger.erase(&r.conversion_key, &r.event_ids);
+                tracing::info!(
+                    partition,
+                    offset = m.offset(),
+                    erasure_id = %r.erasure_id,
+                    events = r.event_ids.len(),
+                    "erasure applied"
+                );
+                self.mark_dirty(partition, changed);
+                self.metrics.events.with_label_values(&["erasure"]).inc();
+            }
+            (Ok(_), None) => {
+                tracing::error!(
+                    partition,
+                    offset = m.offset(),
+                    "erasure for a partition without state"
+                );
+            }
+            (Err(e), _) => self.quarantine(m, &format!("erasure request does not parse: {e}"))?,
+        }
+        self.offsets.insert(partition, m.offset() + 1);
         self.txn_events += 1;
         Ok(())
     }

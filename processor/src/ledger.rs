@@ -354,6 +354,20 @@ impl PartitionLedger {
             }
         }
     }
+
+    /// Forgets a conversion and the dedup entries of its events (an erasure request). A
+    /// later repeat of one of these events counts as new: the price of forgetting.
+    pub fn erase(&mut self, conversion_key: &str, event_ids: &[String]) -> Vec<StateKey> {
+        let mut changed = Vec::with_capacity(event_ids.len() + 1);
+        for id in event_ids {
+            let key = event_key(id);
+            self.seen.remove(&key);
+            changed.push(StateKey::Seen(key));
+        }
+        self.conversions.remove(conversion_key);
+        changed.push(StateKey::Conversion(conversion_key.to_owned()));
+        changed
+    }
 }
 
 fn base_entry(

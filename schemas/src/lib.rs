@@ -4,6 +4,7 @@
 //! No other crate redefines any of these.
 
 pub mod avro;
+pub mod erasure;
 #[macro_use]
 pub mod event;
 pub mod event_id;
