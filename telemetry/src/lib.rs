@@ -25,6 +25,17 @@ pub fn init_tracing() {
         .init();
 }
 
+/// Text logs on stderr for a command-line tool, filtered by `RUST_LOG` (default `warn`), so
+/// that stdout carries only the command's output.
+pub fn init_cli_tracing() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .init();
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -1,0 +1,79 @@
+//! The whole pipeline on private topics and a private database: in-process ingest, the real
+//! processor, forwarder and sink binaries, and trackctl's view of them.
+
+use std::time::Duration;
+
+use crate::processor::ProcessorTopics;
+use crate::service::ServiceProcess;
+use crate::sink::database;
+use crate::{clickhouse_url, kafka_bootstrap, IngestServer};
+
+pub struct Pipeline {
+    pub topics: ProcessorTopics,
+    pub database: String,
+    pub ingest: IngestServer,
+    pub processor: ServiceProcess,
+    pub forwarder: ServiceProcess,
+    pub sink: ServiceProcess,
+}
+
+impl Pipeline {
+    /// Starts everything, routing postbacks by `destinations` (a destinations file's text),
+    /// and waits until each service is ready.
+    pub async fn start(prefix: &str, destinations: &str) -> Self {
+        let topics = ProcessorTopics::create(prefix).await;
+        std::fs::write(&topics.destinations, destinations).expect("destinations file");
+        let database = database(prefix);
+        let mut sink = ServiceProcess::sink(&topics, &database, &[]);
+        let mut processor = ServiceProcess::processor(&topics, "p1", &[]);
+        let mut forwarder = ServiceProcess::forwarder(&topics, &topics.destinations);
+        for s in [&mut sink, &mut processor, &mut forwarder] {
+            s.wait_ready(Duration::from_secs(60));
+        }
+        let ingest = IngestServer::start(&[
+            &format!("--events-topic={}", topics.input),
+            &format!("--quarantine-topic={}", topics.quarantine),
+        ])
+        .await;
+        Self {
+            topics,
+            database,
+            ingest,
+            processor,
+            forwarder,
+            sink,
+        }
+    }
+
+    /// trackctl's connection to the pipeline's database.
+    pub fn warehouse(&self) -> trackctl::warehouse::Warehouse {
+        trackctl::warehouse::Warehouse {
+            clickhouse_url: clickhouse_url(),
+            clickhouse_user: "default".into(),
+            clickhouse_password: String::new(),
+            database: self.database.clone(),
+        }
+    }
+
+    /// The forwarder's topics, as trackctl reads the DLQ.
+    pub fn postback_topics(&self) -> ::forwarder::config::Common {
+        ::forwarder::config::Common {
+            kafka_bootstrap_servers: kafka_bootstrap(),
+            outbox_topic: self.topics.outbox.clone(),
+            retry_topic: self.topics.retry.clone(),
+            attempts_topic: self.topics.attempts.clone(),
+            dlq_topic: self.topics.dlq.clone(),
+        }
+    }
+
+    pub fn clickhouse(&self) -> clickhouse::Client {
+        crate::sink::clickhouse(&self.database)
+    }
+
+    pub async fn stop(self) {
+        self.ingest.stop().await;
+        self.forwarder.terminate();
+        self.processor.terminate();
+        self.sink.terminate();
+    }
+}

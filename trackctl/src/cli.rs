@@ -1,0 +1,70 @@
+//! The command line: `trackctl <command> --help` documents each one.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand};
+
+use crate::demo::DemoArgs;
+use crate::erase::EraseArgs;
+use crate::recon::ReconArgs;
+use crate::replay::QuarantineReplay;
+use crate::stack::Action;
+use crate::warehouse::Warehouse;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "trackctl",
+    version,
+    about = "Operate a Trackledger pipeline: the local stack, demo traffic, replay, reconciliation and erasure"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub warehouse: Warehouse,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start, stop or inspect the local stack (Kafka, ClickHouse and the services).
+    Stack {
+        #[arg(value_enum)]
+        action: Action,
+    },
+    /// Send realistic traffic through ingest and print what the ledger made of it.
+    Demo(DemoArgs),
+    /// Serve the demo's stand-in tracker and webhook (the destinations of config/destinations.toml).
+    Receiver {
+        #[arg(long, env = "DEMO_RECEIVER_BIND", default_value = "127.0.0.1:18090")]
+        bind: SocketAddr,
+    },
+    /// Send refused input or dead-lettered postbacks through the pipeline again.
+    #[command(subcommand)]
+    Replay(Replay),
+    /// Compare a network's payout report (CSV) with the ledger.
+    Recon(ReconArgs),
+    /// Erase one person's data from ClickHouse and the processor's state.
+    Erase(EraseArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Replay {
+    /// Re-send quarantined requests to ingest (after fixing what refused them).
+    Quarantine {
+        #[arg(
+            long,
+            env = "KAFKA_BOOTSTRAP_SERVERS",
+            default_value = "127.0.0.1:9092"
+        )]
+        kafka_bootstrap_servers: String,
+        #[command(flatten)]
+        args: QuarantineReplay,
+    },
+    /// Put dead-lettered postbacks back on the outbox, with their idempotency keys.
+    Dlq {
+        #[command(flatten)]
+        common: forwarder::config::Common,
+        #[command(flatten)]
+        filter: forwarder::config::ReplayArgs,
+    },
+}

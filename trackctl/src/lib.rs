@@ -1,0 +1,99 @@
+//! trackctl, the operator's command line. [`cli`] is the interface; each command lives in
+//! its own module: [`stack`], [`demo`], [`replay`], [`recon`] and [`erase`].
+
+pub mod cli;
+pub mod demo;
+pub mod erase;
+pub mod kafka;
+pub mod recon;
+pub mod replay;
+pub mod stack;
+pub mod warehouse;
+
+use cli::{Cli, Command, Replay};
+
+/// Runs one command, printing its result for a human.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Stack { action } => {
+            tokio::task::spawn_blocking(move || stack::run(action)).await?
+        }
+        Command::Demo(args) => {
+            let kafka = forwarder::config::Common {
+                kafka_bootstrap_servers: std::env::var("KAFKA_BOOTSTRAP_SERVERS")
+                    .unwrap_or_else(|_| "127.0.0.1:9092".into()),
+                outbox_topic: schemas::topics::POSTBACK_OUTBOX.into(),
+                retry_topic: schemas::topics::POSTBACK_RETRY.into(),
+                attempts_topic: schemas::topics::POSTBACK_ATTEMPTS.into(),
+                dlq_topic: schemas::topics::POSTBACK_DLQ.into(),
+            };
+            let run = demo::run(&args, &cli.warehouse, &kafka, true).await?;
+            println!("\n{}", demo::render(&run));
+            anyhow::ensure!(
+                run.settled,
+                "the ledger did not settle within {} s",
+                args.timeout_seconds
+            );
+            Ok(())
+        }
+        Command::Receiver { bind } => demo::receiver::serve(bind).await,
+        Command::Replay(Replay::Quarantine {
+            kafka_bootstrap_servers,
+            args,
+        }) => {
+            let done = replay::quarantine(&kafka_bootstrap_servers, &args).await?;
+            println!(
+                "{} accepted, {} refused again (quarantined anew), {} not replayable",
+                done.accepted, done.refused_again, done.skipped
+            );
+            Ok(())
+        }
+        Command::Replay(Replay::Dlq { common, filter }) => {
+            let n = forwarder::dlq::replay(&common, &filter).await?;
+            let verb = if filter.dry_run {
+                "would be replayed"
+            } else {
+                "replayed to the outbox"
+            };
+            println!("{n} dead-lettered postbacks {verb}");
+            Ok(())
+        }
+        Command::Recon(args) => {
+            let recon = recon::run(&args, &cli.warehouse).await?;
+            print!("{}", recon::render::table(&recon));
+            let (csv, html) = recon::write_reports(&recon, &args.out_dir)?;
+            println!("\nWrote {} and {}", csv.display(), html.display());
+            Ok(())
+        }
+        Command::Erase(args) => {
+            let e = erase::run(&args, &cli.warehouse).await?;
+            if e.events == 0 {
+                println!("Nothing in the ledger matches; nothing was changed.");
+                return Ok(());
+            }
+            if args.dry_run {
+                println!(
+                    "Would erase {} ledger entries of {} conversions (dry run: nothing changed).",
+                    e.events, e.conversions
+                );
+                return Ok(());
+            }
+            println!(
+                "Erasure {}: {} ledger entries of {} conversions.",
+                e.erasure_id, e.events, e.conversions
+            );
+            for (table, rows) in &e.rows {
+                println!("  ClickHouse {table}: {rows} rows anonymised");
+            }
+            println!(
+                "  processor: {} of {} conversions forgotten",
+                e.processor_applied, e.conversions
+            );
+            anyhow::ensure!(
+                e.processor_applied == e.conversions,
+                "the processor has not applied every erasure request yet; it will when it runs (the requests wait in Kafka)"
+            );
+            Ok(())
+        }
+    }
+}
