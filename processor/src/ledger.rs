@@ -636,6 +636,28 @@ mod tests {
     }
 
     #[test]
+    fn an_erased_conversion_is_forgotten_with_its_events() {
+        let mut f = Fixture::new();
+        f.entry(samples::sale());
+        f.entry(samples::refund());
+        let other = f.ledger.seen.len();
+        let key = conversion_key(&samples::sale());
+        let ids = [samples::sale().event_id, samples::refund().event_id];
+        let changed = f.ledger.erase(&key, &ids);
+        assert_eq!(changed.len(), 3);
+        assert!(f.ledger.conversions.is_empty());
+        assert_eq!(f.ledger.seen.len(), other - 2);
+        for change in &changed {
+            assert!(matches!(
+                f.ledger.current(change),
+                Change::Seen(_, None) | Change::Conversion(_, None)
+            ));
+        }
+        // Forgotten: the same sale again is a first occurrence, not a duplicate.
+        assert!(f.feed(samples::sale()).entry.is_some());
+    }
+
+    #[test]
     fn a_retry_is_a_duplicate_receipt_and_changed_content_a_conflict() {
         let mut f = Fixture::new();
         assert!(f.feed(samples::sale()).entry.is_some());

@@ -181,10 +181,14 @@ async fn anonymise(
         return Ok(0);
     }
     ch.query(&format!(
-        "INSERT INTO {table} SELECT * REPLACE ({}) FROM {table}
-         WHERE {matching} AND {not_erased}
-           AND (kafka_partition, kafka_offset) NOT IN
-               (SELECT kafka_partition, kafka_offset FROM {table} WHERE NOT {not_erased})",
+        // The filter sits in a subquery: in ClickHouse, the REPLACE aliases would otherwise
+        // shadow the columns of the same name in WHERE and the filter would see the
+        // anonymised values.
+        "INSERT INTO {table} SELECT * REPLACE ({}) FROM
+         (SELECT * FROM {table}
+          WHERE {matching} AND {not_erased}
+            AND (kafka_partition, kafka_offset) NOT IN
+                (SELECT kafka_partition, kafka_offset FROM {table} WHERE NOT {not_erased}))",
         replace.join(", ")
     ))
     .param("ids", ids)
