@@ -134,6 +134,9 @@ impl IngestServer {
             format!("--s2s-tokens={}", secrets::S2S),
             format!("--spool-dir={}", spool_dir.display()),
         ];
+        // A flag in `extra` replaces the default one: clap refuses a flag given twice.
+        let flag = |a: &str| a.split('=').next().unwrap_or_default().to_owned();
+        args.retain(|a| !extra.iter().any(|e| flag(e) == flag(a)));
         args.extend(extra.iter().map(|s| s.to_string()));
         let config = <ingest::Config as clap::Parser>::parse_from(args);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -33,7 +33,7 @@ fn kpi_rows(k: &Kpis) -> Vec<Kpi> {
         Kpi {
             name: "Duplicate counted events",
             value: format!(
-                "{:.2}% ({} repeats absorbed)",
+                "{:.2}%; repeats absorbed: {}",
                 k.duplicate_counted_percent, k.duplicates_absorbed
             ),
             target: "<= 0.5% (goal 0)",
@@ -91,7 +91,7 @@ pub fn table(r: &Recon) -> String {
     }
     let _ = writeln!(
         out,
-        "\n  net amount        report {report_total}, ledger {ledger_total}"
+        "\n  net amount        report {report_total:.2}, ledger {ledger_total:.2}"
     );
     if r.report_lines_outside_range > 0 {
         let _ = writeln!(
@@ -207,7 +207,7 @@ fn chart(r: &Recon) -> String {
     let slot = (w - 2.0 * pad) / days.len() as f64;
     let bar = (slot * 0.35).min(40.0);
     let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"Daily net amount, ledger vs report\">"
+        "<svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"Daily net amount, ledger vs report\">"
     );
     let _ = write!(
         svg,
@@ -250,7 +250,7 @@ fn finding_row(f: &Finding) -> String {
     let cell = |l: Option<&Line>| {
         l.map_or("<td>-</td><td></td>".to_owned(), |l| {
             format!(
-                "<td>{}</td><td class=num>{} {}</td>",
+                "<td>{}</td><td class=num>{:.2} {}</td>",
                 l.kind.as_str(),
                 l.amount,
                 escape(&l.currency)
@@ -289,7 +289,7 @@ table.lines td,table.lines th{{border:1px solid #ddd;padding:3px 8px}} .num{{tex
 tr.matched{{color:#888}} tr.missing_in_ledger td:first-child,tr.missing_in_report td:first-child{{color:#c0392b;font-weight:600}}\
 tr.amount_differs td:first-child,tr.status_differs td:first-child{{color:#d35400;font-weight:600}}\
 .legend span{{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}}\
-</style></head><body><h1>{t}</h1><div class=sub>UTC days, generated {now}. Net amount: report {report_total}, ledger {ledger_total}.</div>",
+</style></head><body><h1>{t}</h1><div class=sub>UTC days, generated {now}. Net amount: report {report_total:.2}, ledger {ledger_total:.2}.</div>",
         t = escape(&title),
         now = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
     );
