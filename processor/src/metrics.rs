@@ -7,7 +7,7 @@ use prometheus::{
 pub struct Metrics {
     /// Every metric above, for the `/metrics` endpoint.
     pub registry: Registry,
-    /// Input events by outcome: first, duplicate, conflict, undecodable.
+    /// Input records by outcome: first, duplicate, conflict, undecodable, erasure.
     pub events: IntCounterVec,
     /// Consumer lag per input partition (high watermark minus position).
     pub lag: IntGaugeVec,
