@@ -31,6 +31,7 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct Common {
+    /// Kafka bootstrap servers.
     #[arg(
         long,
         env = "KAFKA_BOOTSTRAP_SERVERS",
@@ -38,12 +39,16 @@ pub struct Common {
         global = true
     )]
     pub kafka_bootstrap_servers: String,
+    /// The outbox the processor writes postbacks to.
     #[arg(long, env = "FORWARDER_OUTBOX_TOPIC", default_value = topics::POSTBACK_OUTBOX, global = true)]
     pub outbox_topic: String,
+    /// Postbacks waiting for their next attempt.
     #[arg(long, env = "FORWARDER_RETRY_TOPIC", default_value = topics::POSTBACK_RETRY, global = true)]
     pub retry_topic: String,
+    /// Every delivery attempt.
     #[arg(long, env = "FORWARDER_ATTEMPTS_TOPIC", default_value = topics::POSTBACK_ATTEMPTS, global = true)]
     pub attempts_topic: String,
+    /// Dead-lettered postbacks.
     #[arg(long, env = "FORWARDER_DLQ_TOPIC", default_value = topics::POSTBACK_DLQ, global = true)]
     pub dlq_topic: String,
 }

@@ -32,6 +32,7 @@ async fn the_demo_traffic_settles_into_exact_totals() {
             ingest_url: pipeline.ingest.base_url.clone(),
             api_key: vec![secrets::API_KEY.into()],
         },
+        destinations_file: pipeline.topics.destinations.clone(),
         scale: 1,
         seed: 7,
         timeout_seconds: 180,

@@ -32,7 +32,13 @@ pub enum Command {
         action: Action,
     },
     /// Send realistic traffic through ingest and print what the ledger made of it.
-    Demo(DemoArgs),
+    Demo {
+        #[command(flatten)]
+        args: DemoArgs,
+        /// The forwarder's topics, to count the dead letters.
+        #[command(flatten)]
+        postbacks: forwarder::config::Common,
+    },
     /// Serve the demo's stand-in tracker and webhook (the destinations of config/destinations.toml).
     Receiver {
         #[arg(long, env = "DEMO_RECEIVER_BIND", default_value = "127.0.0.1:18090")]
@@ -51,6 +57,7 @@ pub enum Command {
 pub enum Replay {
     /// Re-send quarantined requests to ingest (after fixing what refused them).
     Quarantine {
+        /// Kafka bootstrap servers.
         #[arg(
             long,
             env = "KAFKA_BOOTSTRAP_SERVERS",

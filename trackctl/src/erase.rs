@@ -51,6 +51,7 @@ pub struct EraseArgs {
     /// The PII key ingest hashes e-mails with (only for --email).
     #[arg(long, env = "INGEST_PII_KEY", hide_env_values = true)]
     pub pii_key: Option<String>,
+    /// Kafka bootstrap servers.
     #[arg(
         long,
         env = "KAFKA_BOOTSTRAP_SERVERS",

@@ -18,16 +18,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stack { action } => {
             tokio::task::spawn_blocking(move || stack::run(action)).await?
         }
-        Command::Demo(args) => {
-            let kafka = forwarder::config::Common {
-                kafka_bootstrap_servers: std::env::var("KAFKA_BOOTSTRAP_SERVERS")
-                    .unwrap_or_else(|_| "127.0.0.1:9092".into()),
-                outbox_topic: schemas::topics::POSTBACK_OUTBOX.into(),
-                retry_topic: schemas::topics::POSTBACK_RETRY.into(),
-                attempts_topic: schemas::topics::POSTBACK_ATTEMPTS.into(),
-                dlq_topic: schemas::topics::POSTBACK_DLQ.into(),
-            };
-            let run = demo::run(&args, &cli.warehouse, &kafka, true).await?;
+        Command::Demo { args, postbacks } => {
+            let run = demo::run(&args, &cli.warehouse, &postbacks, true).await?;
             println!("\n{}", demo::render(&run));
             anyhow::ensure!(
                 run.settled,

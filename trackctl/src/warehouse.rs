@@ -13,6 +13,7 @@ pub struct Warehouse {
         global = true
     )]
     pub clickhouse_url: String,
+    /// ClickHouse user.
     #[arg(
         long,
         env = "CLICKHOUSE_USER",
@@ -20,6 +21,7 @@ pub struct Warehouse {
         global = true
     )]
     pub clickhouse_user: String,
+    /// ClickHouse password.
     #[arg(
         long,
         env = "CLICKHOUSE_PASSWORD",

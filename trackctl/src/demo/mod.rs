@@ -22,6 +22,13 @@ use traffic::{Expected, Secrets, Volume};
 pub struct DemoArgs {
     #[command(flatten)]
     pub ingest: IngestEndpoint,
+    /// The destinations file the processor and forwarder use.
+    #[arg(
+        long,
+        env = "FORWARDER_DESTINATIONS_FILE",
+        default_value = "config/destinations.toml"
+    )]
+    pub destinations_file: std::path::PathBuf,
     /// Traffic volume: 1 is 200 clicks, 45 conversions and their follow-ups.
     #[arg(long, default_value_t = 1)]
     pub scale: usize,
@@ -81,6 +88,8 @@ pub async fn run(
     show_progress: bool,
 ) -> anyhow::Result<Run> {
     let secrets = args.secrets()?;
+    // The processor's routing, to know which postbacks to expect.
+    let routes = forwarder::destinations::load(&args.destinations_file)?;
     let volume = Volume {
         scale: args.scale.max(1),
         seed: args.seed,
@@ -98,7 +107,7 @@ pub async fn run(
 
     step("clicks through the redirect /c/{offer}");
     let click_ids = sender.clicks(&traffic::clicks(volume), &mut sent).await?;
-    let plan = traffic::plan(volume, &run_id, &click_ids, &secrets, Utc::now());
+    let plan = traffic::plan(volume, &run_id, &click_ids, &secrets, &routes, Utc::now());
     step("refunds and lead decisions that arrive before their original");
     sender.phase(&plan.early, &mut sent).await?;
     step("leads (first-party) and sales (ClickBank, BuyGoods, Digistore24, S2S)");

@@ -65,14 +65,13 @@ impl Sender {
 
     /// Sends one phase; fails on the first answer that differs from what it must be.
     pub async fn phase(&self, requests: &[Request], tally: &mut Tally) -> anyhow::Result<()> {
-        let answers: Vec<anyhow::Result<u16>> = stream::iter(requests)
-            .map(|r| self.send(r))
+        let answers: Vec<(&str, anyhow::Result<u16>)> = stream::iter(requests)
+            .map(|r| async move { (r.kind, self.send(r).await) })
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        for (request, answer) in requests.iter().zip(answers) {
-            let status = answer?;
-            *tally.entry((request.kind.to_owned(), status)).or_default() += 1;
+        for (kind, answer) in answers {
+            *tally.entry((kind.to_owned(), answer?)).or_default() += 1;
         }
         Ok(())
     }

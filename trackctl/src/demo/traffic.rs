@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use serde_json::json;
 
+use forwarder::destinations::Destination;
 use ingest::adapters::{clickbank, digistore24};
 
 /// The secrets ingest was started with (the same environment variables as ingest reads).
@@ -83,30 +84,15 @@ impl Expected {
         self.quarantined.values().sum()
     }
 
-    fn count(&mut self, name: &str) {
+    /// One unique event of `offer`, and its postbacks by the processor's routing rules
+    /// (event name and offer; the demo sends no test events).
+    fn count(&mut self, name: &str, offer: &str, routes: &[Destination]) {
         *self.events.entry(name.to_owned()).or_default() += 1;
-        // The routing of config/destinations.toml.
-        let routes: &[(&str, &[&str])] = &[
-            (
-                "tracker",
-                &["SALE", "REFUND", "CHARGEBACK", "APPROVED_LEAD"],
-            ),
-            (
-                "webhook",
-                &[
-                    "SALE",
-                    "REFUND",
-                    "CHARGEBACK",
-                    "LEAD",
-                    "APPROVED_LEAD",
-                    "REJECTED_LEAD",
-                ],
-            ),
-            ("meta-capi", &["SALE", "LEAD"]),
-        ];
-        for (destination, events) in routes {
-            if events.contains(&name) {
-                *self.postbacks.entry((*destination).to_owned()).or_default() += 1;
+        for d in routes {
+            let routed = d.events.iter().any(|e| e.as_str() == name)
+                && (d.offers.is_empty() || d.offers.iter().any(|o| o == offer));
+            if routed {
+                *self.postbacks.entry(d.name.clone()).or_default() += 1;
             }
         }
     }
@@ -183,13 +169,14 @@ pub fn plan(
     run: &str,
     click_ids: &BTreeMap<String, Vec<String>>,
     secrets: &Secrets,
+    routes: &[Destination],
     now: DateTime<Utc>,
 ) -> Plan {
     let mut rng = StdRng::seed_from_u64(volume.seed.wrapping_add(1));
     let mut plan = Plan::default();
-    for ids in click_ids.values() {
+    for (offer, ids) in click_ids {
         for _ in ids {
-            plan.expected.count("CLICK");
+            plan.expected.count("CLICK", offer, routes);
         }
     }
     let click = |offer: &str, i: usize| -> String {
@@ -222,7 +209,7 @@ pub fn plan(
 
     for (i, sale) in sales.iter().enumerate() {
         let sale_request = sale_postback(sale, "SALE", secrets, now, i);
-        plan.expected.count("SALE");
+        plan.expected.count("SALE", sale.offer, routes);
         plan.expected.revenue(sale.offer, sale.revenue);
         // Every 4th sale, the network retries the same postback.
         if i % 4 == 1 {
@@ -241,7 +228,7 @@ pub fn plan(
             None
         };
         if let Some(name) = reversal {
-            plan.expected.count(name);
+            plan.expected.count(name, sale.offer, routes);
             plan.expected.revenue(sale.offer, -sale.revenue);
             let request = sale_postback(sale, name, secrets, now, i);
             // Some refunds arrive before the sale they reverse.
@@ -276,7 +263,7 @@ pub fn plan(
             e
         };
         let lead = json!({"events": [event("LEAD", "lead")]}).to_string();
-        plan.expected.count("LEAD");
+        plan.expected.count("LEAD", SOLAR, routes);
         plan.conversions
             .push(events_request(&lead, secrets, "lead"));
         // A producer that retried its batch after a timeout.
@@ -291,13 +278,13 @@ pub fn plan(
             _ => None,
         };
         if i % 4 == 3 {
-            plan.expected.count("QUALIFIED_LEAD");
+            plan.expected.count("QUALIFIED_LEAD", SOLAR, routes);
             let body = json!({"events": [event("QUALIFIED_LEAD", "qualified")]}).to_string();
             plan.follow_ups
                 .push(events_request(&body, secrets, "lead_status"));
         }
         if let Some(name) = decision {
-            plan.expected.count(name);
+            plan.expected.count(name, SOLAR, routes);
             let body = json!({"events": [event(name, "decision")]}).to_string();
             let request = events_request(&body, secrets, "lead_status");
             // The advertiser's CRM sometimes reports a decision before the lead arrives.
@@ -547,6 +534,11 @@ mod tests {
         }
     }
 
+    fn routes() -> Vec<Destination> {
+        let file = "[[destination]]\nname = \"t\"\nkind = \"webhook\"\nurl = \"http://x/\"\nevents = [\"SALE\", \"REFUND\"]\noffers = [\"keto-vsl\"]\n";
+        forwarder::destinations::parse(file).unwrap()
+    }
+
     fn click_ids() -> BTreeMap<String, Vec<String>> {
         clicks(Volume { scale: 1, seed: 7 })
             .iter()
@@ -562,7 +554,14 @@ mod tests {
     #[test]
     fn the_totals_follow_from_the_requests() {
         let volume = Volume { scale: 1, seed: 7 };
-        let plan = plan(volume, "r1", &click_ids(), &secrets(), Utc::now());
+        let plan = plan(
+            volume,
+            "r1",
+            &click_ids(),
+            &secrets(),
+            &routes(),
+            Utc::now(),
+        );
         let e = &plan.expected;
         assert_eq!(e.events["CLICK"], 200);
         assert_eq!(e.events["SALE"], 30);
@@ -573,13 +572,9 @@ mod tests {
         assert_eq!(e.ledger_entries(), entries);
         assert_eq!(e.quarantined_total(), plan.refused.len() as u64);
         assert!(!plan.early.is_empty(), "some reversals arrive first");
-        let gross: Decimal = plan
-            .conversions
-            .iter()
-            .filter(|r| r.kind != "lead")
-            .count()
-            .into();
-        assert_eq!(gross, Decimal::from(30));
+        // The route takes keto-vsl's sales and refunds: its 20 sales (ClickBank, BuyGoods:
+        // indices 0..20) and the refunds of every sixth (0, 6, 12, 18); not chargebacks.
+        assert_eq!(e.postbacks["t"], 24);
     }
 
     #[test]
@@ -589,6 +584,7 @@ mod tests {
             "r",
             &click_ids(),
             &secrets(),
+            &routes(),
             Utc::now(),
         );
         let b = plan(
@@ -596,6 +592,7 @@ mod tests {
             "r",
             &click_ids(),
             &secrets(),
+            &routes(),
             Utc::now(),
         );
         assert_eq!(a.expected, b.expected);
@@ -604,6 +601,7 @@ mod tests {
             "r",
             &click_ids(),
             &secrets(),
+            &routes(),
             Utc::now(),
         );
         assert_ne!(a.expected.net_revenue, c.expected.net_revenue);

@@ -228,7 +228,8 @@ mod tests {
         // matched A, C; amount B; status C; missing in ledger D; missing in report E.
         assert_eq!(counts, vec![2, 1, 1, 1, 1]);
         assert!((c.mismatch_percent() - 100.0 * 4.0 / 6.0).abs() < 1e-9);
-        assert_eq!(c.totals(), (Decimal::from(70), Decimal::from(75)));
+        // Net: report 10 + 20 + 30 - 30 + 40, ledger 10 + 25 + 30 - 30 + 50.
+        assert_eq!(c.totals(), (Decimal::from(70), Decimal::from(85)));
     }
 
     #[test]
