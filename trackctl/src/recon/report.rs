@@ -436,6 +436,21 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_recon_configuration_parses() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/recon.toml"));
+        let m = Mapping::named("s2s-partner", Some(path)).unwrap();
+        let r = read(
+            b"Date,Transaction ID,Status,Payout,Currency\n2026-11-20 10:00:00,TX1,Approved,12.50,USD\n",
+            &m,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.lines[0].kind, r.lines[0].order_id.as_str()),
+            (LineKind::Sale, "TX1")
+        );
+    }
+
+    #[test]
     fn a_generic_mapping_comes_from_the_configuration() {
         let dir = std::env::temp_dir().join(format!("recon-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
