@@ -171,8 +171,21 @@ async fn an_erased_person_cannot_be_found_and_the_totals_stay() {
         events_topic: pipeline.topics.input.clone(),
         processor_group: pipeline.topics.group.clone(),
         wait_seconds: 60,
+        max_conversions: 50,
         dry_run: false,
     };
+    // A subject that leads to more conversions than allowed changes nothing.
+    let capped = EraseArgs {
+        max_conversions: 1,
+        ..args.clone()
+    };
+    let refused = trackctl::erase::run(&capped, &pipeline.warehouse()).await;
+    assert!(refused
+        .unwrap_err()
+        .to_string()
+        .contains("--max-conversions"));
+    assert_eq!(traces(&ch, &alice, &alice_hash).await, 10);
+
     let erasure = trackctl::erase::run(&args, &pipeline.warehouse())
         .await
         .unwrap();

@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{bail, ensure, Context};
 use clap::Args;
 use rand::RngCore;
 use rdkafka::config::ClientConfig;
@@ -71,6 +71,10 @@ pub struct EraseArgs {
     /// How long to wait for the processor to apply the requests.
     #[arg(long, default_value_t = 120)]
     pub wait_seconds: u64,
+    /// Refuse to erase more conversions than this: one person has a few, and more means an
+    /// identifier shared by many (a network's placeholder click ID, say).
+    #[arg(long, default_value_t = 50)]
+    pub max_conversions: usize,
     /// Show what would be erased without changing anything.
     #[arg(long)]
     pub dry_run: bool,
@@ -364,23 +368,44 @@ fn wait_applied(args: &EraseArgs, landed: &[(i32, i64)]) -> anyhow::Result<usize
     }
 }
 
-pub async fn run(args: &EraseArgs, warehouse: &Warehouse) -> anyhow::Result<Erasure> {
-    let email_hash = match (&args.subject.email, &args.subject.email_hash) {
-        (Some(email), _) => {
-            let key = args
-                .pii_key
-                .as_deref()
-                .context("--email needs INGEST_PII_KEY (or --pii-key) to hash it as ingest does")?;
-            Some(ingest::privacy::PiiHasher::new(key.as_bytes()).hash(&email.trim().to_lowercase()))
-        }
-        (None, hash) => hash.clone(),
+/// The subject as the ledger holds it: a click ID, or an e-mail hash. Empty or malformed
+/// values are refused: an empty one would match every row without that field.
+fn identify(
+    subject: &Subject,
+    pii_key: Option<&str>,
+) -> anyhow::Result<(Option<String>, Option<String>)> {
+    let click_id = match subject.click_id.as_deref().map(str::trim) {
+        Some("") => bail!("--click-id is empty"),
+        other => other.map(str::to_owned),
     };
-    let owned = find(
-        warehouse,
-        args.subject.click_id.as_deref(),
-        email_hash.as_deref(),
-    )
-    .await?;
+    let email_hash = match (&subject.email, &subject.email_hash) {
+        (Some(email), _) => {
+            let email = email.trim().to_lowercase();
+            ensure!(email.contains('@'), "--email is not an e-mail address");
+            let key = pii_key
+                .context("--email needs INGEST_PII_KEY (or --pii-key) to hash it as ingest does")?;
+            Some(ingest::privacy::PiiHasher::new(key.as_bytes()).hash(&email))
+        }
+        (None, Some(hash)) => {
+            let hash = hash.trim().to_ascii_lowercase();
+            ensure!(
+                hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+                "--email-hash must be the 64 hex digits the ledger holds"
+            );
+            Some(hash)
+        }
+        (None, None) => None,
+    };
+    ensure!(
+        click_id.is_some() || email_hash.is_some(),
+        "give --click-id, --email or --email-hash"
+    );
+    Ok((click_id, email_hash))
+}
+
+pub async fn run(args: &EraseArgs, warehouse: &Warehouse) -> anyhow::Result<Erasure> {
+    let (click_id, email_hash) = identify(&args.subject, args.pii_key.as_deref())?;
+    let owned = find(warehouse, click_id.as_deref(), email_hash.as_deref()).await?;
     let mut erasure = Erasure {
         erasure_id: uuid::Uuid::new_v4().to_string(),
         conversions: owned
@@ -394,6 +419,12 @@ pub async fn run(args: &EraseArgs, warehouse: &Warehouse) -> anyhow::Result<Eras
     if owned.is_empty() || args.dry_run {
         return Ok(erasure);
     }
+    ensure!(
+        erasure.conversions <= args.max_conversions,
+        "the subject leads to {} conversions, more than --max-conversions {}: check the identifier with --dry-run, and raise the limit only if they are all this person's",
+        erasure.conversions,
+        args.max_conversions
+    );
     // The processor first: once it has forgotten the conversions, nothing it writes later
     // can bring the erased identifiers back into the ledger.
     let landed = request_processor(args, &owned, &erasure.erasure_id).await?;
@@ -402,4 +433,37 @@ pub async fn run(args: &EraseArgs, warehouse: &Warehouse) -> anyhow::Result<Eras
         tokio::task::spawn_blocking(move || wait_applied(&wait_args, &landed)).await??;
     erase_clickhouse(warehouse, &owned, &mut erasure).await?;
     Ok(erasure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject(click: Option<&str>, email: Option<&str>, hash: Option<&str>) -> Subject {
+        Subject {
+            click_id: click.map(str::to_owned),
+            email: email.map(str::to_owned),
+            email_hash: hash.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn an_empty_or_malformed_subject_is_refused() {
+        let key = Some("a-pii-key-of-16-bytes");
+        assert!(identify(&subject(Some(" "), None, None), key).is_err());
+        assert!(identify(&subject(None, None, Some("")), key).is_err());
+        assert!(identify(&subject(None, None, Some("abc")), key).is_err());
+        assert!(identify(&subject(None, Some("nobody"), None), key).is_err());
+        assert!(identify(&subject(None, Some("a@b.example"), None), None).is_err());
+    }
+
+    #[test]
+    fn an_email_is_hashed_as_ingest_hashes_it() {
+        let key = "a-pii-key-of-16-bytes";
+        let (_, hash) = identify(&subject(None, Some(" A@B.Example "), None), Some(key)).unwrap();
+        let want = ingest::privacy::PiiHasher::new(key.as_bytes()).hash("a@b.example");
+        assert_eq!(hash.as_deref(), Some(want.as_str()));
+        let (_, again) = identify(&subject(None, None, Some(&want.to_uppercase())), None).unwrap();
+        assert_eq!(again, Some(want));
+    }
 }

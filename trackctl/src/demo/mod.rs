@@ -192,6 +192,12 @@ pub fn render(run: &Run) -> String {
         "\nDuplicates absorbed: {} (network retries and re-sent batches sent: {})\n",
         s.duplicates, e.duplicates
     );
+    if s.click_repeats > 0 {
+        out += &format!(
+            "Clicks ingest delivered twice (spooled while Kafka was slow), counted once: {}\n",
+            s.click_repeats
+        );
+    }
     let reasons = s
         .quarantined
         .iter()

@@ -26,7 +26,11 @@ pub struct Delivery {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     pub events: BTreeMap<String, u64>,
+    /// Repeats of the traffic's own retries and re-sent batches (clicks aside).
     pub duplicates: u64,
+    /// Clicks that reached Kafka twice because ingest spooled them while Kafka was slow to
+    /// confirm (docs/INGEST.md); the processor counts them once.
+    pub click_repeats: u64,
     pub quarantined: BTreeMap<String, u64>,
     pub net_revenue: BTreeMap<String, Decimal>,
     pub postbacks: BTreeMap<String, Delivery>,
@@ -92,11 +96,12 @@ pub async fn read(
         .await?
         .into_iter()
         .collect();
-    let duplicates = ch
+    let (duplicates, click_repeats) = ch
         .query(&format!(
-            "SELECT count() FROM receipts WHERE kind = 'DUPLICATE' AND received_at >= {since_sql}"
+            "SELECT countIf(event_name != 'CLICK'), countIf(event_name = 'CLICK') FROM receipts
+             WHERE kind = 'DUPLICATE' AND received_at >= {since_sql}"
         ))
-        .fetch_one::<u64>()
+        .fetch_one::<(u64, u64)>()
         .await?;
     let quarantined = ch
         .query(&format!(
@@ -156,6 +161,7 @@ pub async fn read(
     Ok(Summary {
         events,
         duplicates,
+        click_repeats,
         quarantined,
         net_revenue,
         postbacks,
