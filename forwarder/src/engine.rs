@@ -26,7 +26,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::avro::ledger::{decode_outbox, encode_attempt};
-use schemas::PostbackAttempt;
+use schemas::{AttemptOutcome, OutboxRecord, PostbackAttempt};
 use tokio::sync::Semaphore;
 
 use crate::config::{Common, RunArgs};
@@ -255,7 +255,7 @@ async fn attempt(shared: &Shared, job: &Job) -> anyhow::Result<()> {
     };
     let Some(target) = shared.targets.get(&record.destination) else {
         let reason = format!("destination {:?} is not configured", record.destination);
-        return dead_letter(shared, job, &record.destination, &reason).await;
+        return give_up_unsent(shared, job, &record, &reason).await;
     };
     if let Some(at) = job.not_before {
         if let Ok(wait) = at.signed_duration_since(Utc::now()).to_std() {
@@ -269,14 +269,14 @@ async fn attempt(shared: &Shared, job: &Job) -> anyhow::Result<()> {
             "older than the destination accepts ({} h)",
             target.destination.max_age_hours
         );
-        return dead_letter(shared, job, &record.destination, &reason).await;
+        return give_up_unsent(shared, job, &record, &reason).await;
     }
     let request = match target
         .kind
         .build(&target.destination, &record, target.secret.as_deref())
     {
         Ok(r) => r,
-        Err(e) => return dead_letter(shared, job, &record.destination, &e.0).await,
+        Err(e) => return give_up_unsent(shared, job, &record, &e.0).await,
     };
 
     let slot = target.concurrency.acquire().await.expect("never closed");
@@ -321,39 +321,19 @@ async fn attempt(shared: &Shared, job: &Job) -> anyhow::Result<()> {
             error.clone().unwrap_or_default()
         ))),
     };
-    let outcome = class.outcome();
-    shared
-        .metrics
-        .attempts
-        .with_label_values(&[&record.destination, outcome.as_str()])
-        .inc();
     let attempt = PostbackAttempt {
-        destination: record.destination.clone(),
-        idempotency_key: record.idempotency_key.clone(),
-        event_name: record.entry.event.event_name.as_str().to_owned(),
-        offer_id: record.entry.event.offer_id.clone(),
-        is_test: record.entry.event.is_test,
-        attempt: i32::try_from(job.attempt).unwrap_or(i32::MAX),
-        outcome,
         dead_lettered: matches!(next, Some(Next::GiveUp(_))),
         http_status,
         error,
         latency_ms: i64::try_from(latency.as_millis()).unwrap_or(i64::MAX),
         response_snippet: snippet,
-        attempted_at: now,
         next_attempt_at: match &next {
             Some(Next::RetryAt(t)) => Some(*t),
             _ => None,
         },
+        ..attempt_of(&record, job, class.outcome(), now)
     };
-    produce(
-        shared,
-        &shared.common.attempts_topic,
-        record.idempotency_key.as_bytes(),
-        &encode_attempt(&attempt),
-        headers(&[]),
-    )
-    .await?;
+    record_attempt(shared, &attempt).await?;
     match next {
         None => Ok(()),
         Some(Next::RetryAt(at)) => {
@@ -370,6 +350,66 @@ async fn attempt(shared: &Shared, job: &Job) -> anyhow::Result<()> {
         }
         Some(Next::GiveUp(reason)) => dead_letter(shared, job, &record.destination, &reason).await,
     }
+}
+
+/// The attempt record of `job`, with nothing known yet about the answer.
+fn attempt_of(
+    record: &OutboxRecord,
+    job: &Job,
+    outcome: AttemptOutcome,
+    at: chrono::DateTime<Utc>,
+) -> PostbackAttempt {
+    PostbackAttempt {
+        destination: record.destination.clone(),
+        idempotency_key: record.idempotency_key.clone(),
+        event_name: record.entry.event.event_name.as_str().to_owned(),
+        offer_id: record.entry.event.offer_id.clone(),
+        is_test: record.entry.event.is_test,
+        attempt: i32::try_from(job.attempt).unwrap_or(i32::MAX),
+        outcome,
+        dead_lettered: false,
+        http_status: None,
+        error: None,
+        latency_ms: 0,
+        response_snippet: String::new(),
+        attempted_at: at,
+        next_attempt_at: None,
+    }
+}
+
+/// Counts the attempt and writes it to the attempts topic.
+async fn record_attempt(shared: &Shared, attempt: &PostbackAttempt) -> anyhow::Result<()> {
+    shared
+        .metrics
+        .attempts
+        .with_label_values(&[&attempt.destination, attempt.outcome.as_str()])
+        .inc();
+    produce(
+        shared,
+        &shared.common.attempts_topic,
+        attempt.idempotency_key.as_bytes(),
+        &encode_attempt(attempt),
+        headers(&[]),
+    )
+    .await
+}
+
+/// A postback given up before any request was made (too old, no token, unconfigured): it is
+/// recorded as a failed attempt too, so that delivery rates in ClickHouse count it, then
+/// dead-lettered.
+async fn give_up_unsent(
+    shared: &Shared,
+    job: &Job,
+    record: &OutboxRecord,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let attempt = PostbackAttempt {
+        dead_lettered: true,
+        error: Some(format!("not sent: {reason}")),
+        ..attempt_of(record, job, AttemptOutcome::PermanentFailure, Utc::now())
+    };
+    record_attempt(shared, &attempt).await?;
+    dead_letter(shared, job, &record.destination, reason).await
 }
 
 async fn dead_letter(

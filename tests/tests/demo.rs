@@ -95,6 +95,11 @@ async fn the_demo_traffic_settles_into_exact_totals() {
     // Without META_ACCESS_TOKEN, Meta's postbacks wait in the DLQ with the reason.
     assert_eq!(meta.dead_lettered, e.postbacks["meta-capi"]);
     assert_eq!(meta.delivered, 0);
+    // ... and each is recorded as a failed attempt, so that delivery rates count it.
+    assert_eq!(
+        (meta.postbacks, meta.attempts),
+        (e.postbacks["meta-capi"], e.postbacks["meta-capi"])
+    );
     assert!(meta
         .dead_letter_reasons
         .keys()

@@ -17,7 +17,7 @@ pub struct Delivery {
     pub postbacks: u64,
     pub delivered: u64,
     pub attempts: u64,
-    /// Dead letters (from the DLQ topic: some never reach an attempt, e.g. a missing token).
+    /// Dead letters, with their reasons, from the DLQ topic.
     pub dead_lettered: u64,
     pub dead_letter_reasons: BTreeMap<String, u64>,
 }
