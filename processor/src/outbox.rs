@@ -34,10 +34,14 @@ pub struct Route {
 impl Route {
     pub fn matches(&self, entry: &LedgerEntry) -> bool {
         let e = &entry.event;
-        self.events.contains(&e.event_name)
-            && (self.include_test || !e.is_test)
-            && (self.offers.is_empty()
-                || e.offer_id.as_ref().is_some_and(|o| self.offers.contains(o)))
+        self.takes(e.event_name, e.offer_id.as_deref(), e.is_test)
+    }
+
+    /// Whether an event of this name, offer and test flag goes to the destination.
+    pub fn takes(&self, name: EventName, offer: Option<&str>, is_test: bool) -> bool {
+        self.events.contains(&name)
+            && (self.include_test || !is_test)
+            && (self.offers.is_empty() || offer.is_some_and(|o| self.offers.iter().any(|x| x == o)))
     }
 }
 
@@ -89,6 +93,19 @@ impl Outbox {
 
     pub fn destinations(&self) -> impl Iterator<Item = &str> {
         self.routes.iter().map(|r| r.name.as_str())
+    }
+
+    /// The destinations an event of this name, offer and test flag is forwarded to.
+    pub fn routes_for<'a>(
+        &'a self,
+        name: EventName,
+        offer: Option<&'a str>,
+        is_test: bool,
+    ) -> impl Iterator<Item = &'a str> {
+        self.routes
+            .iter()
+            .filter(move |r| r.takes(name, offer, is_test))
+            .map(|r| r.name.as_str())
     }
 
     /// One outbox record per destination that takes `entry`.

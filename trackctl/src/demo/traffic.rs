@@ -13,8 +13,9 @@ use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use forwarder::destinations::Destination;
 use ingest::adapters::{clickbank, digistore24};
+use processor::outbox::Outbox;
+use schemas::EventName;
 
 /// The secrets ingest was started with (the same environment variables as ingest reads).
 #[derive(Debug, Clone)]
@@ -84,16 +85,13 @@ impl Expected {
         self.quarantined.values().sum()
     }
 
-    /// One unique event of `offer`, and its postbacks by the processor's routing rules
-    /// (event name and offer; the demo sends no test events).
-    fn count(&mut self, name: &str, offer: &str, routes: &[Destination]) {
+    /// One unique event of `offer`, and its postbacks by the processor's own routing (the
+    /// demo sends no test events).
+    fn count(&mut self, name: &str, offer: &str, routes: &Outbox) {
         *self.events.entry(name.to_owned()).or_default() += 1;
-        for d in routes {
-            let routed = d.events.iter().any(|e| e.as_str() == name)
-                && (d.offers.is_empty() || d.offers.iter().any(|o| o == offer));
-            if routed {
-                *self.postbacks.entry(d.name.clone()).or_default() += 1;
-            }
+        let event: EventName = name.parse().expect("the demo sends contract event names");
+        for destination in routes.routes_for(event, Some(offer), false) {
+            *self.postbacks.entry(destination.to_owned()).or_default() += 1;
         }
     }
 
@@ -169,7 +167,7 @@ pub fn plan(
     run: &str,
     click_ids: &BTreeMap<String, Vec<String>>,
     secrets: &Secrets,
-    routes: &[Destination],
+    routes: &Outbox,
     now: DateTime<Utc>,
 ) -> Plan {
     let mut rng = StdRng::seed_from_u64(volume.seed.wrapping_add(1));
@@ -534,9 +532,9 @@ mod tests {
         }
     }
 
-    fn routes() -> Vec<Destination> {
+    fn routes() -> Outbox {
         let file = "[[destination]]\nname = \"t\"\nkind = \"webhook\"\nurl = \"http://x/\"\nevents = [\"SALE\", \"REFUND\"]\noffers = [\"keto-vsl\"]\n";
-        forwarder::destinations::parse(file).unwrap()
+        Outbox::parse(file).unwrap()
     }
 
     fn click_ids() -> BTreeMap<String, Vec<String>> {
