@@ -7,13 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 
-use telemetry::KafkaLogs;
+use telemetry::topic::read_to_end;
 
 use crate::config::{Common, ReplayArgs};
 
@@ -67,51 +64,26 @@ impl DeadLetter {
 
 /// Every dead letter on the topic now, read to the end of each partition.
 pub fn read_all(common: &Common) -> anyhow::Result<Vec<DeadLetter>> {
-    let consumer: BaseConsumer<KafkaLogs> = ClientConfig::new()
-        .set("bootstrap.servers", &common.kafka_bootstrap_servers)
-        .set("group.id", "trackledger-forwarder-replay")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create_with_context(KafkaLogs)?;
-    let metadata = consumer.fetch_metadata(Some(&common.dlq_topic), Duration::from_secs(30))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map(|t| t.partitions().len())
-        .unwrap_or(0) as i32;
-    anyhow::ensure!(partitions > 0, "topic {} not found", common.dlq_topic);
-    let mut tpl = TopicPartitionList::new();
-    let mut pending = 0;
-    for p in 0..partitions {
-        let (low, high) =
-            consumer.fetch_watermarks(&common.dlq_topic, p, Duration::from_secs(30))?;
-        if high > low {
-            tpl.add_partition_offset(&common.dlq_topic, p, Offset::Beginning)?;
-            pending += 1;
-        }
-    }
-    let mut out = Vec::new();
-    if pending == 0 {
-        return Ok(out);
-    }
-    consumer.assign(&tpl)?;
-    while pending > 0 {
-        match consumer.poll(Duration::from_secs(5)) {
-            Some(Ok(m)) => out.push(DeadLetter {
-                key: m.key().unwrap_or_default().to_vec(),
-                value: m.payload().unwrap_or_default().to_vec(),
-                destination: header(&m, DESTINATION).unwrap_or_default(),
-                reason: header(&m, REASON).unwrap_or_default(),
-                dead_lettered_at: header(&m, DEAD_LETTERED_AT)
-                    .and_then(|v| v.parse().ok())
-                    .and_then(DateTime::from_timestamp_millis),
-            }),
-            Some(Err(KafkaError::PartitionEOF(_))) => pending -= 1,
-            Some(Err(e)) => return Err(e).context("reading the DLQ"),
-            None => anyhow::bail!("the DLQ did not answer within 5 s"),
-        }
-    }
-    Ok(out)
+    let records = read_to_end(
+        &common.kafka_bootstrap_servers,
+        &common.dlq_topic,
+        "trackledger-forwarder-replay",
+        Duration::from_secs(5),
+    )
+    .context("reading the DLQ")?;
+    Ok(records
+        .into_iter()
+        .map(|r| DeadLetter {
+            destination: r.header(DESTINATION).unwrap_or_default(),
+            reason: r.header(REASON).unwrap_or_default(),
+            dead_lettered_at: r
+                .header(DEAD_LETTERED_AT)
+                .and_then(|v| v.parse().ok())
+                .and_then(DateTime::from_timestamp_millis),
+            key: r.key,
+            value: r.payload,
+        })
+        .collect())
 }
 
 /// Sends the matching dead letters back to the outbox; returns how many.

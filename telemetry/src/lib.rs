@@ -1,6 +1,8 @@
 //! The operator surface every service shares: structured JSON logs, the shutdown signal,
 //! Prometheus registries, and the `/metrics`, `/healthz` and `/readyz` endpoints.
 
+pub mod topic;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 

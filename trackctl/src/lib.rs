@@ -4,7 +4,6 @@
 pub mod cli;
 pub mod demo;
 pub mod erase;
-pub mod kafka;
 pub mod recon;
 pub mod replay;
 pub mod stack;

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use schemas::QuarantineRecord;
 
-use crate::kafka::read_to_end;
 use crate::warehouse::IngestEndpoint;
+use telemetry::topic::read_to_end;
 
 #[derive(Args, Debug, Clone)]
 pub struct QuarantineReplay {
@@ -57,7 +57,10 @@ pub struct Replayed {
 
 pub async fn quarantine(bootstrap: &str, args: &QuarantineReplay) -> anyhow::Result<Replayed> {
     let (b, topic) = (bootstrap.to_owned(), args.quarantine_topic.clone());
-    let records = tokio::task::spawn_blocking(move || read_to_end(&b, &topic)).await??;
+    let records = tokio::task::spawn_blocking(move || {
+        read_to_end(&b, &topic, "trackctl", Duration::from_secs(30))
+    })
+    .await??;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))

@@ -1,37 +1,56 @@
-//! Reading a whole topic as it is now, for the commands that inspect or replay one.
+//! Reading a whole topic as it is now: the DLQ replay and the operator's commands that
+//! inspect or replay a topic.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use telemetry::KafkaLogs;
-
-const TIMEOUT: Duration = Duration::from_secs(30);
+use crate::KafkaLogs;
 
 /// One record of a topic.
 #[derive(Debug, Clone)]
 pub struct Record {
     pub partition: i32,
     pub offset: i64,
+    pub key: Vec<u8>,
     pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
-/// Every record of `topic` up to the end of each partition when the read started.
-pub fn read_to_end(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<Record>> {
+impl Record {
+    /// The value of header `name`, as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Every committed record of `topic` up to the end of each partition when the read started,
+/// read by a consumer of `group` that commits nothing; fails when Kafka is silent for
+/// `timeout`.
+pub fn read_to_end(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Record>> {
     let consumer: BaseConsumer<KafkaLogs> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", "trackctl")
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
         .create_with_context(KafkaLogs)?;
     let metadata = consumer
-        .fetch_metadata(Some(topic), TIMEOUT)
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
         .with_context(|| format!("cannot reach Kafka at {bootstrap}"))?;
     let partitions = metadata
         .topics()
@@ -43,9 +62,9 @@ pub fn read_to_end(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<Record>> 
         "topic {topic} does not exist on {bootstrap}"
     );
     let mut tpl = TopicPartitionList::new();
-    let mut ends = std::collections::HashMap::new();
+    let mut ends = HashMap::new();
     for p in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, TIMEOUT)?;
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(30))?;
         if high > low {
             tpl.add_partition_offset(topic, p, Offset::Offset(low))?;
             ends.insert(p, high);
@@ -57,14 +76,24 @@ pub fn read_to_end(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<Record>> 
     }
     consumer.assign(&tpl)?;
     while !ends.is_empty() {
-        match consumer.poll(TIMEOUT) {
+        match consumer.poll(timeout) {
             Some(Ok(m)) => {
                 let p = m.partition();
                 if let Some(payload) = m.payload() {
+                    let headers = m
+                        .headers()
+                        .map(|hs| {
+                            hs.iter()
+                                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
                     out.push(Record {
                         partition: p,
                         offset: m.offset(),
+                        key: m.key().unwrap_or_default().to_vec(),
                         payload: payload.to_vec(),
+                        headers,
                     });
                 }
                 // Transaction markers take offsets too, so the last record may sit below
@@ -77,7 +106,7 @@ pub fn read_to_end(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<Record>> 
                 ends.remove(&p);
             }
             Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic}")),
-            None => anyhow::bail!("{topic} did not answer within {TIMEOUT:?}"),
+            None => anyhow::bail!("{topic} did not answer within {timeout:?}"),
         }
     }
     Ok(out)
