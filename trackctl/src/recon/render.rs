@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 
 use super::compare::{Category, Finding};
 use super::report::Line;
@@ -175,10 +175,6 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn to_f64(d: Decimal) -> f64 {
-    d.to_string().parse().unwrap_or(0.0)
-}
-
 /// Grouped bars, report beside ledger, per day; negative days go below the axis.
 fn chart(r: &Recon) -> String {
     let days = r.comparison.daily();
@@ -188,7 +184,12 @@ fn chart(r: &Recon) -> String {
     }
     let max = days
         .values()
-        .flat_map(|(a, b)| [to_f64(*a).abs(), to_f64(*b).abs()])
+        .flat_map(|(a, b)| {
+            [
+                a.to_f64().unwrap_or(0.0).abs(),
+                b.to_f64().unwrap_or(0.0).abs(),
+            ]
+        })
         .fold(1.0_f64, f64::max);
     let has_negative = days
         .values()
@@ -221,9 +222,12 @@ fn chart(r: &Recon) -> String {
     );
     for (i, (d, (report, ledger))) in days.iter().enumerate() {
         let x = pad + slot * i as f64 + slot / 2.0;
-        for (j, (value, color)) in [(to_f64(*report), "#8a63d2"), (to_f64(*ledger), "#2a9d8f")]
-            .into_iter()
-            .enumerate()
+        for (j, (value, color)) in [
+            (report.to_f64().unwrap_or(0.0), "#8a63d2"),
+            (ledger.to_f64().unwrap_or(0.0), "#2a9d8f"),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let len = value.abs() * scale;
             let y = if value >= 0.0 { zero_y - len } else { zero_y };
