@@ -1,0 +1,28 @@
+# Shared by scripts/stack and scripts/services: messages, ports and pid files of the local
+# processes they run. Source it after setting LOG_TAG.
+
+say() { printf '[%s] %s\n' "$LOG_TAG" "$*" >&2; }
+die() {
+  printf '[%s] error: %s\n' "$LOG_TAG" "$1" >&2
+  [ $# -gt 1 ] && printf '[%s]   what to do: %s\n' "$LOG_TAG" "$2" >&2
+  exit 1
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# SIGTERM, up to <seconds> to exit, then SIGKILL; the pid file goes either way.
+stop_pid() { # pidfile name seconds
+  local pidfile="$1" name="$2" wait_s="$3" pid
+  pid_alive "$pidfile" || { rm -f "$pidfile"; say "$name is not running"; return 0; }
+  pid="$(cat "$pidfile")"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 $((wait_s * 5))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  if kill -0 "$pid" 2>/dev/null; then
+    say "$name did not stop within ${wait_s}s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+  say "$name stopped"
+}
