@@ -47,9 +47,9 @@ pub fn restore(
     let mut tpl = TopicPartitionList::new();
     let mut pending = HashSet::new();
     for &p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(source.topic, p, Duration::from_secs(30))
-            .with_context(|| format!("watermarks of {}/{p}", source.topic))?;
+        let (low, high) =
+            telemetry::topic::watermarks(&consumer, source.topic, p, Duration::from_secs(30))
+                .with_context(|| format!("watermarks of {}/{p}", source.topic))?;
         if high > low {
             tpl.add_partition_offset(source.topic, p, Offset::Beginning)?;
             pending.insert(p);

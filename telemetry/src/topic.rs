@@ -2,12 +2,12 @@
 //! inspect or replay a topic.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -30,6 +30,29 @@ impl Record {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// The low and high watermarks of `topic`/`partition`. Kafka answers "not leader" or "leader
+/// not available" for a while after a topic is created or a broker fails over, so errors are
+/// retried until `within` has passed; the last one is returned then.
+pub fn watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    within: Duration,
+) -> KafkaResult<(i64, i64)> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match consumer.fetch_watermarks(topic, partition, left) {
+            Ok(marks) => return Ok(marks),
+            Err(e) if Instant::now() + Duration::from_millis(200) < deadline => {
+                tracing::warn!(topic, partition, error = %e, "watermarks not available yet; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -64,7 +87,8 @@ pub fn read_to_end(
     let mut tpl = TopicPartitionList::new();
     let mut ends = HashMap::new();
     for p in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(30))?;
+        let (low, high) = watermarks(&consumer, topic, p, Duration::from_secs(30))
+            .with_context(|| format!("watermarks of {topic}/{p}"))?;
         if high > low {
             tpl.add_partition_offset(topic, p, Offset::Offset(low))?;
             ends.insert(p, high);
