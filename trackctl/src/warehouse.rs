@@ -4,6 +4,7 @@
 use clap::Args;
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "ClickHouse (every command)")]
 pub struct Warehouse {
     /// ClickHouse HTTP interface.
     #[arg(

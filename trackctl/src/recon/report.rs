@@ -196,9 +196,18 @@ impl Mapping {
             .with_context(|| format!("cannot read the recon configuration {}", path.display()))?;
         let mut file: File = toml::from_str(&text)
             .with_context(|| format!("{} is not a valid recon configuration", path.display()))?;
-        file.report
-            .remove(name)
-            .with_context(|| format!("{} has no [report.{name}] table", path.display()))
+        let known: Vec<String> = ["clickbank", "digistore24"]
+            .into_iter()
+            .map(String::from)
+            .chain(file.report.keys().cloned())
+            .collect();
+        file.report.remove(name).with_context(|| {
+            format!(
+                "unknown report shape {name:?}: {} has no [report.{name}] table (known shapes: {})",
+                path.display(),
+                known.join(", ")
+            )
+        })
     }
 
     /// Digistore24 numbers the first payment 1, where other networks leave it unnumbered.
@@ -471,7 +480,13 @@ mod tests {
             "2026-11-20"
         );
         assert_eq!(r.lines[0].kind, LineKind::Sale);
-        assert!(Mapping::named("nosuch", Some(&path)).is_err());
+        let err = Mapping::named("nosuch", Some(&path))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("known shapes: clickbank, digistore24, maxbounty"),
+            "{err}"
+        );
         assert!(Mapping::named("nosuch", None).is_err());
     }
 }
