@@ -207,6 +207,8 @@ fn chart(r: &Recon) -> String {
     };
     let slot = (w - 2.0 * pad) / days.len() as f64;
     let bar = (slot * 0.35).min(40.0);
+    // Amounts over the bars while they fit; past a fortnight only the tooltips carry them.
+    let labelled = days.len() <= 16;
     let mut svg = format!(
         "<svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"Daily net amount, ledger vs report\">"
     );
@@ -238,6 +240,18 @@ fn chart(r: &Recon) -> String {
                 bar - 2.0,
                 if j == 0 { "report" } else { "ledger" }
             );
+            if labelled {
+                let ly = if value >= 0.0 {
+                    y - 4.0
+                } else {
+                    y + len + 12.0
+                };
+                let _ = write!(
+                    svg,
+                    "<text x=\"{:.1}\" y=\"{ly:.1}\" font-size=\"10\" fill=\"#333\" text-anchor=\"middle\">{value:.2}</text>",
+                    bx + (bar - 2.0) / 2.0
+                );
+            }
         }
         let _ = write!(
             svg,
