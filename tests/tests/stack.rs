@@ -140,3 +140,57 @@ async fn a_row_round_trips_through_the_real_clickhouse() {
         .await
         .unwrap();
 }
+
+/// A reader that starts while its topic is still being created (a service started right after
+/// `stack topics`, or a broker failing over) waits for the partition's leader instead of failing.
+#[tokio::test(flavor = "multi_thread")]
+async fn watermarks_wait_for_a_topic_that_appears_meanwhile() {
+    let topic = unique_name("late_topic");
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", unique_name("late_reader"))
+        .create()
+        .unwrap();
+    let consumer = std::sync::Arc::new(consumer);
+
+    let (c, t) = (consumer.clone(), topic.clone());
+    let too_short = tokio::task::spawn_blocking(move || {
+        telemetry::topic::watermarks(&c, &t, 0, Duration::from_millis(600))
+    })
+    .await
+    .unwrap();
+    assert!(too_short.is_err(), "a missing topic has no watermarks");
+
+    let started = std::time::Instant::now();
+    let (c, t) = (consumer.clone(), topic.clone());
+    let reader = tokio::task::spawn_blocking(move || {
+        telemetry::topic::watermarks(&c, &t, 0, Duration::from_secs(30))
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .create()
+        .unwrap();
+    let created = admin
+        .create_topics(
+            &[rdkafka::admin::NewTopic::new(
+                &topic,
+                1,
+                rdkafka::admin::TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    created[0].as_ref().unwrap();
+    let marks = reader
+        .await
+        .unwrap()
+        .expect("watermarks once the topic exists");
+    assert_eq!(marks, (0, 0));
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    admin
+        .delete_topics(&[&topic], &AdminOptions::new())
+        .await
+        .unwrap();
+}
