@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_quarantine"),
     migration!(4, "0004_views"),
     migration!(5, "0005_postback_attempts"),
+    migration!(6, "0006_click_attribution"),
 ];
 
 impl Migration {
