@@ -43,12 +43,16 @@ pub fn watermarks<C: ConsumerContext>(
     within: Duration,
 ) -> KafkaResult<(i64, i64)> {
     let deadline = Instant::now() + within;
+    let mut warned = false;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match consumer.fetch_watermarks(topic, partition, left) {
             Ok(marks) => return Ok(marks),
             Err(e) if Instant::now() + Duration::from_millis(200) < deadline => {
-                tracing::warn!(topic, partition, error = %e, "watermarks not available yet; retrying");
+                if !warned {
+                    tracing::warn!(topic, partition, error = %e, "watermarks not available yet; retrying");
+                    warned = true;
+                }
                 std::thread::sleep(Duration::from_millis(200));
             }
             Err(e) => return Err(e),
