@@ -115,10 +115,8 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<Destination>> {
         anyhow::ensure!(!name.is_empty(), "a destination has an empty name");
         anyhow::ensure!(names.insert(name), "destination {name:?} is listed twice");
         anyhow::ensure!(!d.events.is_empty(), "destination {name:?} lists no events");
-        anyhow::ensure!(
-            d.url.starts_with("https://") || d.url.starts_with("http://"),
-            "destination {name:?}: url must start with http:// or https://"
-        );
+        schemas::template::check_url_template(&d.url)
+            .map_err(|e| anyhow::anyhow!("destination {name:?}: {e}"))?;
         anyhow::ensure!(
             d.max_attempts >= 1,
             "destination {name:?}: max_attempts must be at least 1"
@@ -185,5 +183,7 @@ mod tests {
                 .contains("http")
         );
         assert!(err("[[destination]]\nname='a'\nkind='s2s'\nurl='https://x'\nevents=['SALE']\nmax_attempts=0").contains("max_attempts"));
+        assert!(err("[[destination]]\nname='a'\nkind='s2s'\nurl='https://{sub1}/pb?id={event_id}'\nevents=['SALE']").contains("host part"));
+        assert!(err("[[destination]]\nname='a'\nkind='webhook'\nurl='http://hooks.example{sub2}/x'\nevents=['SALE']").contains("host part"));
     }
 }

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use schemas::template::{event_macro, fill};
+use schemas::template::{check_url_template, event_macro, fill};
 use schemas::TrackingEvent;
 use serde::Deserialize;
 
@@ -43,11 +43,7 @@ impl Offers {
     pub fn parse(text: &str) -> Result<Self, String> {
         let offers: Offers = toml::from_str(text).map_err(|e| e.to_string())?;
         for (id, offer) in &offers.offers {
-            if !(offer.url.starts_with("https://") || offer.url.starts_with("http://")) {
-                return Err(format!(
-                    "offer {id}: url must start with http:// or https://"
-                ));
-            }
+            check_url_template(&offer.url).map_err(|e| format!("offer {id}: {e}"))?;
             let probe = schemas::samples::click();
             fill(&offer.url, |name| event_macro(&probe, name))
                 .map_err(|e| format!("offer {id}: {e}"))?;
@@ -91,5 +87,7 @@ mod tests {
         assert!(Offers::parse("[offers.k]\nurl = \"javascript:alert(1)\"\n").is_err());
         let unknown = Offers::parse("[offers.k]\nurl = \"https://o.example/?x={clik_id}\"\n");
         assert!(unknown.unwrap_err().contains("unknown macro {clik_id}"));
+        let host = Offers::parse("[offers.k]\nurl = \"https://{sub1}.o.example/lp\"\n");
+        assert!(host.unwrap_err().contains("host part"));
     }
 }

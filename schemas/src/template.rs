@@ -75,6 +75,26 @@ pub fn fill<'a>(
     Ok(out)
 }
 
+/// Checks a URL template before it is used: `http://` or `https://`, and no macro in the
+/// scheme or the host part, so that an event's values can only ever change the path and the
+/// query string, never where the request goes (or where a visitor is sent).
+pub fn check_url_template(template: &str) -> Result<(), String> {
+    let rest = template
+        .strip_prefix("https://")
+        .or_else(|| template.strip_prefix("http://"))
+        .ok_or("url must start with http:// or https://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err("url has no host".into());
+    }
+    if authority.contains(['{', '}']) {
+        return Err(format!(
+            "url {template:?} has a macro in its host part: macros may fill only the path and query"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +113,25 @@ mod tests {
             url,
             "https://t.example/pb?cid=clk%5F01&tx=evt%2Dsale%2D1001&amt=49%2E99&s1=a%20b%26c&s5="
         );
+    }
+
+    #[test]
+    fn macros_may_not_choose_the_scheme_or_host() {
+        assert!(check_url_template("https://t.example/pb/{sub1}?cid={click_id}#{sub2}").is_ok());
+        assert!(check_url_template("http://127.0.0.1:8090/pb").is_ok());
+        for bad in [
+            "https://{sub1}/pb",
+            "https://t.example{sub1}/pb",
+            "https://{sub1}.t.example/pb",
+            "https://user:{sub1}@t.example/",
+            "https://t.example:{sub2}/",
+            "{sub1}://t.example/",
+            "ftp://t.example/",
+            "javascript:alert(1)",
+            "https:///path",
+        ] {
+            assert!(check_url_template(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
