@@ -154,7 +154,11 @@ pub async fn run(
         common,
         targets,
         producer,
-        http: reqwest::Client::builder().build()?,
+        // A redirect is a failed attempt, never followed: a postback must reach the host the
+        // destination names, with its query string, and nowhere else.
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?,
         tracker: Mutex::new(Tracker::default()),
         metrics,
     });
@@ -297,7 +301,7 @@ async fn attempt(shared: &Shared, job: &Job) -> anyhow::Result<()> {
     let (class, http_status, error, snippet) = match answer {
         Ok((status, retry_after, body)) => {
             let class = classify(status, retry_after.as_deref(), now);
-            let error = (class != Class::Delivered).then(|| format!("HTTP {status}"));
+            let error = (class != Class::Delivered).then(|| failure_reason(status));
             (class, Some(i32::from(status)), error, body)
         }
         Err(e) => (
@@ -467,6 +471,15 @@ async fn produce(
         .map_err(|(e, _)| anyhow::anyhow!("writing to {topic}: {e}"))
 }
 
+/// What a failed attempt's answer is recorded as.
+fn failure_reason(status: u16) -> String {
+    if (300..400).contains(&status) {
+        format!("HTTP {status}: redirect not followed")
+    } else {
+        format!("HTTP {status}")
+    }
+}
+
 /// The status, `Retry-After` and the start of the body; or why there is no answer.
 async fn send(
     shared: &Shared,
@@ -485,13 +498,15 @@ async fn send(
     if let Some(body) = request.body {
         builder = builder.body(body);
     }
+    // The URL holds the destination's query string, which can hold a secret: never in an
+    // error that is stored or logged.
     let response = builder.send().await.map_err(|e| {
         if e.is_timeout() {
             "timeout".to_owned()
         } else if e.is_connect() {
             "connection refused or unreachable".to_owned()
         } else {
-            format!("request failed: {e}")
+            format!("request failed: {}", e.without_url())
         }
     })?;
     let status = response.status().as_u16();

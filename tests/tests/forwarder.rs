@@ -72,6 +72,7 @@ async fn answer(
             (200, None)
         }
         "reject" if r.rejecting.load(Ordering::SeqCst) => (400, None),
+        "redirect" => (302, None),
         _ => (200, None),
     };
     r.hits.lock().unwrap().push(Hit {
@@ -81,6 +82,11 @@ async fn answer(
         status,
     });
     let mut response = (StatusCode::from_u16(status).unwrap(), "answer").into_response();
+    if status == 302 {
+        response
+            .headers_mut()
+            .insert("Location", "/landed".parse().unwrap());
+    }
     if let Some(s) = retry_after {
         response
             .headers_mut()
@@ -217,6 +223,41 @@ async fn postbacks_are_rate_limited_retried_isolated_dead_lettered_and_replayed(
     let flaky = enqueue(&topics, "flaky", 10);
     let down = enqueue(&topics, "down", 10);
     let reject = enqueue(&topics, "reject", 5);
+    // A destination that redirects, and one that hangs up without answering; both URLs carry
+    // a secret in their query string, which no stored error may show.
+    let hangup = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hangup_port = hangup.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = hangup.accept().await {
+            drop(socket);
+        }
+    });
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .and_then(|mut f| {
+            use std::io::Write;
+            write!(
+                f,
+                r#"
+[[destination]]
+name = "redirect"
+kind = "s2s"
+url = "http://127.0.0.1:{port}/redirect?tx={{event_id}}&token=s3cret-in-template"
+events = ["SALE"]
+
+[[destination]]
+name = "hangup"
+kind = "s2s"
+url = "http://127.0.0.1:{hangup_port}/pb?tx={{event_id}}&token=s3cret-in-template"
+events = ["SALE"]
+max_attempts = 1
+"#
+            )
+        })
+        .unwrap();
+    let redirect = enqueue(&topics, "redirect", 3);
+    let hung_up = enqueue(&topics, "hangup", 2);
 
     let forwarder = ServiceProcess::forwarder(&topics, &file);
     eventually(
@@ -239,7 +280,7 @@ async fn postbacks_are_rate_limited_retried_isolated_dead_lettered_and_replayed(
     )
     .await;
     let t = topics.clone();
-    let expected = down.len() + reject.len();
+    let expected = down.len() + reject.len() + redirect.len() + hung_up.len();
     eventually(
         "down and reject are dead-lettered",
         Duration::from_secs(60),
@@ -318,6 +359,36 @@ async fn postbacks_are_rate_limited_retried_isolated_dead_lettered_and_replayed(
     assert_eq!(count("flaky"), 3 * flaky.len());
     assert_eq!(count("down"), 3 * down.len());
     assert_eq!(count("reject"), reject.len());
+
+    // A redirect is a failed attempt, never followed; errors keep no URL and no secret.
+    assert_eq!(count("redirect"), redirect.len());
+    assert!(
+        receiver.hits("landed").is_empty(),
+        "a redirect was followed"
+    );
+    assert_eq!(receiver.hits("redirect").len(), redirect.len());
+    assert_eq!(reasons("redirect").len(), redirect.len());
+    assert!(reasons("redirect")
+        .iter()
+        .all(|r| r.contains("HTTP 302: redirect not followed")));
+    assert_eq!(count("hangup"), hung_up.len());
+    for a in attempts
+        .iter()
+        .filter(|a| a.destination == "redirect" || a.destination == "hangup")
+    {
+        let error = a.error.as_deref().unwrap_or_default();
+        assert!(!error.is_empty(), "{a:?}");
+        assert!(
+            !error.contains("s3cret") && !error.contains("?tx=") && !error.contains("127.0.0.1"),
+            "a stored error shows the URL: {error}"
+        );
+    }
+    for (_, reason) in &letters {
+        assert!(
+            !reason.contains("s3cret") && !reason.contains("?tx="),
+            "{reason}"
+        );
+    }
 
     // Replay delivers the rejected ones once the destination takes them, same keys.
     receiver.rejecting.store(false, Ordering::SeqCst);
