@@ -384,6 +384,7 @@ impl Engine {
             body_base64: base64::engine::general_purpose::STANDARD.encode(kept),
             body_size: body.len(),
             body_truncated: kept.len() < body.len(),
+            ..Default::default()
         };
         tracing::warn!(
             partition = m.partition(),

@@ -26,5 +26,5 @@ pub use ledger::{
     AttemptOutcome, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, PostbackAttempt,
     Receipt, ReceiptKind,
 };
-pub use quarantine::QuarantineRecord;
+pub use quarantine::{QuarantineKey, QuarantineRecord};
 pub use validate::{validate, FieldError, ValidationErrors};

@@ -380,6 +380,7 @@ mod tests {
             body_base64: "eyJlbWFpbCI6ICJzb21lb25lQGV4YW1wbGUuY29tIn0=".into(),
             body_size: 31,
             body_truncated: false,
+            ..Default::default()
         };
         let row = QuarantineRow::new(
             q,
