@@ -2,16 +2,17 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use schemas::{FieldError, SingleObjectCodec};
+use schemas::{FieldError, QuarantineKey, SingleObjectCodec};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -20,6 +21,9 @@ use crate::adapters::clickbank::ClickBank;
 use crate::adapters::digistore24::Digistore24;
 use crate::adapters::s2s::S2s;
 use crate::adapters::PostbackAdapter;
+use crate::amounts::AmountCeilings;
+use crate::auth_limit::AuthFailureLimiter;
+use crate::client_ip::{ClientIp, TrustedProxies};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::offers::Offers;
@@ -45,6 +49,9 @@ pub struct AppState {
     pub adapters: HashMap<&'static str, Arc<dyn PostbackAdapter>>,
     /// One permit per request in flight, shared by every route.
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    pub auth_failures: AuthFailureLimiter,
+    pub ceilings: AmountCeilings,
+    pub proxies: TrustedProxies,
 }
 
 impl AppState {
@@ -52,12 +59,16 @@ impl AppState {
         config.check()?;
         let metrics = Arc::new(Metrics::new());
         let offers = Offers::load(&config.offers_file)?;
-        let spool = Arc::new(Spool::open(&config.spool_dir).map_err(|e| {
-            format!(
-                "cannot open the click spool {}: {e}",
-                config.spool_dir.display()
-            )
-        })?);
+        let ceilings = AmountCeilings::new(config.max_amount, &config.max_amount_for)?;
+        let quarantine_key = QuarantineKey::new(&config.quarantine_key)?;
+        let spool = Arc::new(
+            Spool::open(&config.spool_dir, config.spool_max_bytes).map_err(|e| {
+                format!(
+                    "cannot open the click spool {}: {e}",
+                    config.spool_dir.display()
+                )
+            })?,
+        );
         let mut adapters: HashMap<&'static str, Arc<dyn PostbackAdapter>> = HashMap::new();
         if let Some(secret) = &config.clickbank_secret_key {
             adapters.insert(
@@ -89,7 +100,11 @@ impl AppState {
                 metrics.clone(),
                 config.quarantine_topic.clone(),
                 config.quarantine_body_cap,
+                quarantine_key,
             ),
+            auth_failures: AuthFailureLimiter::new(config.auth_failures_per_minute),
+            proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+            ceilings,
             hasher: PiiHasher::new(config.pii_key.as_bytes()),
             codec: SingleObjectCodec::new(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
@@ -124,6 +139,17 @@ impl ApiError {
         }
     }
 
+    /// Every failure before authentication, on every route: one answer, byte for byte, so
+    /// that it tells an attacker nothing. Marked so that the failed-authentication limiter
+    /// counts it.
+    pub fn unauthorized() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            reason: "unauthorized",
+            errors: Vec::new(),
+        }
+    }
+
     /// Kafka did not durably accept: the sender must retry.
     pub fn unavailable(e: &SinkError) -> Self {
         Self::new(
@@ -147,8 +173,61 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.extensions_mut().insert(AuthFailed);
+        }
         response
     }
+}
+
+/// Marks an answer to a failed authentication, for the limiter.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthFailed;
+
+/// The routes that authenticate their callers, and so count failures.
+fn authenticates(path: &str) -> bool {
+    path == "/v1/events" || path.starts_with("/v1/postbacks/") || path.starts_with("/v1/replay/")
+}
+
+/// Attributes the request to a client IP; refuses a client past the failed-authentication
+/// rate with 429 before its request reaches any secret, and counts each failure.
+async fn guard_authentication(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let client = state.proxies.client_ip(peer, request.headers());
+    request.extensions_mut().insert(ClientIp(client));
+    let counted = authenticates(request.uri().path());
+    if counted {
+        if let Some(wait) = state.auth_failures.retry_after(client) {
+            state.metrics.auth_limited.inc();
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failures",
+                "<client>",
+                "too many failed authentications from this address",
+            )
+            .into_response();
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            return response;
+        }
+    }
+    let response = next.run(request).await;
+    if counted && response.extensions().get::<AuthFailed>().is_some() {
+        state.metrics.auth_failures.inc();
+        if state.auth_failures.record_failure(client) {
+            tracing::warn!(client = %client, "client over the failed-authentication rate");
+        }
+    }
+    response
 }
 
 async fn record_metrics(
@@ -220,6 +299,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/postbacks/{network}",
             get(routes::postbacks::postback).post(routes::postbacks::postback),
         )
+        .route(
+            "/v1/replay/postbacks/{network}",
+            get(routes::postbacks::postback).post(routes::postbacks::postback),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
@@ -236,6 +319,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             limit_in_flight,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard_authentication,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.config.request_timeout(),
@@ -248,6 +335,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// What a connection may take: how many may be open, how long one may stay silent, how
+/// long its request headers may take.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub header_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    pub fn of(config: &Config) -> Self {
+        Self {
+            max_connections: config.max_connections,
+            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+            header_timeout: Duration::from_millis(config.header_timeout_ms),
+        }
+    }
+}
+
 /// Runs ingest on `listener` until `shutdown` resolves, then drains open connections and
 /// flushes the producer.
 pub async fn serve(
@@ -257,30 +363,51 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let sink = Arc::new(KafkaSink::new(&config)?);
     sink.spawn_health_probe(&config.events_topic, Duration::from_secs(2));
-    let header_timeout = Duration::from_millis(config.header_timeout_ms);
+    let limits = ConnectionLimits::of(&config);
     let state = Arc::new(AppState::new(config, sink.clone()).map_err(anyhow::Error::msg)?);
     state
         .spool
         .spawn_drainer(sink.clone(), state.metrics.clone(), Duration::from_secs(1));
     tracing::info!(addr = %listener.local_addr()?, networks = ?state.adapters.keys().collect::<Vec<_>>(), "ingest listening");
-    serve_connections(router(state), listener, header_timeout, shutdown).await;
+    let metrics = state.metrics.clone();
+    serve_connections(router(state), listener, limits, metrics, shutdown).await;
     tracing::info!("flushing the producer");
     tokio::task::spawn_blocking(move || sink.flush(Duration::from_secs(10))).await?;
     Ok(())
 }
 
+/// Whether a connection ended because its socket timed out (the idle timeout).
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// The accept loop. axum's own `serve` sets no timer, so hyper would never enforce a header
-/// read timeout; this one does, and drains connections gracefully on shutdown.
+/// read timeout; this one does, and drains connections gracefully on shutdown. Every socket
+/// reads and writes under the idle timeout, which also bounds the HTTP/1-or-2 detection that
+/// hyper's own timers do not cover (a client that sends nothing, or half a preface), and
+/// connections past the cap are closed as they are accepted: the file limit is never the
+/// only bound.
 async fn serve_connections(
     app: Router,
     listener: TcpListener,
-    header_timeout: Duration,
+    limits: ConnectionLimits,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -294,7 +421,18 @@ async fn serve_connections(
             },
             () = &mut shutdown => break,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics
+                .connections_closed
+                .with_label_values(&["max_connections"])
+                .inc();
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_read_timeout(Some(limits.idle_timeout));
+        stream.set_write_timeout(Some(limits.idle_timeout));
         let app = app.clone();
         let service = hyper::service::service_fn(
             move |mut request: hyper::Request<hyper::body::Incoming>| {
@@ -308,15 +446,25 @@ async fn serve_connections(
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout);
+            .header_read_timeout(limits.header_timeout);
         let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(TokioIo::new(Box::pin(stream)), service)
             .into_owned();
         let connection = graceful.watch(connection);
+        let metrics = metrics.clone();
+        metrics.open_connections.inc();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
+                if timed_out(e.as_ref()) {
+                    metrics
+                        .connections_closed
+                        .with_label_values(&["idle"])
+                        .inc();
+                }
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            metrics.open_connections.dec();
+            drop(slot);
         });
     }
     drop(listener);

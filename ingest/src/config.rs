@@ -34,31 +34,52 @@ pub struct Config {
     pub quarantine_topic: String,
 
     /// API keys accepted on `POST /v1/events` as `Authorization: Bearer <key>`, comma-separated.
-    #[arg(long, env = "INGEST_API_KEYS", value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        env = "INGEST_API_KEYS",
+        value_delimiter = ',',
+        required = true,
+        hide_env_values = true
+    )]
     pub api_keys: Vec<String>,
 
     /// Secret for the keyed hash (HMAC-SHA256) of IPs and e-mails; at least 16 bytes.
-    #[arg(long, env = "INGEST_PII_KEY", required = true)]
+    #[arg(long, env = "INGEST_PII_KEY", required = true, hide_env_values = true)]
     pub pii_key: String,
+
+    /// Secret that seals quarantined requests (ChaCha20-Poly1305), which can hold raw
+    /// e-mails and IPs; at least 16 bytes. `trackctl replay` needs the same one.
+    #[arg(
+        long,
+        env = "INGEST_QUARANTINE_KEY",
+        required = true,
+        hide_env_values = true
+    )]
+    pub quarantine_key: String,
 
     /// Offers for the click redirect (`GET /c/{offer_id}`), a TOML file.
     #[arg(long, env = "INGEST_OFFERS_FILE", default_value = "config/offers.toml")]
     pub offers_file: PathBuf,
 
     /// ClickBank INS secret key; the ClickBank route answers 404 without it.
-    #[arg(long, env = "CLICKBANK_SECRET_KEY")]
+    #[arg(long, env = "CLICKBANK_SECRET_KEY", hide_env_values = true)]
     pub clickbank_secret_key: Option<String>,
 
     /// Digistore24 IPN passphrase; the Digistore24 route answers 404 without it.
-    #[arg(long, env = "DIGISTORE24_PASSPHRASE")]
+    #[arg(long, env = "DIGISTORE24_PASSPHRASE", hide_env_values = true)]
     pub digistore24_passphrase: Option<String>,
 
     /// BuyGoods postback token (the `token` parameter); the route answers 404 without it.
-    #[arg(long, env = "BUYGOODS_TOKEN")]
+    #[arg(long, env = "BUYGOODS_TOKEN", hide_env_values = true)]
     pub buygoods_token: Option<String>,
 
     /// Generic S2S sources as `name:token`, comma-separated; the route answers 404 without any.
-    #[arg(long, env = "S2S_TOKENS", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "S2S_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub s2s_tokens: Vec<String>,
 
     /// Longest wait for Kafka's delivery report before answering 503.
@@ -106,9 +127,39 @@ pub struct Config {
     )]
     pub producer_queue_messages: usize,
 
-    /// Take the client IP from the first `X-Forwarded-For` entry (only behind a trusted proxy).
-    #[arg(long, env = "INGEST_TRUST_FORWARDED_FOR", default_value_t = false)]
-    pub trust_forwarded_for: bool,
+    /// Proxies whose `X-Forwarded-For` is believed, as addresses or CIDR networks,
+    /// comma-separated; none by default. The client is the nearest untrusted hop.
+    #[arg(long, env = "INGEST_TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::client_ip::parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Failed authentications allowed per client IP (IPv6: per /64) a minute, in a burst
+    /// too; past it the client gets 429 before any secret is used. 0 turns the limit off.
+    #[arg(long, env = "INGEST_AUTH_FAILURES_PER_MINUTE", default_value_t = 60)]
+    pub auth_failures_per_minute: u32,
+
+    /// Largest money amount (revenue or payout) accepted, unless a per-origin ceiling says
+    /// otherwise; above it the event is refused as `amount_out_of_range`.
+    #[arg(long, env = "INGEST_MAX_AMOUNT", default_value = "1000000")]
+    pub max_amount: rust_decimal::Decimal,
+
+    /// Ceilings by network (`clickbank=5000`) or first-party `source` (`checkout=20000`),
+    /// comma-separated.
+    #[arg(long, env = "INGEST_MAX_AMOUNT_FOR", value_delimiter = ',')]
+    pub max_amount_for: Vec<String>,
+
+    /// Open connections at most; beyond it new connections are closed at once.
+    #[arg(long, env = "INGEST_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// A connection that sends nothing for this long (no first byte, a stalled preface,
+    /// an idle keep-alive) is closed.
+    #[arg(long, env = "INGEST_IDLE_TIMEOUT_MS", default_value_t = 30000)]
+    pub idle_timeout_ms: u64,
+
+    /// Most bytes the click spool may hold; when full, a click Kafka has not confirmed is
+    /// answered 503 instead of redirected.
+    #[arg(long, env = "INGEST_SPOOL_MAX_BYTES", default_value_t = 1 << 30)]
+    pub spool_max_bytes: u64,
 
     /// Mark the click cookie `Secure` (serve over HTTPS).
     #[arg(long, env = "INGEST_SECURE_COOKIE", default_value_t = false)]
@@ -133,6 +184,8 @@ impl Config {
         if self.pii_key.len() < 16 {
             return Err("INGEST_PII_KEY must be at least 16 bytes".into());
         }
+        schemas::QuarantineKey::new(&self.quarantine_key)
+            .map_err(|_| "INGEST_QUARANTINE_KEY must be at least 16 bytes".to_owned())?;
         if self.api_keys.iter().any(|k| k.len() < 8) {
             return Err("every INGEST_API_KEYS entry must be at least 8 characters".into());
         }

@@ -2,7 +2,10 @@
 //! minimises input, and answers 2xx only for what Kafka has durably accepted.
 
 pub mod adapters;
+pub mod amounts;
 pub mod app;
+pub mod auth_limit;
+pub mod client_ip;
 pub mod config;
 pub mod metrics;
 pub mod offers;

@@ -23,6 +23,16 @@ pub struct Metrics {
     pub spool_pending: IntGauge,
     /// Requests being handled now.
     pub in_flight: IntGauge,
+    /// Failed authentications (every route's `401 unauthorized`).
+    pub auth_failures: IntCounter,
+    /// Requests refused with 429 because their client failed authentication too often.
+    pub auth_limited: IntCounter,
+    /// Open client connections.
+    pub open_connections: IntGauge,
+    /// Connections closed by ingest: `max_connections` (refused at accept), `idle`.
+    pub connections_closed: IntCounterVec,
+    /// Bytes in the click spool.
+    pub spool_bytes: IntGauge,
 }
 
 impl Default for Metrics {
@@ -77,6 +87,24 @@ impl Metrics {
         .unwrap();
         let spool_pending = IntGauge::new("spool_pending", "Clicks waiting in the spool").unwrap();
         let in_flight = IntGauge::new("in_flight", "Requests being handled now").unwrap();
+        let auth_failures =
+            IntCounter::new("auth_failures_total", "Failed authentications").unwrap();
+        let auth_limited = IntCounter::new(
+            "auth_limited_total",
+            "Requests refused with 429 after too many failed authentications from their client",
+        )
+        .unwrap();
+        let open_connections =
+            IntGauge::new("open_connections", "Open client connections").unwrap();
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "connections_closed_total",
+                "Connections closed by ingest, by reason (max_connections, idle)",
+            ),
+            &["reason"],
+        )
+        .unwrap();
+        let spool_bytes = IntGauge::new("spool_bytes", "Bytes in the click spool").unwrap();
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ack_seconds.clone()),
@@ -86,6 +114,11 @@ impl Metrics {
             Box::new(clicks_spooled.clone()),
             Box::new(spool_pending.clone()),
             Box::new(in_flight.clone()),
+            Box::new(auth_failures.clone()),
+            Box::new(auth_limited.clone()),
+            Box::new(open_connections.clone()),
+            Box::new(connections_closed.clone()),
+            Box::new(spool_bytes.clone()),
         ] {
             registry.register(c).expect("metric registers once");
         }
@@ -99,6 +132,11 @@ impl Metrics {
             clicks_spooled,
             spool_pending,
             in_flight,
+            auth_failures,
+            auth_limited,
+            open_connections,
+            connections_closed,
+            spool_bytes,
         }
     }
 

@@ -6,12 +6,14 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncBufReadExt;
 use tokio::sync::Mutex;
 
 use crate::metrics::Metrics;
@@ -35,21 +37,41 @@ pub struct Drained {
     pub pending: usize,
 }
 
+/// Messages re-produced at once while draining: a spool file is read a chunk at a time,
+/// never whole, however large an outage made it.
+const DRAIN_CHUNK: usize = 1_000;
+
 pub struct Spool {
     dir: PathBuf,
     append_lock: Mutex<()>,
+    /// Bytes in the spool's files; appends stop at `max_bytes`.
+    bytes: AtomicU64,
+    max_bytes: u64,
 }
 
 impl Spool {
-    pub fn open(dir: &Path) -> std::io::Result<Self> {
+    pub fn open(dir: &Path, max_bytes: u64) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        let mut bytes = 0;
+        for entry in std::fs::read_dir(dir)? {
+            bytes += entry?.metadata()?.len();
+        }
         Ok(Self {
             dir: dir.to_owned(),
             append_lock: Mutex::new(()),
+            bytes: AtomicU64::new(bytes),
+            max_bytes,
         })
     }
 
+    /// Bytes in the spool now.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
     /// Appends one message and fsyncs it: once this returns, the click survives a crash.
+    /// A full spool refuses it (`StorageFull`): the caller answers 503 rather than let the
+    /// disk fill up.
     pub async fn append(&self, topic: &str, key: &str, payload: &[u8]) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(&Entry {
             topic: topic.into(),
@@ -58,6 +80,13 @@ impl Spool {
         })?;
         line.push(b'\n');
         let _guard = self.append_lock.lock().await;
+        let size = line.len() as u64;
+        if self.bytes() + size > self.max_bytes {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!("the click spool is full ({} bytes)", self.max_bytes),
+            ));
+        }
         let path = self.dir.join(ACTIVE);
         tokio::task::spawn_blocking(move || {
             let mut file = std::fs::OpenOptions::new()
@@ -68,7 +97,9 @@ impl Spool {
             file.sync_data()
         })
         .await
-        .map_err(std::io::Error::other)?
+        .map_err(std::io::Error::other)??;
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Moves the active file aside for draining, so appends continue in a fresh one.
@@ -99,33 +130,62 @@ impl Spool {
         }
         files.sort();
         for file in files {
-            let text = tokio::fs::read_to_string(&file).await?;
-            let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
-            let entries: Vec<(Entry, Vec<u8>)> = lines
-                .iter()
-                .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
-                .filter_map(|e| B64.decode(&e.payload).ok().map(|p| (e, p)))
-                .collect();
-            if entries.len() < lines.len() {
-                tracing::error!(
-                    file = %file.display(),
-                    unreadable = lines.len() - entries.len(),
-                    "spool lines that cannot be read back are skipped"
-                );
-            }
-            let sends = entries.iter().map(|(e, p)| sink.send(&e.topic, &e.key, p));
-            if futures::future::join_all(sends)
-                .await
-                .iter()
-                .all(Result::is_ok)
-            {
+            let (sent, all_ok) = self.drain_file(&file, sink).await?;
+            if all_ok {
+                let size = tokio::fs::metadata(&file).await?.len();
                 tokio::fs::remove_file(&file).await?;
-                drained.delivered += entries.len();
+                self.bytes
+                    .fetch_sub(size.min(self.bytes()), Ordering::Relaxed);
+                drained.delivered += sent;
             } else {
-                drained.pending += entries.len();
+                drained.pending += sent;
             }
         }
         Ok(drained)
+    }
+
+    /// Re-produces one file, a chunk at a time; returns how many messages it holds and
+    /// whether Kafka confirmed them all.
+    async fn drain_file(
+        &self,
+        file: &Path,
+        sink: &dyn EventSink,
+    ) -> std::io::Result<(usize, bool)> {
+        let mut lines = tokio::io::BufReader::new(tokio::fs::File::open(file).await?).lines();
+        let (mut count, mut unreadable, mut all_ok) = (0, 0, true);
+        let mut chunk: Vec<(Entry, Vec<u8>)> = Vec::with_capacity(DRAIN_CHUNK);
+        loop {
+            let line = lines.next_line().await?;
+            if let Some(line) = line.as_deref().filter(|l| !l.is_empty()) {
+                match serde_json::from_str::<Entry>(line)
+                    .ok()
+                    .and_then(|e| B64.decode(&e.payload).ok().map(|p| (e, p)))
+                {
+                    Some(entry) => chunk.push(entry),
+                    None => unreadable += 1,
+                }
+            }
+            if chunk.len() == DRAIN_CHUNK || (line.is_none() && !chunk.is_empty()) {
+                let sends = chunk.iter().map(|(e, p)| sink.send(&e.topic, &e.key, p));
+                all_ok &= futures::future::join_all(sends)
+                    .await
+                    .iter()
+                    .all(Result::is_ok);
+                count += chunk.len();
+                chunk.clear();
+            }
+            if line.is_none() {
+                break;
+            }
+        }
+        if unreadable > 0 {
+            tracing::error!(
+                file = %file.display(),
+                unreadable,
+                "spool lines that cannot be read back are skipped"
+            );
+        }
+        Ok((count, all_ok))
     }
 
     /// Drains the spool every `period` for as long as the process runs.
@@ -148,6 +208,7 @@ impl Spool {
                         }
                         // Clicks appended while this round ran are counted in the next.
                         metrics.spool_pending.set(drained.pending as i64);
+                        metrics.spool_bytes.set(spool.bytes() as i64);
                     }
                     Err(e) => tracing::warn!(error = %e, "draining the click spool failed"),
                 }

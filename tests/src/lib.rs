@@ -115,6 +115,7 @@ pub mod secrets {
     pub const BUYGOODS: &str = "test-buygoods-token";
     pub const S2S: &str = "tracker-a:test-s2s-token";
     pub const S2S_TOKEN: &str = "test-s2s-token";
+    pub const QUARANTINE_KEY: &str = "test-quarantine-key-0123456789";
 }
 
 impl IngestServer {
@@ -127,6 +128,7 @@ impl IngestServer {
             format!("--kafka-bootstrap-servers={}", kafka_bootstrap()),
             format!("--api-keys={}", secrets::API_KEY),
             format!("--pii-key={}", secrets::PII_KEY),
+            format!("--quarantine-key={}", secrets::QUARANTINE_KEY),
             format!("--offers-file={offers}"),
             format!("--clickbank-secret-key={}", secrets::CLICKBANK),
             format!("--digistore24-passphrase={}", secrets::DIGISTORE24),
@@ -176,6 +178,17 @@ impl IngestServer {
             );
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
+    }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base_url))
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("ingest serves /metrics")
+            .text()
+            .await
+            .expect("a metrics body")
     }
 
     /// Stops the server gracefully (flushing the producer).

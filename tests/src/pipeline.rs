@@ -30,9 +30,13 @@ impl Pipeline {
         for s in [&mut sink, &mut processor, &mut forwarder] {
             s.wait_ready(Duration::from_secs(60));
         }
+        // A click waits up to 2 s for Kafka before it is spooled: on a loaded CI machine the
+        // default 150 ms spools clicks that then arrive twice, which the erase test would
+        // count as the person's receipts.
         let ingest = IngestServer::start(&[
             &format!("--events-topic={}", topics.input),
             &format!("--quarantine-topic={}", topics.quarantine),
+            "--click-wait-ms=2000",
         ])
         .await;
         Self {

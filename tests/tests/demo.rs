@@ -55,7 +55,7 @@ async fn the_demo_traffic_settles_into_exact_totals() {
 
     // Every answer was the one expected (run() fails otherwise); the refused ones by status.
     assert_eq!(run.sent[&("refused".to_owned(), 400)], 2);
-    assert_eq!(run.sent[&("refused".to_owned(), 403)], 3);
+    assert_eq!(run.sent[&("refused".to_owned(), 401)], 3);
     assert_eq!(run.sent[&("click".to_owned(), 302)], 200);
 
     // Exact, not at least: settling only waits for the expected counts to be reached.

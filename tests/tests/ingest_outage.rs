@@ -44,7 +44,12 @@ fn on_events_topic(server: &IngestServer, id: &str) -> bool {
 
 #[tokio::test]
 async fn kafka_outage_gives_503_then_recovers_without_loss() {
-    let server = IngestServer::start(&["--ack-timeout-ms=2000", "--click-wait-ms=100"]).await;
+    let server = IngestServer::start(&[
+        "--ack-timeout-ms=2000",
+        "--click-wait-ms=100",
+        "--spool-max-bytes=2000",
+    ])
+    .await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -95,6 +100,56 @@ async fn kafka_outage_gives_503_then_recovers_without_loss() {
         "the click is on disk before the redirect"
     );
 
+    // The spool is capped: once the next click would not fit, the visitor gets 503 rather
+    // than a redirect whose click could be lost, and the spool stays under its cap.
+    let mut spooled_ids = vec![click_id.clone()];
+    let mut refused = None;
+    for _ in 0..20 {
+        let r = client
+            .get(format!("{}/c/keto-vsl?sub1=outage", server.base_url))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::FOUND {
+            let cookie = r.headers()["set-cookie"].to_str().unwrap();
+            spooled_ids.push(
+                cookie["tl_click=".len()..]
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            );
+        } else {
+            refused = Some(r);
+            break;
+        }
+    }
+    let refused = refused.expect("a 2000-byte spool fills within 20 clicks");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "5");
+    let spool_file = server.spool_dir.join("clicks.spool");
+    let size = std::fs::metadata(&spool_file).unwrap().len();
+    assert!(size <= 2000, "the spool holds {size} bytes, over its cap");
+    let line = std::fs::read_to_string(&spool_file)
+        .unwrap()
+        .lines()
+        .map(|l| l.len() as u64 + 1)
+        .max()
+        .unwrap();
+    assert!(size + line > 2000, "refused while another click fitted");
+    assert_eq!(
+        std::fs::read_to_string(&spool_file)
+            .unwrap()
+            .lines()
+            .count(),
+        spooled_ids.len()
+    );
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains(&format!("ingest_spool_bytes {size}")),
+        "{metrics}"
+    );
+
     let ready = format!("{}/readyz", server.base_url);
     eventually("readyz turning 503", Duration::from_secs(15), async || {
         client.get(&ready).send().await.unwrap().status() == StatusCode::SERVICE_UNAVAILABLE
@@ -115,12 +170,14 @@ async fn kafka_outage_gives_503_then_recovers_without_loss() {
     .await;
     assert!(on_events_topic(&server, &before));
     assert!(on_events_topic(&server, &during));
-    eventually(
-        "the spooled click reaching Kafka",
-        Duration::from_secs(60),
-        async || on_events_topic(&server, &click_id),
-    )
-    .await;
+    for id in &spooled_ids {
+        eventually(
+            "every spooled click reaching Kafka",
+            Duration::from_secs(60),
+            async || on_events_topic(&server, id),
+        )
+        .await;
+    }
     eventually("the spool emptying", Duration::from_secs(10), async || {
         std::fs::read_dir(&server.spool_dir).unwrap().count() == 0
     })

@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use clap::Args;
-use schemas::QuarantineRecord;
+use schemas::{QuarantineKey, QuarantineRecord};
 
 use crate::warehouse::IngestEndpoint;
 use telemetry::topic::read_to_end;
@@ -33,7 +32,14 @@ pub struct QuarantineReplay {
     /// List what would be replayed without replaying it.
     #[arg(long)]
     pub dry_run: bool,
+    /// The key ingest seals quarantined requests with (ingest's INGEST_QUARANTINE_KEY).
+    #[arg(long, env = "INGEST_QUARANTINE_KEY", hide_env_values = true)]
+    pub quarantine_key: Option<String>,
 }
+
+/// Reasons whose request never authenticated: a token network's credential is not kept,
+/// so replaying one would vouch for a request nobody authenticated.
+const UNAUTHENTICATED: [&str; 2] = ["missing_token", "bad_token"];
 
 impl QuarantineReplay {
     fn matches(&self, r: &QuarantineRecord) -> bool {
@@ -66,6 +72,12 @@ pub async fn quarantine(bootstrap: &str, args: &QuarantineReplay) -> anyhow::Res
         .timeout(Duration::from_secs(30))
         .build()?;
     let base = args.ingest.ingest_url.trim_end_matches('/');
+    let key = args
+        .quarantine_key
+        .as_deref()
+        .map(QuarantineKey::new)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("INGEST_QUARANTINE_KEY: {e}"))?;
     let mut done = Replayed::default();
     for record in records {
         let Ok(r) = serde_json::from_slice::<QuarantineRecord>(&record.payload) else {
@@ -80,6 +92,14 @@ pub async fn quarantine(bootstrap: &str, args: &QuarantineReplay) -> anyhow::Res
             done.skipped += 1;
             continue;
         }
+        if !r.redacted.is_empty() && UNAUTHENTICATED.contains(&r.reason.as_str()) {
+            println!(
+                "skip (never authenticated; its credential was not kept)\t{}\t{}\t{}",
+                r.received_at, r.route, r.reason
+            );
+            done.skipped += 1;
+            continue;
+        }
         if args.dry_run {
             println!(
                 "would replay\t{}\t{} {}\t{}",
@@ -88,25 +108,39 @@ pub async fn quarantine(bootstrap: &str, args: &QuarantineReplay) -> anyhow::Res
             done.accepted += 1;
             continue;
         }
-        let body = base64::engine::general_purpose::STANDARD
-            .decode(&r.body_base64)
-            .context("a quarantine record's body is not base64")?;
-        let url = match &r.query {
-            Some(q) if !q.is_empty() => format!("{base}{}?{q}", r.route),
-            _ => format!("{base}{}", r.route),
+        let request = match (&key, &r.sealed) {
+            (Some(key), _) => key.open(&r),
+            (None, Some(_)) => anyhow::bail!(
+                "quarantined requests are sealed: set INGEST_QUARANTINE_KEY (or --quarantine-key) to ingest's key"
+            ),
+            (None, None) => r.plain(),
+        }
+        .context("opening a quarantined request")?;
+        // A request whose credential was redacted goes through the operator's replay route,
+        // authenticated by the API key instead.
+        let route = if r.redacted.is_empty() {
+            r.route.clone()
+        } else {
+            r.route
+                .replacen("/v1/postbacks/", "/v1/replay/postbacks/", 1)
+        };
+        let url = match &request.query {
+            Some(q) if !q.is_empty() => format!("{base}{route}?{q}"),
+            _ => format!("{base}{route}"),
         };
         let mut request = if r.method.eq_ignore_ascii_case("GET") {
             http.get(&url)
         } else {
-            http.post(&url).body(body)
+            http.post(&url).body(request.body)
         };
         if let Some(ct) = &r.content_type {
             request = request.header(reqwest::header::CONTENT_TYPE, ct);
         }
-        if r.route == "/v1/events" {
-            if let Some(key) = args.ingest.api_key.first() {
-                request = request.bearer_auth(key);
-            }
+        if r.route == "/v1/events" || !r.redacted.is_empty() {
+            request = request.bearer_auth(args.ingest.api_key()?);
+        }
+        if let Some(source) = &r.s2s_source {
+            request = request.header("Trackledger-Replay-Source", source);
         }
         let status = request
             .send()

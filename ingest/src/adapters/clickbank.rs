@@ -4,12 +4,14 @@
 //! the first 32 hex characters of SHA-1(secret key) used as 32 ASCII bytes. Decrypting to
 //! valid JSON is the only authenticity check ClickBank offers.
 
-use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use aes::cipher::block_padding::{NoPadding, Pkcs7};
+use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 use sha1::{Digest, Sha1};
+use subtle::{Choice, ConstantTimeEq, ConstantTimeGreater, ConstantTimeLess};
 
 use schemas::{postback_event_id, EventName, TrackingEvent};
 
@@ -39,43 +41,79 @@ impl ClickBank {
         }
     }
 
+    /// Decrypts and reads a notification.
+    ///
+    /// CBC without a MAC is malleable, so no step may say how far a forged body got: every
+    /// failure is the same authentication failure to the sender, the whole ciphertext is
+    /// always decrypted, the padding is checked in constant time, and the JSON is parsed
+    /// whether or not the padding was valid (trailing bytes after the last `}` are cut
+    /// either way, so the parsed bytes do not depend on the padding).
     fn decrypt(&self, body: &[u8]) -> Result<Value, AdapterError> {
-        let envelope: Value = serde_json::from_slice(body)
-            .map_err(|e| AdapterError::new(400, "malformed", "<body>", format!("not JSON: {e}")))?;
+        let envelope: Value = serde_json::from_slice(body).map_err(|e| {
+            AdapterError::unauthenticated("malformed", "<body>", format!("not JSON: {e}"))
+        })?;
         let part = |name: &str| -> Result<Vec<u8>, AdapterError> {
             let text = envelope
                 .get(name)
                 .and_then(Value::as_str)
-                .ok_or_else(|| AdapterError::missing(name))?;
+                .ok_or_else(|| AdapterError::unauthenticated("missing_field", name, "required"))?;
             B64.decode(text)
-                .map_err(|_| AdapterError::invalid(name, "not base64"))
+                .map_err(|_| AdapterError::unauthenticated("invalid_field", name, "not base64"))
         };
-        let (mut ciphertext, iv) = (part("notification")?, part("iv")?);
-        let iv: [u8; 16] = iv
-            .as_slice()
-            .try_into()
-            .map_err(|_| AdapterError::invalid("iv", format!("{} bytes, expected 16", iv.len())))?;
-        let plain = Decryptor::new(&self.key.into(), &iv.into())
-            .decrypt_padded_mut::<Pkcs7>(&mut ciphertext)
-            .map_err(|_| {
-                AdapterError::new(
-                    403,
-                    "decryption_failed",
-                    "notification",
-                    "does not decrypt with the configured secret key",
-                )
-            })?;
-        // ClickBank's plaintext sometimes carries trailing padding or control bytes.
-        let end = plain.iter().rposition(|b| *b == b'}').map_or(0, |i| i + 1);
-        serde_json::from_slice(&plain[..end]).map_err(|_| {
-            AdapterError::new(
-                403,
+        let (mut plain, iv) = (part("notification")?, part("iv")?);
+        let iv: [u8; 16] = iv.as_slice().try_into().map_err(|_| {
+            AdapterError::unauthenticated(
+                "invalid_field",
+                "iv",
+                format!("{} bytes, expected 16", iv.len()),
+            )
+        })?;
+        if plain.is_empty() || plain.len() % 16 != 0 {
+            // The length is public: it says nothing about the key.
+            return Err(AdapterError::unauthenticated(
                 "decryption_failed",
                 "notification",
-                "decrypted bytes are not JSON: wrong secret key?",
-            )
-        })
+                "not a whole number of AES blocks",
+            ));
+        }
+        Decryptor::new(&self.key.into(), &iv.into())
+            .decrypt_padded_mut::<NoPadding>(&mut plain)
+            .expect("a whole number of blocks");
+        let padding_ok = pkcs7_valid(&plain);
+        let end = plain.iter().rposition(|b| *b == b'}').map_or(0, |i| i + 1);
+        let parsed = serde_json::from_slice::<Value>(&plain[..end]);
+        match (bool::from(padding_ok), parsed) {
+            (true, Ok(value)) => Ok(value),
+            _ => Err(AdapterError::unauthenticated(
+                "decryption_failed",
+                "notification",
+                "does not decrypt to JSON with the configured secret key",
+            )),
+        }
     }
+}
+
+/// Whether `plain` ends in valid PKCS#7 padding, computed over the whole last block in
+/// constant time.
+fn pkcs7_valid(plain: &[u8]) -> Choice {
+    let block = &plain[plain.len() - 16..];
+    let pad = block[15];
+    let mut ok = !pad.ct_eq(&0) & !pad.ct_gt(&16);
+    for (i, byte) in block.iter().rev().enumerate() {
+        let inside = (i as u8).ct_lt(&pad);
+        ok &= !inside | byte.ct_eq(&pad);
+    }
+    ok
+}
+
+/// The INS versions whose format this adapter reads (v6 introduced the encrypted JSON).
+fn supported_version(v: &Value) -> bool {
+    let major = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    major.is_some_and(|m| (6.0..9.0).contains(&m))
 }
 
 /// Encrypts a notification the way ClickBank does. The demo generator and the tests use it
@@ -148,8 +186,26 @@ impl PostbackAdapter for ClickBank {
         NETWORK
     }
 
+    /// Every refusal is an authentication failure: decrypting to JSON is all the
+    /// authentication ClickBank offers, so a forger must not learn which check failed.
     fn parse(&self, req: &PostbackRequest<'_>) -> Result<Outcome, AdapterError> {
+        self.read(req).map_err(AdapterError::before_authentication)
+    }
+
+    fn opaque_refusals(&self) -> bool {
+        true
+    }
+}
+
+impl ClickBank {
+    fn read(&self, req: &PostbackRequest<'_>) -> Result<Outcome, AdapterError> {
         let n = self.decrypt(req.body)?;
+        if let Some(version) = n.get("version").filter(|v| !supported_version(v)) {
+            return Err(AdapterError::invalid(
+                "version",
+                format!("INS version {version} is not 6.x to 8.x"),
+            ));
+        }
         let receipt = text(&n, "receipt").ok_or_else(|| AdapterError::missing("receipt"))?;
         let tx_type =
             text(&n, "transactionType").ok_or_else(|| AdapterError::missing("transactionType"))?;
@@ -233,6 +289,7 @@ mod tests {
             content_type: Some("application/json"),
             body,
             received_at: Utc::now(),
+            replay: None,
         }
     }
 
@@ -328,7 +385,8 @@ mod tests {
         let err = ClickBank::new(SECRET)
             .parse(&request(body.as_bytes()))
             .unwrap_err();
-        assert_eq!((err.status, err.reason), (403, "decryption_failed"));
+        assert_eq!((err.status, err.reason), (401, "decryption_failed"));
+        assert!(!err.authenticated);
     }
 
     #[test]
@@ -359,6 +417,54 @@ mod tests {
                 .field,
             "iv"
         );
+    }
+
+    #[test]
+    fn every_refusal_is_the_same_authentication_failure() {
+        let cb = ClickBank::new(SECRET);
+        let good = |v: &Value, iv| encrypt_notification(SECRET, v.to_string().as_bytes(), iv);
+        let mut missing = sale("SALE", "R1");
+        missing.as_object_mut().unwrap().remove("receipt");
+        let mut version = sale("SALE", "R1");
+        version["version"] = json!(5.0);
+        let bodies = [
+            "nope".to_owned(),
+            r#"{"notification":"!!!","iv":"AAAAAAAAAAAAAAAAAAAAAA=="}"#.to_owned(),
+            r#"{"notification":"AAAAAAAAAAAAAAAAAAAAAA==","iv":"AAAA"}"#.to_owned(),
+            encrypt_notification(
+                "OTHERKEY",
+                sale("SALE", "R1").to_string().as_bytes(),
+                [1; 16],
+            ),
+            encrypt_notification(SECRET, b"not json at all", [2; 16]),
+            good(&missing, [3; 16]),
+            good(&version, [4; 16]),
+            good(&sale("BOGUS", "R1"), [5; 16]),
+        ];
+        for body in &bodies {
+            let err = cb.parse(&request(body.as_bytes())).unwrap_err();
+            assert_eq!((err.status, err.authenticated), (401, false), "{body}");
+        }
+        assert!(cb
+            .parse(&request(good(&sale("SALE", "R1"), [6; 16]).as_bytes()))
+            .is_ok());
+    }
+
+    #[test]
+    fn padding_is_checked_like_pkcs7() {
+        let mut block = [0x41u8; 16];
+        for pad in 0..=255u8 {
+            block[15] = pad;
+            let expected =
+                (1..=16).contains(&pad) && block[16 - pad as usize..].iter().all(|b| *b == pad);
+            assert_eq!(bool::from(pkcs7_valid(&block)), expected, "{pad}");
+        }
+        let mut two = [0x41u8; 16];
+        two[15] = 0x02;
+        assert!(!bool::from(pkcs7_valid(&two)));
+        two[14] = 0x02;
+        assert!(bool::from(pkcs7_valid(&two)));
+        assert!(bool::from(pkcs7_valid(&[0x10u8; 16])));
     }
 
     proptest::proptest! {

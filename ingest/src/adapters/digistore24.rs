@@ -73,7 +73,9 @@ impl Digistore24 {
         let presented = SIGNATURE_FIELDS
             .iter()
             .find_map(|f| field(fields, f))
-            .ok_or_else(|| AdapterError::new(401, "missing_signature", "sha_sign", "required"))?;
+            .ok_or_else(|| {
+                AdapterError::unauthenticated("missing_signature", "sha_sign", "required")
+            })?;
         let expected = sign(fields, &self.passphrase);
         if bool::from(
             presented
@@ -83,8 +85,7 @@ impl Digistore24 {
         ) {
             Ok(())
         } else {
-            Err(AdapterError::new(
-                403,
+            Err(AdapterError::unauthenticated(
                 "bad_signature",
                 "sha_sign",
                 "does not match the configured passphrase",
@@ -203,6 +204,7 @@ mod tests {
             content_type: Some("application/x-www-form-urlencoded"),
             body: body.as_bytes(),
             received_at: Utc::now(),
+            replay: None,
         })
     }
 
@@ -244,7 +246,8 @@ mod tests {
     fn wrong_and_missing_signatures_are_refused() {
         let f = fields("on_payment");
         let wrong = parse(&body(f.clone(), Some(sign(&f, "other")))).unwrap_err();
-        assert_eq!((wrong.status, wrong.reason), (403, "bad_signature"));
+        assert_eq!((wrong.status, wrong.reason), (401, "bad_signature"));
+        assert!(!wrong.authenticated);
         let missing = parse(&body(f, None)).unwrap_err();
         assert_eq!((missing.status, missing.reason), (401, "missing_signature"));
     }

@@ -22,6 +22,16 @@ pub struct PostbackRequest<'a> {
     pub content_type: Option<&'a str>,
     pub body: &'a [u8],
     pub received_at: DateTime<Utc>,
+    /// Set on the operator's replay route, after its API key was checked: the quarantined
+    /// request's credential was redacted, so token networks take the operator's word (and,
+    /// for S2S, the source name the token had authenticated as).
+    pub replay: Option<Replay<'a>>,
+}
+
+/// A replay by the operator of a quarantined postback.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Replay<'a> {
+    pub source: Option<&'a str>,
 }
 
 /// An accepted postback.
@@ -34,20 +44,49 @@ pub enum Outcome {
 }
 
 /// A refused postback: the HTTP status, a machine-readable reason and field detail.
+///
+/// A refusal before the request is authenticated (`authenticated == false`) is answered
+/// with one uniform `401 unauthorized`, whatever went wrong: the precise reason and detail
+/// go only to the quarantine record and the log, so that an attacker learns nothing from
+/// the answer (see docs/SECURITY.md).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason} ({status})")]
 pub struct AdapterError {
     pub status: u16,
     pub reason: &'static str,
     pub errors: Vec<FieldError>,
+    pub authenticated: bool,
+    /// The S2S source the request's token authenticated as, kept with a quarantined
+    /// request whose token is redacted, so that its replay is credited to the same source.
+    pub s2s_source: Option<String>,
 }
 
 impl AdapterError {
+    /// A refusal of authenticated content.
     pub fn new(status: u16, reason: &'static str, field: &str, detail: impl Into<String>) -> Self {
         Self {
             status,
             reason,
             errors: vec![FieldError::new(field, detail)],
+            authenticated: true,
+            s2s_source: None,
+        }
+    }
+
+    /// A refusal before (or instead of) authentication.
+    pub fn unauthenticated(reason: &'static str, field: &str, detail: impl Into<String>) -> Self {
+        Self {
+            authenticated: false,
+            ..Self::new(401, reason, field, detail)
+        }
+    }
+
+    /// The same refusal, answered as an authentication failure.
+    pub fn before_authentication(self) -> Self {
+        Self {
+            status: 401,
+            authenticated: false,
+            ..self
         }
     }
 
@@ -65,21 +104,27 @@ pub trait PostbackAdapter: Send + Sync {
     fn network(&self) -> &'static str;
     /// Authenticates and maps one request.
     fn parse(&self, req: &PostbackRequest<'_>) -> Result<Outcome, AdapterError>;
+    /// Whether every refusal must look like an authentication failure, also those made
+    /// after `parse` (an amount over its ceiling): true where the content is all the
+    /// authentication there is (ClickBank).
+    fn opaque_refusals(&self) -> bool {
+        false
+    }
 }
 
-/// Query-string and form-body fields together (the body wins on a repeated name).
+/// Query-string and form-body fields together (the body wins on a repeated name). Read
+/// before authentication, so a failure is an authentication failure.
 pub(crate) fn form_fields(
     req: &PostbackRequest<'_>,
 ) -> Result<BTreeMap<String, String>, AdapterError> {
     let mut fields: BTreeMap<String, String> =
         serde_urlencoded::from_str::<Vec<(String, String)>>(req.query)
-            .map_err(|e| AdapterError::new(400, "malformed", "<query>", e.to_string()))?
+            .map_err(|e| AdapterError::unauthenticated("malformed", "<query>", e.to_string()))?
             .into_iter()
             .collect();
     if !req.body.is_empty() {
         let body: Vec<(String, String)> = serde_urlencoded::from_bytes(req.body).map_err(|e| {
-            AdapterError::new(
-                400,
+            AdapterError::unauthenticated(
                 "malformed",
                 "<body>",
                 format!("not form-urlencoded: {e}"),
@@ -111,23 +156,32 @@ pub(crate) fn amount(name: &str, text: Option<&str>) -> Result<Option<Decimal>, 
         .map_err(|_| AdapterError::invalid(name, format!("{text:?} is not a decimal amount")))
 }
 
-/// Compares a presented secret with the configured one in constant time. A missing secret
-/// is 401, a wrong one 403.
+/// Whether two secrets are equal, in time that depends on neither: both are hashed first,
+/// so that not even the length of the configured one leaks.
+pub fn same_secret(presented: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (
+        Sha256::digest(presented.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    bool::from(a.as_slice().ct_eq(b.as_slice()))
+}
+
+/// Compares a presented secret with the configured one in constant time. Missing and wrong
+/// secrets are both authentication failures; only the quarantine record tells them apart.
 pub(crate) fn check_secret(
     field_name: &str,
     presented: Option<&str>,
     expected: &str,
 ) -> Result<(), AdapterError> {
     match presented {
-        None => Err(AdapterError::new(
-            401,
+        None => Err(AdapterError::unauthenticated(
             "missing_token",
             field_name,
             "required",
         )),
-        Some(p) if bool::from(p.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
-        Some(_) => Err(AdapterError::new(
-            403,
+        Some(p) if same_secret(p, expected) => Ok(()),
+        Some(_) => Err(AdapterError::unauthenticated(
             "bad_token",
             field_name,
             "does not match the configured token",
@@ -166,6 +220,8 @@ pub(crate) fn validated(event: TrackingEvent) -> Result<TrackingEvent, AdapterEr
             status: 400,
             reason: "validation",
             errors: e.0,
+            authenticated: true,
+            s2s_source: None,
         })
 }
 
@@ -176,18 +232,12 @@ mod tests {
     #[test]
     fn secrets_compare_exactly() {
         assert!(check_secret("token", Some("s3cret-token"), "s3cret-token").is_ok());
-        assert_eq!(
-            check_secret("token", Some("s3cret-tokeN"), "s3cret-token")
-                .unwrap_err()
-                .status,
-            403
-        );
-        assert_eq!(
-            check_secret("token", None, "s3cret-token")
-                .unwrap_err()
-                .status,
-            401
-        );
+        let wrong = check_secret("token", Some("s3cret-tokeN"), "s3cret-token").unwrap_err();
+        assert_eq!((wrong.status, wrong.reason), (401, "bad_token"));
+        assert!(!wrong.authenticated);
+        let missing = check_secret("token", None, "s3cret-token").unwrap_err();
+        assert_eq!((missing.status, missing.reason), (401, "missing_token"));
+        assert!(check_secret("token", Some("s3cret"), "s3cret-token").is_err());
     }
 
     #[test]

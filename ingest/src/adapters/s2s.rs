@@ -1,6 +1,8 @@
 //! The generic tracker postback: `GET ?click_id=…&event=SALE&txid=…&amount=…&currency=…&token=…`,
 //! authenticated by a token per source. Other parameters are ignored.
 
+use std::collections::BTreeMap;
+
 use schemas::{postback_event_id, EventName, RawPii, TrackingEvent};
 
 use super::{
@@ -27,15 +29,45 @@ impl S2s {
         Self { sources }
     }
 
+    /// The source whose token was presented. Every token is compared, so the time taken
+    /// does not say which one matched.
     fn source(&self, token: Option<&str>) -> Result<&str, AdapterError> {
-        let mut last = Err(AdapterError::new(401, "missing_token", "token", "required"));
+        let mut found = Err(AdapterError::unauthenticated(
+            "missing_token",
+            "token",
+            "required",
+        ));
         for (name, expected) in &self.sources {
-            last = check_secret("token", token, expected).map(|()| name.as_str());
-            if last.is_ok() {
-                break;
+            let checked = check_secret("token", token, expected).map(|()| name.as_str());
+            if found.is_err() {
+                found = checked;
             }
         }
-        last
+        found
+    }
+
+    /// On the replay route: the source named by the operator, which must be configured.
+    fn replayed_source(&self, name: Option<&str>) -> Result<&str, AdapterError> {
+        let name = name.ok_or_else(|| {
+            AdapterError::new(
+                400,
+                "missing_source",
+                "Trackledger-Replay-Source",
+                "an S2S replay names the source its token authenticated as",
+            )
+        })?;
+        self.sources
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(n, _)| n.as_str())
+            .ok_or_else(|| {
+                AdapterError::new(
+                    400,
+                    "unknown_source",
+                    "Trackledger-Replay-Source",
+                    format!("no S2S source {name:?} is configured"),
+                )
+            })
     }
 }
 
@@ -46,39 +78,54 @@ impl PostbackAdapter for S2s {
 
     fn parse(&self, req: &PostbackRequest<'_>) -> Result<Outcome, AdapterError> {
         let f = form_fields(req)?;
-        let source = self.source(field(&f, "token"))?;
-        let click_id = required(&f, "click_id")?;
-        let event_text = required(&f, "event")?;
-        let name: EventName = event_text.to_ascii_uppercase().parse().map_err(|_| {
-            AdapterError::invalid(
-                "event",
-                format!("{event_text:?} is not one of the nine event names"),
-            )
-        })?;
-        let txid = required(&f, "txid")?;
-
-        let event_id = postback_event_id(&format!("{NETWORK}_{source}"), txid, name.as_str(), None)
-            .to_string();
-        let mut e = TrackingEvent::new(
-            event_id,
-            name,
-            req.received_at,
-            req.received_at,
-            NETWORK,
-            ROUTE,
-        );
-        e.click_id = Some(click_id.to_owned());
-        e.order_id = Some(txid.to_owned());
-        e.transaction_id = Some(txid.to_owned());
-        e.native_event_type = Some(event_text.to_owned());
-        e.source = Some(source.to_owned());
-        e.revenue = amount("amount", field(&f, "amount"))?;
-        e.payout = amount("payout", field(&f, "payout"))?;
-        e.currency = field(&f, "currency").map(str::to_ascii_uppercase);
-        e.offer_id = field(&f, "offer_id").map(str::to_owned);
-        e.affiliate_id = field(&f, "affiliate_id").map(str::to_owned);
-        Ok(Outcome::Events(vec![(validated(e)?, RawPii::default())]))
+        let source = match req.replay {
+            Some(replay) => self.replayed_source(replay.source)?,
+            None => self.source(field(&f, "token"))?,
+        };
+        parse_from(source, &f, req).map_err(|e| AdapterError {
+            s2s_source: Some(source.to_owned()),
+            ..e
+        })
     }
+}
+
+/// The event of an authenticated S2S postback from `source`.
+fn parse_from(
+    source: &str,
+    f: &BTreeMap<String, String>,
+    req: &PostbackRequest<'_>,
+) -> Result<Outcome, AdapterError> {
+    let click_id = required(f, "click_id")?;
+    let event_text = required(f, "event")?;
+    let name: EventName = event_text.to_ascii_uppercase().parse().map_err(|_| {
+        AdapterError::invalid(
+            "event",
+            format!("{event_text:?} is not one of the nine event names"),
+        )
+    })?;
+    let txid = required(f, "txid")?;
+
+    let event_id =
+        postback_event_id(&format!("{NETWORK}_{source}"), txid, name.as_str(), None).to_string();
+    let mut e = TrackingEvent::new(
+        event_id,
+        name,
+        req.received_at,
+        req.received_at,
+        NETWORK,
+        ROUTE,
+    );
+    e.click_id = Some(click_id.to_owned());
+    e.order_id = Some(txid.to_owned());
+    e.transaction_id = Some(txid.to_owned());
+    e.native_event_type = Some(event_text.to_owned());
+    e.source = Some(source.to_owned());
+    e.revenue = amount("amount", field(f, "amount"))?;
+    e.payout = amount("payout", field(f, "payout"))?;
+    e.currency = field(f, "currency").map(str::to_ascii_uppercase);
+    e.offer_id = field(f, "offer_id").map(str::to_owned);
+    e.affiliate_id = field(f, "affiliate_id").map(str::to_owned);
+    Ok(Outcome::Events(vec![(validated(e)?, RawPii::default())]))
 }
 
 #[cfg(test)]
@@ -97,6 +144,7 @@ mod tests {
             content_type: None,
             body: b"",
             received_at: Utc::now(),
+            replay: None,
         })
     }
 
@@ -124,8 +172,8 @@ mod tests {
         assert_eq!(
             parse("click_id=c1&event=SALE&txid=T1&token=tok-cccccccc")
                 .unwrap_err()
-                .status,
-            403
+                .reason,
+            "bad_token"
         );
         assert_eq!(
             parse("click_id=c1&event=BUY&txid=T1&token=tok-aaaaaaaa")

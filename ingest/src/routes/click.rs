@@ -7,10 +7,10 @@
 //! either is the answer 503, because then the click could be lost.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -19,26 +19,13 @@ use schemas::{
 };
 
 use crate::app::{ApiError, AppState};
+use crate::client_ip::ClientIp;
 use crate::quarantine::Refused;
 
 pub const ROUTE: &str = "/c/{offer_id}";
 /// The first-party cookie holding the click ID.
 pub const COOKIE: &str = "tl_click";
 const COOKIE_MAX_AGE_SECONDS: u32 = 90 * 24 * 3600;
-
-fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
-    if state.config.trust_forwarded_for {
-        if let Some(ip) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-        {
-            return ip;
-        }
-    }
-    peer.ip()
-}
 
 /// The CLICK a redirect records, from the query string's attribution parameters.
 fn click_event(
@@ -87,14 +74,14 @@ pub async fn click(
     State(state): State<Arc<AppState>>,
     Path(offer_id): Path<String>,
     RawQuery(raw_query): RawQuery,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(ClientIp(client)): Extension<ClientIp>,
     headers: HeaderMap,
 ) -> Response {
     match handle(
         &state,
         &offer_id,
         raw_query.as_deref().unwrap_or(""),
-        peer,
+        client,
         &headers,
     )
     .await
@@ -108,7 +95,7 @@ async fn handle(
     state: &AppState,
     offer_id: &str,
     raw_query: &str,
-    peer: SocketAddr,
+    client: IpAddr,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let offer = state.offers.get(offer_id).ok_or_else(|| {
@@ -129,14 +116,7 @@ async fn handle(
 
     if let Err(errors) = schemas::validate(&event) {
         // The visitor still gets the offer; the click is kept in quarantine for replay.
-        let refused = Refused {
-            route: ROUTE,
-            method: "GET",
-            received_at: event.received_at,
-            content_type: None,
-            query: Some(raw_query),
-            body: b"",
-        };
+        let refused = Refused::new(ROUTE, "GET", event.received_at, None, Some(raw_query), b"");
         state
             .quarantine
             .keep(&refused, "validation", errors.0)
@@ -147,7 +127,7 @@ async fn handle(
             &mut event,
             RawPii {
                 email: None,
-                ip: Some(client_ip(state, headers, peer)),
+                ip: Some(client),
             },
         );
         let payload = state.codec.encode(&event).map_err(|e| {
@@ -173,8 +153,9 @@ async fn handle(
             Ok(Err(_)) | Err(_) => {
                 state.spool.append(&state.config.events_topic, &key, &payload).await.map_err(|e| {
                     tracing::error!(error = %e, "cannot spool a click that Kafka did not confirm");
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "<kafka>", "Kafka is slow and the click spool cannot be written")
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "<kafka>", "Kafka is slow and the click spool cannot take the click")
                 })?;
+                state.metrics.spool_bytes.set(state.spool.bytes() as i64);
                 state.metrics.clicks_spooled.inc();
                 state
                     .metrics

@@ -16,38 +16,28 @@ use schemas::input::parse_event_str;
 use schemas::FieldError;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use subtle::ConstantTimeEq;
 
 use crate::app::{ApiError, AppState};
 use crate::quarantine::Refused;
 
 pub const ROUTE: &str = "/v1/events";
 
-fn authorised(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Checks the bearer API key. A missing, malformed or unknown key is one and the same
+/// `401 unauthorized`; every configured key is compared, in constant time.
+pub(crate) fn authorised(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Authorization",
-                "Bearer API key required",
-            )
-        })?;
-    let known = state.config.api_keys.iter().fold(false, |found, key| {
-        found | bool::from(key.as_bytes().ct_eq(presented.as_bytes()))
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let known = presented.is_some_and(|presented| {
+        state.config.api_keys.iter().fold(false, |found, key| {
+            found | crate::adapters::same_secret(presented, key)
+        })
     });
     if known {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Authorization",
-            "unknown API key",
-        ))
+        Err(ApiError::unauthorized())
     }
 }
 
@@ -81,16 +71,16 @@ async fn handle(
         }
     })?;
     let received_at = Utc::now();
-    let refused = Refused {
-        route: ROUTE,
-        method: "POST",
+    let refused = Refused::new(
+        ROUTE,
+        "POST",
         received_at,
-        content_type: headers
+        headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok()),
-        query: None,
-        body: &body,
-    };
+        None,
+        &body,
+    );
     let refuse = |error: ApiError| async {
         state
             .quarantine
@@ -123,17 +113,24 @@ async fn handle(
     let mut accepted = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        match parse_event_str(item.get(), received_at, ROUTE) {
+        let parsed = parse_event_str(item.get(), received_at, ROUTE)
+            .map_err(|errors| ("validation", errors.0))
+            .and_then(|parsed| match state.ceilings.check(&parsed.0) {
+                Ok(()) => Ok(parsed),
+                Err(errors) => Err((crate::amounts::REASON, errors)),
+            });
+        match parsed {
             Ok(parsed) => {
                 results.push(ItemResult {
                     index,
                     event_id: Some(parsed.0.event_id.clone()),
                     status: "accepted",
+                    reason: None,
                     errors: None,
                 });
                 accepted.push(parsed);
             }
-            Err(errors) => {
+            Err((reason, errors)) => {
                 let event_id = serde_json::from_str::<IdProbe>(item.get())
                     .ok()
                     .and_then(|p| p.event_id);
@@ -141,18 +138,22 @@ async fn handle(
                     index,
                     event_id,
                     status: "rejected",
-                    errors: Some(errors.0.clone()),
+                    reason: Some(reason),
+                    errors: Some(errors.clone()),
                 });
                 let body = item.get().as_bytes();
-                rejected.push((Refused { body, ..refused }, errors.0));
+                rejected.push((Refused { body, ..refused }, reason, errors));
             }
         }
     }
     // Every rejected event is kept before the answer, all at once rather than one Kafka
     // round trip after another.
-    let keeps = rejected.into_iter().map(|(item, errors)| async move {
-        state.quarantine.keep(&item, "validation", errors).await
-    });
+    let keeps =
+        rejected
+            .into_iter()
+            .map(|(item, reason, errors)| async move {
+                state.quarantine.keep(&item, reason, errors).await
+            });
     for kept in join_all(keeps).await {
         kept.map_err(|e| ApiError::unavailable(&e))?;
     }
@@ -168,8 +169,14 @@ async fn handle(
     } else {
         StatusCode::OK
     };
+    // A request refused whole names its refusal: the one reason its events share.
+    let first_reason = results.iter().find_map(|r| r.reason);
+    let one_reason = results
+        .iter()
+        .all(|r| r.reason.is_none() || r.reason == first_reason);
     let answer = Answer {
-        error: (n_accepted == 0).then_some("validation"),
+        error: (n_accepted == 0)
+            .then(|| first_reason.filter(|_| one_reason).unwrap_or("validation")),
         accepted: n_accepted,
         rejected: n_rejected,
         results,
@@ -250,6 +257,9 @@ struct ItemResult {
     index: usize,
     event_id: Option<String>,
     status: &'static str,
+    /// Why a rejected event was: `validation` or `amount_out_of_range`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<Vec<FieldError>>,
 }

@@ -495,7 +495,7 @@ fn refused(plan: &mut Plan, run: &str, secrets: &Secrets, now: DateTime<Utc>) {
     };
     refuse(
         sale_postback(&forged, "SALE", &wrong_key, now, 0),
-        403,
+        401,
         "decryption_failed",
     );
     let forged = Sale {
@@ -504,7 +504,7 @@ fn refused(plan: &mut Plan, run: &str, secrets: &Secrets, now: DateTime<Utc>) {
     };
     refuse(
         sale_postback(&forged, "SALE", &wrong_key, now, 0),
-        403,
+        401,
         "bad_signature",
     );
     let forged = Sale {
@@ -513,7 +513,7 @@ fn refused(plan: &mut Plan, run: &str, secrets: &Secrets, now: DateTime<Utc>) {
     };
     refuse(
         sale_postback(&forged, "SALE", &wrong_key, now, 0),
-        403,
+        401,
         "bad_token",
     );
 }
