@@ -102,8 +102,8 @@ mod tests {
         round_trip(Change::Seen(event_key("evt-1"), None));
         let conversion = Conversion {
             sale: Some("s".into()),
-            gross_revenue: 49_990_000,
-            net_revenue: -1,
+            gross_revenue: schemas::Money::from_micros(49_990_000).unwrap(),
+            net_revenue: schemas::Money::from_micros(-1).unwrap(),
             lead_status: Some(ConversionStatus::Approved),
             awaiting: vec![Awaiting {
                 event_id: "r".into(),

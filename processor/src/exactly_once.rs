@@ -36,6 +36,8 @@ use crate::restore::{restore, ChangelogSource};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 const QUARANTINE_BODY_CAP: usize = 64 * 1024;
+/// The quarantine reason of input the processor cannot read.
+const UNDECODABLE: &str = "undecodable_event";
 
 /// Why a transaction did not commit.
 #[derive(Debug, thiserror::Error)]
@@ -252,16 +254,30 @@ impl Engine {
             Some(bytes) => self.codec.decode(bytes).map_err(|e| e.to_string()),
             None => Err("the message has no value".to_owned()),
         };
-        let event = decoded.and_then(|e| {
-            content_fingerprint(&e)
-                .map(|fp| (e, fp))
-                .map_err(|e| e.to_string())
+        let event = decoded
+            .and_then(|e| {
+                content_fingerprint(&e)
+                    .map(|fp| (e, fp))
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|detail| (detail, "undecodable", UNDECODABLE));
+        // An amount the ledger cannot hold (a conversion's total beyond decimal(18, 6)) is
+        // refused whole, state unchanged, and kept in quarantine.
+        let applied = event.and_then(|(event, fingerprint)| {
+            let key = conversion_key(&event);
+            let at = Position { partition, offset };
+            ledger
+                .apply(event, key, fingerprint, at, Utc::now())
+                .map_err(|e| {
+                    (
+                        e.to_string(),
+                        "amount_out_of_range",
+                        "amount_out_of_range",
+                    )
+                })
         });
-        match event {
-            Ok((event, fingerprint)) => {
-                let key = conversion_key(&event);
-                let at = Position { partition, offset };
-                let outcome = ledger.apply(event, key, fingerprint, at, Utc::now());
+        match applied {
+            Ok(outcome) => {
                 let outcome_label = match outcome.occurrence() {
                     Occurrence::First => "first",
                     Occurrence::Duplicate => "duplicate",
@@ -281,7 +297,11 @@ impl Engine {
                         Err(e) => {
                             // The event decoded, so its amounts fit; a failure here is a bug,
                             // and the event is kept rather than lost.
-                            self.quarantine(m, &format!("ledger entry does not encode: {e}"))?
+                            self.quarantine(
+                                m,
+                                UNDECODABLE,
+                                &format!("ledger entry does not encode: {e}"),
+                            )?
                         }
                     }
                 }
@@ -299,12 +319,9 @@ impl Engine {
                     .with_label_values(&[outcome_label])
                     .inc();
             }
-            Err(reason) => {
-                self.quarantine(m, &reason)?;
-                self.metrics
-                    .events
-                    .with_label_values(&["undecodable"])
-                    .inc();
+            Err((detail, label, reason)) => {
+                self.quarantine(m, reason, &detail)?;
+                self.metrics.events.with_label_values(&[label]).inc();
             }
         }
         self.offsets.insert(partition, offset + 1);
@@ -337,7 +354,11 @@ impl Engine {
                     "erasure for a partition without state"
                 );
             }
-            (Err(e), _) => self.quarantine(m, &format!("erasure request does not parse: {e}"))?,
+            (Err(e), _) => self.quarantine(
+                m,
+                UNDECODABLE,
+                &format!("erasure request does not parse: {e}"),
+            )?,
         }
         self.offsets.insert(partition, m.offset() + 1);
         self.txn_events += 1;
@@ -365,12 +386,17 @@ impl Engine {
 
     /// Poison input goes to quarantine inside the transaction, so that it neither blocks
     /// its partition nor is lost.
-    fn quarantine(&self, m: &BorrowedMessage<'_>, reason: &str) -> Result<(), TxnError> {
+    fn quarantine(
+        &self,
+        m: &BorrowedMessage<'_>,
+        reason: &str,
+        detail: &str,
+    ) -> Result<(), TxnError> {
         let body = m.payload().unwrap_or_default();
         let kept = &body[..body.len().min(QUARANTINE_BODY_CAP)];
         let record = QuarantineRecord {
-            reason: "undecodable_event".into(),
-            errors: vec![FieldError::new("value", reason)],
+            reason: reason.into(),
+            errors: vec![FieldError::new("value", detail)],
             route: "processor".into(),
             method: "CONSUME".into(),
             received_at: Utc::now(),

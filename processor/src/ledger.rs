@@ -3,9 +3,8 @@
 //! feeds it events in offset order and writes what it returns in one Kafka transaction.
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
-use schemas::avro::MONEY_SCALE;
 use schemas::ledger::flags;
+use schemas::money::{Money, MoneyError};
 use schemas::{
     ConversionStatus, EventName, LedgerEntry, LinkStatus, Receipt, ReceiptKind, TrackingEvent,
 };
@@ -30,23 +29,6 @@ pub struct Seen {
     pub count: u32,
 }
 
-/// Money in millionths, the contract's `decimal(18, 6)`, so that state arithmetic is exact
-/// and cheap.
-pub type Micros = i64;
-
-fn micros(amount: Option<Decimal>) -> Micros {
-    amount
-        .map(|a| {
-            let mut a = a;
-            a.rescale(MONEY_SCALE);
-            i64::try_from(a.mantissa()).unwrap_or(i64::MAX)
-        })
-        .unwrap_or(0)
-}
-
-pub fn to_decimal(m: Micros) -> Decimal {
-    Decimal::new(m, MONEY_SCALE).normalize()
-}
 
 /// A reversal or status change recorded before its original arrived.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,11 +48,11 @@ pub struct Conversion {
     pub sale: Option<String>,
     /// The first LEAD's event_id.
     pub lead: Option<String>,
-    pub gross_revenue: Micros,
-    pub gross_payout: Micros,
-    pub reversed_revenue: Micros,
-    pub net_revenue: Micros,
-    pub net_payout: Micros,
+    pub gross_revenue: Money,
+    pub gross_payout: Money,
+    pub reversed_revenue: Money,
+    pub net_revenue: Money,
+    pub net_payout: Money,
     pub charged_back: bool,
     pub canceled: bool,
     /// The lead's status, which may be known before the lead itself.
@@ -86,9 +68,10 @@ impl Conversion {
             ConversionStatus::AwaitingOriginal
         } else if self.charged_back {
             ConversionStatus::ChargedBack
-        } else if self.reversed_revenue > 0 && self.reversed_revenue >= self.gross_revenue {
+        } else if self.reversed_revenue.is_positive() && self.reversed_revenue >= self.gross_revenue
+        {
             ConversionStatus::Refunded
-        } else if self.reversed_revenue > 0 {
+        } else if self.reversed_revenue.is_positive() {
             ConversionStatus::PartiallyRefunded
         } else if self.canceled {
             ConversionStatus::Canceled
@@ -203,7 +186,9 @@ fn millis(t: DateTime<Utc>) -> i64 {
 }
 
 impl PartitionLedger {
-    /// Applies one event read at `at`, whose content fingerprint is `fingerprint`.
+    /// Applies one event read at `at`, whose content fingerprint is `fingerprint`. An
+    /// amount, or a conversion total, outside `decimal(18, 6)` is an error, and then nothing
+    /// changed.
     pub fn apply(
         &mut self,
         event: TrackingEvent,
@@ -211,7 +196,7 @@ impl PartitionLedger {
         fingerprint: u64,
         at: Position,
         now: DateTime<Utc>,
-    ) -> Outcome {
+    ) -> Result<Outcome, MoneyError> {
         let key = event_key(&event.event_id);
         if let Some(seen) = self.seen.get_mut(&key) {
             seen.count = seen.count.saturating_add(1);
@@ -239,11 +224,11 @@ impl PartitionLedger {
                 input_offset: at.offset,
                 event_id: event.event_id,
             };
-            return Outcome {
+            return Ok(Outcome {
                 entry: None,
                 receipt: Some(receipt),
                 changed: vec![StateKey::Seen(key)],
-            };
+            });
         }
 
         let seen = Seen {
@@ -251,21 +236,22 @@ impl PartitionLedger {
             first_received_ms: millis(event.received_at),
             count: 1,
         };
-        self.seen.insert(key, seen);
         let mut changed = vec![StateKey::Seen(key)];
+        // An amount the ledger cannot hold changes no state: the event is refused whole.
         let entry = if has_lifecycle(&conversion_key) {
             let conversion = self.conversions.entry(conversion_key.clone()).or_default();
-            let entry = join(conversion, event, conversion_key.clone(), at, now);
+            let entry = join(conversion, event, conversion_key.clone(), at, now)?;
             changed.push(StateKey::Conversion(conversion_key));
             entry
         } else {
-            standalone(event, conversion_key, at, now)
+            standalone(event, conversion_key, at, now)?
         };
-        Outcome {
+        self.seen.insert(key, seen);
+        Ok(Outcome {
             entry: Some(entry),
             receipt: None,
             changed,
-        }
+        })
     }
 
     /// Forgets event IDs first received, and conversions last touched, before `horizon_ms`.
@@ -382,11 +368,11 @@ fn base_entry(
         link_status: LinkStatus::None,
         linked_event_id: None,
         adopted_event_ids: Vec::new(),
-        signed_revenue: Decimal::ZERO,
-        signed_payout: Decimal::ZERO,
+        signed_revenue: Money::ZERO,
+        signed_payout: Money::ZERO,
         conversion_status: status,
-        net_revenue: Decimal::ZERO,
-        net_payout: Decimal::ZERO,
+        net_revenue: Money::ZERO,
+        net_payout: Money::ZERO,
         flags: Vec::new(),
         recorded_at: now,
         input_partition: at.partition,
@@ -401,79 +387,100 @@ fn standalone(
     conversion_key: String,
     at: Position,
     now: DateTime<Utc>,
-) -> LedgerEntry {
+) -> Result<LedgerEntry, MoneyError> {
     let status = match event.event_name {
         EventName::Click => ConversionStatus::Clicked,
         EventName::Sale => ConversionStatus::Sold,
         _ => lead_status_of(event.event_name),
     };
-    let revenue = micros(event.revenue);
-    let payout = micros(event.payout);
+    let revenue = Money::of(event.revenue)?;
+    let payout = Money::of(event.payout)?;
     let mut entry = base_entry(event, conversion_key, status, at, now);
-    entry.signed_revenue = to_decimal(revenue);
-    entry.signed_payout = to_decimal(payout);
-    entry.net_revenue = entry.signed_revenue;
-    entry.net_payout = entry.signed_payout;
-    entry
+    entry.signed_revenue = revenue;
+    entry.signed_payout = payout;
+    entry.net_revenue = revenue;
+    entry.net_payout = payout;
+    Ok(entry)
 }
 
-/// The lifecycle join: the entry for a first occurrence within its conversion.
+/// An entry's signed amounts, from the conversion as it stands: an original adds what it
+/// carries; a reversal takes what it carries, or, a refund or chargeback without an amount,
+/// the rest of the sale's net.
+fn signed_amounts(
+    c: &Conversion,
+    name: EventName,
+    revenue: Option<Money>,
+    payout: Option<Money>,
+) -> (Money, Money) {
+    match name {
+        EventName::Refund | EventName::Chargeback | EventName::Canceled => {
+            let full_refund = revenue.is_none() && name != EventName::Canceled;
+            let whole = |given: Option<Money>, net: Money| match given {
+                Some(amount) => -amount,
+                None if c.sale.is_some() && full_refund => -net.max(Money::ZERO),
+                None => Money::ZERO,
+            };
+            (whole(revenue, c.net_revenue), whole(payout, c.net_payout))
+        }
+        EventName::Click => (Money::ZERO, Money::ZERO),
+        _ => (revenue.unwrap_or_default(), payout.unwrap_or_default()),
+    }
+}
+
+/// The lifecycle join: the entry for a first occurrence within its conversion. Every sum is
+/// checked before the conversion changes, so an error leaves it as it was.
 fn join(
     c: &mut Conversion,
     event: TrackingEvent,
     conversion_key: String,
     at: Position,
     now: DateTime<Utc>,
-) -> LedgerEntry {
-    c.touched_ms = c.touched_ms.max(millis(now));
+) -> Result<LedgerEntry, MoneyError> {
     let name = event.event_name;
-    let revenue = event.revenue.map(|_| micros(event.revenue));
-    let payout = event.payout.map(|_| micros(event.payout));
+    let revenue = event.revenue.map(Money::from_decimal).transpose()?;
+    let payout = event.payout.map(Money::from_decimal).transpose()?;
+    let (signed_revenue, signed_payout) = signed_amounts(c, name, revenue, payout);
+    let full_refund = revenue.is_none() && name.is_reversal() && name != EventName::Canceled;
+    let remaining_revenue = c.net_revenue.max(Money::ZERO);
+    let (mut gross_revenue, mut gross_payout) = (c.gross_revenue, c.gross_payout);
+    let mut reversed_revenue = c.reversed_revenue;
+    if name == EventName::Sale {
+        gross_revenue = gross_revenue.checked_add(signed_revenue)?;
+        gross_payout = gross_payout.checked_add(signed_payout)?;
+    }
+    if name == EventName::Refund || name == EventName::Chargeback {
+        reversed_revenue = reversed_revenue.checked_sub(signed_revenue)?;
+    }
+    let net_revenue = c.net_revenue.checked_add(signed_revenue)?;
+    let net_payout = c.net_payout.checked_add(signed_payout)?;
+
+    c.touched_ms = c.touched_ms.max(millis(now));
+    (c.gross_revenue, c.gross_payout) = (gross_revenue, gross_payout);
+    c.reversed_revenue = reversed_revenue;
+    (c.net_revenue, c.net_payout) = (net_revenue, net_payout);
     let event_id = event.event_id.clone();
     let received_ms = millis(event.received_at);
     let is_test = event.is_test;
     let mut entry = base_entry(event, conversion_key, ConversionStatus::Sold, at, now);
-    let (signed_revenue, signed_payout);
 
     match name {
-        EventName::Sale => {
-            signed_revenue = revenue.unwrap_or(0);
-            signed_payout = payout.unwrap_or(0);
-            c.gross_revenue = c.gross_revenue.saturating_add(signed_revenue);
-            c.gross_payout = c.gross_payout.saturating_add(signed_payout);
-            match &c.sale {
-                // A rebill or another sale on the same order links to the first one.
-                Some(first) => {
-                    entry.link_status = LinkStatus::Linked;
-                    entry.linked_event_id = Some(first.clone());
-                }
-                None => {
-                    c.sale = Some(event_id);
-                    entry.adopted_event_ids = adopt(c, |n| n.is_reversal());
-                    if !entry.adopted_event_ids.is_empty() && c.reversed_revenue > c.gross_revenue {
-                        entry.flags.push(flags::OVER_REVERSAL.into());
-                    }
+        EventName::Sale => match &c.sale {
+            // A rebill or another sale on the same order links to the first one.
+            Some(first) => {
+                entry.link_status = LinkStatus::Linked;
+                entry.linked_event_id = Some(first.clone());
+            }
+            None => {
+                c.sale = Some(event_id);
+                entry.adopted_event_ids = adopt(c, |n| n.is_reversal());
+                if !entry.adopted_event_ids.is_empty() && c.reversed_revenue > c.gross_revenue {
+                    entry.flags.push(flags::OVER_REVERSAL.into());
                 }
             }
-        }
+        },
         EventName::Refund | EventName::Chargeback | EventName::Canceled => {
-            let full_refund = revenue.is_none() && name != EventName::Canceled;
-            let remaining_revenue = c.net_revenue.max(0);
-            signed_revenue = match revenue {
-                Some(r) => -r,
-                None if c.sale.is_some() && full_refund => -remaining_revenue,
-                None => 0,
-            };
-            signed_payout = match payout {
-                Some(p) => -p,
-                None if c.sale.is_some() && full_refund => -c.net_payout.max(0),
-                None => 0,
-            };
             if full_refund && c.sale.is_none() {
                 entry.flags.push(flags::AMOUNT_UNKNOWN.into());
-            }
-            if name != EventName::Canceled {
-                c.reversed_revenue = c.reversed_revenue.saturating_sub(signed_revenue);
             }
             match name {
                 EventName::Chargeback => c.charged_back = true,
@@ -491,24 +498,18 @@ fn join(
                 None => await_original(c, &mut entry, event_id, name, received_ms, is_test),
             }
         }
-        EventName::Lead => {
-            signed_revenue = revenue.unwrap_or(0);
-            signed_payout = payout.unwrap_or(0);
-            match &c.lead {
-                Some(first) => {
-                    entry.link_status = LinkStatus::Linked;
-                    entry.linked_event_id = Some(first.clone());
-                    entry.flags.push(flags::SECOND_ORIGINAL.into());
-                }
-                None => {
-                    c.lead = Some(event_id);
-                    entry.adopted_event_ids = adopt(c, |n| n.is_lead_status());
-                }
+        EventName::Lead => match &c.lead {
+            Some(first) => {
+                entry.link_status = LinkStatus::Linked;
+                entry.linked_event_id = Some(first.clone());
+                entry.flags.push(flags::SECOND_ORIGINAL.into());
             }
-        }
+            None => {
+                c.lead = Some(event_id);
+                entry.adopted_event_ids = adopt(c, |n| n.is_lead_status());
+            }
+        },
         EventName::QualifiedLead | EventName::ApprovedLead | EventName::RejectedLead => {
-            signed_revenue = revenue.unwrap_or(0);
-            signed_payout = payout.unwrap_or(0);
             let new = lead_status_of(name);
             match c.lead_status {
                 Some(current) if lead_rank(current) > lead_rank(new) => {
@@ -530,18 +531,13 @@ fn join(
         }
         // Clicks are keyed by click ID and never reach a lifecycle join; a CLICK that names an
         // order is counted without touching the conversion's money.
-        EventName::Click => {
-            signed_revenue = 0;
-            signed_payout = 0;
-        }
+        EventName::Click => {}
     }
 
-    c.net_revenue = c.net_revenue.saturating_add(signed_revenue);
-    c.net_payout = c.net_payout.saturating_add(signed_payout);
-    entry.signed_revenue = to_decimal(signed_revenue);
-    entry.signed_payout = to_decimal(signed_payout);
-    entry.net_revenue = to_decimal(c.net_revenue);
-    entry.net_payout = to_decimal(c.net_payout);
+    entry.signed_revenue = signed_revenue;
+    entry.signed_payout = signed_payout;
+    entry.net_revenue = c.net_revenue;
+    entry.net_payout = c.net_payout;
     entry.conversion_status = if name == EventName::Click {
         ConversionStatus::Clicked
     } else if name == EventName::Lead || name.is_lead_status() {
@@ -549,7 +545,7 @@ fn join(
     } else {
         c.sale_status()
     };
-    entry
+    Ok(entry)
 }
 
 fn await_original(
@@ -615,6 +611,7 @@ mod tests {
                 },
                 now(),
             )
+            .expect("amounts within decimal(18, 6)")
         }
 
         fn entry(&mut self, e: TrackingEvent) -> LedgerEntry {
@@ -622,7 +619,11 @@ mod tests {
         }
     }
 
-    fn dec(s: &str) -> Decimal {
+    fn money(s: &str) -> Money {
+        s.parse().unwrap()
+    }
+
+    fn dec(s: &str) -> rust_decimal::Decimal {
         s.parse().unwrap()
     }
 
@@ -687,27 +688,27 @@ mod tests {
         let mut f = Fixture::new();
         let sale = f.entry(samples::sale());
         assert_eq!(sale.conversion_status, ConversionStatus::Sold);
-        assert_eq!(sale.signed_revenue, dec("49.99"));
+        assert_eq!(sale.signed_revenue, money("49.99"));
 
         let part = f.entry(reversal("r1", EventName::Refund, Some("19.99")));
         assert_eq!(part.link_status, LinkStatus::Linked);
         assert_eq!(part.linked_event_id.as_deref(), Some("evt-sale-1001"));
-        assert_eq!(part.signed_revenue, dec("-19.99"));
-        assert_eq!(part.net_revenue, dec("30"));
+        assert_eq!(part.signed_revenue, money("-19.99"));
+        assert_eq!(part.net_revenue, money("30"));
         assert_eq!(part.conversion_status, ConversionStatus::PartiallyRefunded);
         assert!(part.flags.is_empty());
 
         // No amount: the rest of the sale, payout included.
         let rest = f.entry(reversal("r2", EventName::Refund, None));
-        assert_eq!(rest.signed_revenue, dec("-30"));
-        assert_eq!(rest.net_revenue, Decimal::ZERO);
-        assert_eq!(rest.net_payout, Decimal::ZERO);
+        assert_eq!(rest.signed_revenue, money("-30"));
+        assert_eq!(rest.net_revenue, Money::ZERO);
+        assert_eq!(rest.net_payout, Money::ZERO);
         assert_eq!(rest.conversion_status, ConversionStatus::Refunded);
 
         let over = f.entry(reversal("r3", EventName::Chargeback, Some("5")));
         assert_eq!(over.flags, vec![flags::OVER_REVERSAL.to_owned()]);
         assert_eq!(over.conversion_status, ConversionStatus::ChargedBack);
-        assert_eq!(over.net_revenue, dec("-5"));
+        assert_eq!(over.net_revenue, money("-5"));
     }
 
     #[test]
@@ -716,11 +717,11 @@ mod tests {
         let early = f.entry(reversal("r1", EventName::Refund, Some("10")));
         assert_eq!(early.link_status, LinkStatus::AwaitingOriginal);
         assert_eq!(early.conversion_status, ConversionStatus::AwaitingOriginal);
-        assert_eq!(early.signed_revenue, dec("-10"));
+        assert_eq!(early.signed_revenue, money("-10"));
 
         let sale = f.entry(samples::sale());
         assert_eq!(sale.adopted_event_ids, vec!["r1".to_owned()]);
-        assert_eq!(sale.net_revenue, dec("39.99"));
+        assert_eq!(sale.net_revenue, money("39.99"));
         assert_eq!(sale.conversion_status, ConversionStatus::PartiallyRefunded);
         assert!(f.ledger.conversions.values().all(|c| c.awaiting.is_empty()));
     }
@@ -743,7 +744,7 @@ mod tests {
         rebill.rebill_sequence = Some(2);
         let e = f.entry(rebill);
         assert_eq!(e.linked_event_id.as_deref(), Some("evt-sale-1001"));
-        assert_eq!(e.net_revenue, dec("99.98"));
+        assert_eq!(e.net_revenue, money("99.98"));
         assert_eq!(e.conversion_status, ConversionStatus::Sold);
     }
 
@@ -841,5 +842,34 @@ mod tests {
         }
         assert_eq!(restored.seen, f.ledger.seen);
         assert_eq!(restored.conversions, f.ledger.conversions);
+    }
+
+    #[test]
+    fn a_total_beyond_decimal_18_6_is_an_error_and_changes_nothing() {
+        let mut f = Fixture::new();
+        let mut first = samples::sale();
+        first.revenue = Some(dec("999999999999"));
+        let entry = f.entry(first.clone());
+        assert_eq!(entry.net_revenue, money("999999999999"));
+        let key = conversion_key(&first);
+        let before = f.ledger.current(&StateKey::Conversion(key.clone()));
+        let mut rebill = first.clone();
+        rebill.event_id = "evt-rebill-huge".into();
+        rebill.revenue = Some(dec("1"));
+        let refused = f.ledger.apply(
+            rebill.clone(),
+            key.clone(),
+            7,
+            Position {
+                partition: 0,
+                offset: 99,
+            },
+            now(),
+        );
+        assert!(matches!(refused, Err(MoneyError::OutOfRange(_))), "{refused:?}");
+        assert_eq!(f.ledger.current(&StateKey::Conversion(key)), before);
+        // Not marked seen either: the same event, fixed, is a first occurrence.
+        rebill.revenue = Some(dec("0"));
+        assert!(f.feed(rebill).entry.is_some());
     }
 }

@@ -507,8 +507,8 @@ fn money(r: &mut Report, field: &str, v: Loose<'_>) -> Option<Decimal> {
             return None;
         }
     };
-    Decimal::from_str_exact(&text)
-        .map_err(|_| r.push(field, format!("{text:?} is not a decimal amount")))
+    crate::money::parse_decimal(&text)
+        .map_err(|e| r.push(field, e.to_string()))
         .ok()
 }
 

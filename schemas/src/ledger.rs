@@ -6,10 +6,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{TrackingEvent, UnknownSymbol};
+use crate::money::{Money, MoneyError};
 
 contract_enum!(
     /// How an entry relates to the original (SALE or LEAD) of its conversion.
@@ -77,11 +77,11 @@ pub struct LedgerEntry {
     pub link_status: LinkStatus,
     pub linked_event_id: Option<String>,
     pub adopted_event_ids: Vec<String>,
-    pub signed_revenue: Decimal,
-    pub signed_payout: Decimal,
+    pub signed_revenue: Money,
+    pub signed_payout: Money,
     pub conversion_status: ConversionStatus,
-    pub net_revenue: Decimal,
-    pub net_payout: Decimal,
+    pub net_revenue: Money,
+    pub net_payout: Money,
     pub flags: Vec<String>,
     pub recorded_at: DateTime<Utc>,
     pub input_partition: i32,
@@ -97,10 +97,10 @@ impl LedgerEntry {
         event: TrackingEvent,
         status: ConversionStatus,
         recorded_at: DateTime<Utc>,
-    ) -> Self {
-        let revenue = event.revenue.unwrap_or_default();
-        let payout = event.payout.unwrap_or_default();
-        LedgerEntry {
+    ) -> Result<Self, MoneyError> {
+        let revenue = Money::of(event.revenue)?;
+        let payout = Money::of(event.payout)?;
+        Ok(LedgerEntry {
             conversion_key: crate::conversion_key(&event),
             link_status: LinkStatus::None,
             linked_event_id: None,
@@ -115,7 +115,7 @@ impl LedgerEntry {
             input_partition: 0,
             input_offset: 0,
             event,
-        }
+        })
     }
 }
 

@@ -11,6 +11,7 @@ pub mod event_id;
 pub mod input;
 pub mod key;
 pub mod ledger;
+pub mod money;
 pub mod quarantine;
 pub mod samples;
 pub mod template;
@@ -26,5 +27,6 @@ pub use ledger::{
     AttemptOutcome, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, PostbackAttempt,
     Receipt, ReceiptKind,
 };
+pub use money::Money;
 pub use quarantine::{QuarantineKey, QuarantineRecord};
 pub use validate::{validate, FieldError, ValidationErrors};

@@ -4,6 +4,8 @@ use std::fmt;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rust_decimal::Decimal;
+
+use crate::money::{Money, MoneyError};
 use serde::Serialize;
 
 use crate::event::{EventName, TrackingEvent};
@@ -153,18 +155,18 @@ pub fn check_amount(field: &str, amount: Decimal) -> Result<(), FieldError> {
             field,
             "must not be negative (reversals carry a positive amount; the event name gives the sign)",
         ))
-    } else if amount.normalize().scale() > crate::avro::MONEY_SCALE {
-        Err(FieldError::new(
-            field,
-            format!("more than {} decimal places", crate::avro::MONEY_SCALE),
-        ))
-    } else if amount >= Decimal::from(MAX_AMOUNT) {
-        Err(FieldError::new(
-            field,
-            format!("must be below {MAX_AMOUNT}"),
-        ))
     } else {
-        Ok(())
+        match Money::from_decimal(amount) {
+            Ok(_) => Ok(()),
+            Err(MoneyError::TooPrecise(_)) => Err(FieldError::new(
+                field,
+                format!("more than {} decimal places", crate::money::SCALE),
+            )),
+            Err(_) => Err(FieldError::new(
+                field,
+                format!("must be below {MAX_AMOUNT}"),
+            )),
+        }
     }
 }
 

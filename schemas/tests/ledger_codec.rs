@@ -5,7 +5,6 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 use apache_avro::Schema;
 use chrono::{TimeZone, Utc};
-use rust_decimal::Decimal;
 use schemas::avro::current_schema;
 use schemas::avro::ledger::{
     attempt_schema, decode_attempt, decode_entry, decode_outbox, decode_receipt, encode_attempt,
@@ -27,7 +26,7 @@ fn entry() -> LedgerEntry {
         signed_payout: "-3.25".parse().unwrap(),
         conversion_status: ConversionStatus::PartiallyRefunded,
         net_revenue: "37.5".parse().unwrap(),
-        net_payout: Decimal::ZERO,
+        net_payout: schemas::Money::ZERO,
         flags: vec![flags::OVER_REVERSAL.into()],
         recorded_at: Utc.timestamp_millis_opt(1_764_000_000_123).unwrap(),
         input_partition: 3,

@@ -284,8 +284,9 @@ impl Loader {
             Routed::Skipped
         };
         if topic == self.config.ledger_topic {
-            match decode_entry(payload) {
-                Ok(entry) => Routed::Ledger(Box::new(LedgerRow::new(entry, at)), size),
+            match decode_entry(payload).map(|entry| LedgerRow::new(entry, at)) {
+                Ok(Ok(row)) => Routed::Ledger(Box::new(row), size),
+                Ok(Err(e)) => undecodable(&e),
                 Err(e) => undecodable(&e),
             }
         } else if topic == self.config.receipts_topic {

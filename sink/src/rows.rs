@@ -8,7 +8,7 @@ use chrono::{DateTime, Datelike, Utc};
 use clickhouse::serde::chrono::datetime64::{millis, millis::option as millis_option};
 use clickhouse::Row;
 use rust_decimal::Decimal;
-use schemas::avro::MONEY_SCALE;
+use schemas::money::{Money, MoneyError};
 use schemas::{LedgerEntry, PostbackAttempt, QuarantineRecord, Receipt};
 use serde::Serialize;
 
@@ -19,10 +19,10 @@ pub struct KafkaPosition {
     pub offset: i64,
 }
 
-fn scaled(d: Decimal) -> i64 {
-    let mut d = d;
-    d.rescale(MONEY_SCALE);
-    i64::try_from(d.mantissa()).expect("the contract keeps money within decimal(18, 6)")
+/// The scaled integer of an event's amount; outside `decimal(18, 6)` the row is refused.
+fn scaled(d: Option<Decimal>) -> Result<Option<i64>, MoneyError> {
+    d.map(|d| Money::from_decimal(d).map(Money::micros))
+        .transpose()
 }
 
 /// The month a row's table partition is (`toYYYYMM`): an insert must stay in one.
@@ -97,20 +97,22 @@ pub struct LedgerRow {
 }
 
 impl LedgerRow {
-    pub fn new(entry: LedgerEntry, at: KafkaPosition) -> Self {
+    /// The row of a ledger entry; an event amount outside `decimal(18, 6)` is an error (the
+    /// entry's own amounts are `Money`, in range by construction).
+    pub fn new(entry: LedgerEntry, at: KafkaPosition) -> Result<Self, MoneyError> {
         let e = entry.event;
-        LedgerRow {
+        Ok(LedgerRow {
             event_id: e.event_id,
             event_name: e.event_name.as_str(),
             conversion_key: entry.conversion_key,
             link_status: entry.link_status.as_str(),
             linked_event_id: entry.linked_event_id,
             adopted_event_ids: entry.adopted_event_ids,
-            signed_revenue: scaled(entry.signed_revenue),
-            signed_payout: scaled(entry.signed_payout),
+            signed_revenue: entry.signed_revenue.micros(),
+            signed_payout: entry.signed_payout.micros(),
             conversion_status: entry.conversion_status.as_str(),
-            net_revenue: scaled(entry.net_revenue),
-            net_payout: scaled(entry.net_payout),
+            net_revenue: entry.net_revenue.micros(),
+            net_payout: entry.net_payout.micros(),
             flags: entry.flags,
             occurred_at: e.occurred_at,
             received_at: e.received_at,
@@ -142,8 +144,8 @@ impl LedgerRow {
             sub3: e.sub3,
             sub4: e.sub4,
             sub5: e.sub5,
-            revenue: e.revenue.map(scaled),
-            payout: e.payout.map(scaled),
+            revenue: scaled(e.revenue)?,
+            payout: scaled(e.payout)?,
             currency: e.currency,
             payout_status: e.payout_status.map(|s| s.as_str()),
             refund_status: e.refund_status.map(|s| s.as_str()),
@@ -158,7 +160,7 @@ impl LedgerRow {
             attributes: e.attributes,
             kafka_partition: at.partition,
             kafka_offset: at.offset,
-        }
+        })
     }
 }
 
@@ -358,7 +360,8 @@ mod tests {
                 partition: 4,
                 offset: 99,
             },
-        );
+        )
+        .unwrap();
         assert_eq!(row.signed_revenue, -19_990_000);
         assert_eq!(row.net_payout, 12_000_000);
         assert_eq!(row.link_status, "LINKED");

@@ -57,6 +57,7 @@ pub fn outbox_record(destination: &str, id: &str) -> OutboxRecord {
         destination: destination.to_owned(),
         idempotency_key: id.to_owned(),
         enqueued_at: Utc::now(),
-        entry: LedgerEntry::opening(event, ConversionStatus::Sold, Utc::now()),
+        entry: LedgerEntry::opening(event, ConversionStatus::Sold, Utc::now())
+        .expect("sample amounts fit decimal(18, 6)"),
     }
 }

@@ -587,8 +587,8 @@ impl Scenario {
         }
         for (key, net) in &self.net_revenue {
             assert_eq!(
-                last[key.as_str()].net_revenue,
-                rust_decimal::Decimal::new(*net, 6).normalize(),
+                last[key.as_str()].net_revenue.micros(),
+                *net,
                 "net revenue of {key}"
             );
         }

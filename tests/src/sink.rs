@@ -76,6 +76,7 @@ pub fn click_entry(id: &str) -> LedgerEntry {
     let mut event = TrackingEvent::new(id, EventName::Click, now, now, "first_party", "/c/o");
     event.click_id = Some(id.to_owned());
     LedgerEntry::opening(event, ConversionStatus::Clicked, now)
+        .expect("sample amounts fit decimal(18, 6)")
 }
 
 /// Produces `n` ledger entries over about `seconds`, from a thread.

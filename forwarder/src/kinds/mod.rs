@@ -54,6 +54,7 @@ pub fn kind(name: &str) -> anyhow::Result<&'static dyn DestinationKind> {
 /// A complete entry, to check a destination's templates against when the file is loaded.
 pub(crate) fn sample_entry() -> LedgerEntry {
     LedgerEntry::opening(samples::sale(), ConversionStatus::Sold, Utc::now())
+        .expect("sample amounts fit decimal(18, 6)")
 }
 
 fn idempotency(record: &OutboxRecord) -> (String, String) {

@@ -8,7 +8,6 @@ pub mod digistore24;
 pub mod s2s;
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -151,9 +150,9 @@ pub(crate) fn required<'a>(
 /// contract carries the sign in the event name.
 pub(crate) fn amount(name: &str, text: Option<&str>) -> Result<Option<Decimal>, AdapterError> {
     let Some(text) = text else { return Ok(None) };
-    Decimal::from_str(text.trim())
+    schemas::money::parse_decimal(text)
         .map(|d| Some(d.abs()))
-        .map_err(|_| AdapterError::invalid(name, format!("{text:?} is not a decimal amount")))
+        .map_err(|e| AdapterError::invalid(name, e.to_string()))
 }
 
 /// Whether two secrets are equal, in time that depends on neither: both are hashed first,
@@ -228,6 +227,7 @@ pub(crate) fn validated(event: TrackingEvent) -> Result<TrackingEvent, AdapterEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::str::FromStr;
 
     #[test]
     fn secrets_compare_exactly() {

@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 
 use super::{from_twos_complement, money_mantissa, DecodeError, EncodeError, MONEY_SCALE};
 use crate::event::{ConsentState, EventName, PayoutStatus, RefundStatus, TrackingEvent};
+use crate::money::Money;
 
 pub(crate) fn long(out: &mut Vec<u8>, n: i64) {
     let mut z = ((n << 1) ^ (n >> 63)) as u64;
@@ -285,6 +286,18 @@ impl<'a> Reader<'a> {
         Decimal::try_from_i128_with_scale(mantissa, MONEY_SCALE)
             .map(|d| d.normalize())
             .or_else(|e| self.fail(e.to_string()))
+    }
+
+    /// A money field as the ledger's `Money`, refused outside `decimal(18, 6)`.
+    pub fn exact_money(&mut self) -> Result<Money, DecodeError> {
+        let b = self.bytes()?;
+        let Some(mantissa) = from_twos_complement(b) else {
+            return self.fail("decimal of 0 or more than 16 bytes");
+        };
+        match i64::try_from(mantissa).map(Money::from_micros) {
+            Ok(Ok(m)) => Ok(m),
+            _ => self.fail(format!("{mantissa} millionths is outside decimal(18, 6)")),
+        }
     }
 
     pub fn opt_money(&mut self) -> Result<Option<Decimal>, DecodeError> {

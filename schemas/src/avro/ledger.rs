@@ -5,10 +5,10 @@
 
 use std::sync::LazyLock;
 
-use rust_decimal::Decimal;
+use crate::money::Money;
 
 use super::datum::{self, long, opt_int, opt_string, string, string_array, timestamp, Reader};
-use super::{money_mantissa, DecodeError, EncodeError, SchemaVersion, HEADER_LEN};
+use super::{DecodeError, EncodeError, SchemaVersion, HEADER_LEN};
 use crate::event::TrackingEvent;
 use crate::ledger::{
     AttemptOutcome, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, PostbackAttempt,
@@ -46,9 +46,9 @@ pub fn attempt_schema() -> &'static SchemaVersion {
     &ATTEMPT
 }
 
-fn money(out: &mut Vec<u8>, field: &'static str, amount: Decimal) -> Result<(), EncodeError> {
-    datum::bytes(out, &money_mantissa(field, amount)?.to_be_bytes());
-    Ok(())
+/// Always 8 bytes: a `Money` fits `decimal(18, 6)` by construction.
+fn money(out: &mut Vec<u8>, amount: Money) {
+    datum::bytes(out, &amount.micros().to_be_bytes());
 }
 
 fn header(version: &SchemaVersion, capacity: usize) -> Vec<u8> {
@@ -92,11 +92,11 @@ fn write_entry(e: &LedgerEntry, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     long(out, i64::from(e.link_status.index()));
     opt_string(out, &e.linked_event_id);
     string_array(out, &e.adopted_event_ids);
-    money(out, "signed_revenue", e.signed_revenue)?;
-    money(out, "signed_payout", e.signed_payout)?;
+    money(out, e.signed_revenue);
+    money(out, e.signed_payout);
     long(out, i64::from(e.conversion_status.index()));
-    money(out, "net_revenue", e.net_revenue)?;
-    money(out, "net_payout", e.net_payout)?;
+    money(out, e.net_revenue);
+    money(out, e.net_payout);
     string_array(out, &e.flags);
     timestamp(out, e.recorded_at);
     long(out, i64::from(e.input_partition));
@@ -116,11 +116,11 @@ fn read_entry(r: &mut Reader<'_>) -> Result<LedgerEntry, DecodeError> {
         link_status: r.at("link_status").symbol(LinkStatus::ALL)?,
         linked_event_id: r.at("linked_event_id").opt_string()?,
         adopted_event_ids: r.at("adopted_event_ids").string_array()?,
-        signed_revenue: r.at("signed_revenue").money()?,
-        signed_payout: r.at("signed_payout").money()?,
+        signed_revenue: r.at("signed_revenue").exact_money()?,
+        signed_payout: r.at("signed_payout").exact_money()?,
         conversion_status: r.at("conversion_status").symbol(ConversionStatus::ALL)?,
-        net_revenue: r.at("net_revenue").money()?,
-        net_payout: r.at("net_payout").money()?,
+        net_revenue: r.at("net_revenue").exact_money()?,
+        net_payout: r.at("net_payout").exact_money()?,
         flags: r.at("flags").string_array()?,
         recorded_at: r.at("recorded_at").timestamp()?,
         input_partition: r.at("input_partition").int()?,

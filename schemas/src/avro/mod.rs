@@ -17,14 +17,15 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::event::{ConsentState, EventName, PayoutStatus, RefundStatus, TrackingEvent};
+use crate::money::Money;
 
 pub mod datum;
 pub mod ledger;
 
 /// Scale of every money field (`decimal(18, 6)` in Avro and ClickHouse).
-pub const MONEY_SCALE: u32 = 6;
+pub const MONEY_SCALE: u32 = crate::money::SCALE;
 /// Precision of every money field.
-pub const MONEY_PRECISION: u32 = 18;
+pub const MONEY_PRECISION: u32 = crate::money::PRECISION;
 
 /// Every published version of the tracking-event schema, oldest first. Published files are
 /// never edited; a change is a new file, and `tests/compatibility.rs` checks it can read all
@@ -212,15 +213,12 @@ fn enum_value(index: u32, symbol: &str) -> Value {
 
 /// The scaled integer of a money amount, checked to fit `decimal(18, 6)`.
 pub(crate) fn money_mantissa(field: &'static str, amount: Decimal) -> Result<i64, EncodeError> {
-    let mut scaled = amount;
-    scaled.rescale(MONEY_SCALE);
-    if scaled != amount || scaled.mantissa().unsigned_abs() >= 10u128.pow(MONEY_PRECISION) {
-        return Err(EncodeError::Field {
+    Money::from_decimal(amount)
+        .map(Money::micros)
+        .map_err(|e| EncodeError::Field {
             field,
-            reason: format!("{amount} does not fit decimal({MONEY_PRECISION},{MONEY_SCALE})"),
-        });
-    }
-    Ok(i64::try_from(scaled.mantissa()).expect("below 10^18"))
+            reason: e.to_string(),
+        })
 }
 
 // Always 8 bytes: apache-avro refuses to read a decimal whose byte length could not hold the

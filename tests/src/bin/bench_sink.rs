@@ -80,7 +80,8 @@ fn bench_entry(i: usize, shape: &str) -> LedgerEntry {
     }
     event.received_at = chrono::Utc::now();
     let recorded_at = event.received_at;
-    let mut entry = LedgerEntry::opening(event, ConversionStatus::Sold, recorded_at);
+    let mut entry = LedgerEntry::opening(event, ConversionStatus::Sold, recorded_at)
+        .expect("sample amounts fit decimal(18, 6)");
     entry.input_offset = i as i64;
     entry
 }
