@@ -30,12 +30,12 @@ use schemas::{AttemptOutcome, OutboxRecord, PostbackAttempt};
 use tokio::sync::Semaphore;
 
 use crate::config::{Common, RunArgs};
-use crate::destinations::Destination;
+use schemas::destinations::{Destination, Destinations};
 use crate::dlq::{self, headers};
 use crate::kinds::{kind, DestinationKind, PreparedRequest};
 use crate::metrics::Metrics;
 use crate::outcome::{classify, Class};
-use crate::retry::Next;
+use crate::retry::{Next, RetryPolicy};
 
 const SNIPPET: usize = 512;
 
@@ -106,7 +106,7 @@ struct Shared {
 pub async fn run(
     common: Common,
     args: RunArgs,
-    destinations: Vec<Destination>,
+    destinations: Destinations,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     shutdown: impl std::future::Future<Output = ()>,
@@ -126,7 +126,7 @@ pub async fn run(
         targets.insert(
             d.name.clone(),
             Arc::new(Target {
-                kind: kind(&d.kind)?,
+                kind: kind(d.kind),
                 secret,
                 limiter: RateLimiter::direct(quota),
                 concurrency: Semaphore::new(args.concurrency),
@@ -266,7 +266,7 @@ async fn attempt(shared: &Shared, job: &Job) -> anyhow::Result<()> {
             tokio::time::sleep(wait).await;
         }
     }
-    let policy = target.destination.retry_policy();
+    let policy = RetryPolicy::of(&target.destination);
     let occurred_at = record.entry.event.occurred_at;
     if policy.too_old(occurred_at, Utc::now()) {
         let reason = format!(

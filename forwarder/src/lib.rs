@@ -7,7 +7,6 @@
 //! retry record format and the replay; [`metrics`] feeds the shared `/metrics` endpoint.
 
 pub mod config;
-pub mod destinations;
 pub mod dlq;
 pub mod engine;
 pub mod kinds;

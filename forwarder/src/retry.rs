@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use schemas::destinations::Destination;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -25,6 +26,16 @@ pub enum Next {
 }
 
 impl RetryPolicy {
+    /// A destination's policy, from its file settings.
+    pub fn of(d: &Destination) -> Self {
+        RetryPolicy {
+            max_attempts: d.max_attempts,
+            initial: Duration::from_millis(d.backoff_initial_ms),
+            max: Duration::from_millis(d.backoff_max_ms),
+            max_age: Duration::from_secs(d.max_age_hours * 3_600),
+        }
+    }
+
     /// The pause after failed attempt number `attempt` (1-based), for a jitter draw
     /// `u` in `[0, 1)`.
     pub fn backoff(&self, attempt: u32, u: f64) -> Duration {

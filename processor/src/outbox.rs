@@ -1,120 +1,43 @@
 //! The transactional outbox: which destinations a ledger entry is forwarded to. The
-//! processor only routes; the forwarder reads the same destinations file for how to send.
-//!
-//! The file is TOML, one `[[destination]]` table each; fields this module does not use (the
-//! kind, URL template, rate limit, retry policy) are the forwarder's and are ignored here.
-//!
-//! ```toml
-//! [[destination]]
-//! name = "meta-capi"
-//! events = ["SALE", "REFUND", "CHARGEBACK"]
-//! offers = ["keto-vsl"]   # optional; every offer when absent
-//! include_test = false    # optional; test events are not forwarded by default
-//! ```
+//! processor only routes; the forwarder reads the same destinations file
+//! (`schemas::destinations`, one parse for both) for how to send.
 
-use std::collections::HashSet;
 use std::path::Path;
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
-use schemas::{EventName, LedgerEntry, OutboxRecord};
-use serde::Deserialize;
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Route {
-    pub name: String,
-    /// Event names the destination receives; required, so that nothing floods it by default.
-    pub events: Vec<EventName>,
-    #[serde(default)]
-    pub offers: Vec<String>,
-    #[serde(default)]
-    pub include_test: bool,
-}
-
-impl Route {
-    pub fn matches(&self, entry: &LedgerEntry) -> bool {
-        let e = &entry.event;
-        self.takes(e.event_name, e.offer_id.as_deref(), e.is_test)
-    }
-
-    /// Whether an event of this name, offer and test flag goes to the destination.
-    pub fn takes(&self, name: EventName, offer: Option<&str>, is_test: bool) -> bool {
-        self.events.contains(&name)
-            && (self.include_test || !is_test)
-            && (self.offers.is_empty() || offer.is_some_and(|o| self.offers.iter().any(|x| x == o)))
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct DestinationsFile {
-    #[serde(default)]
-    destination: Vec<Route>,
-}
+use schemas::destinations::{Destinations, DestinationsError};
+use schemas::{LedgerEntry, OutboxRecord};
 
 /// The routes of every configured destination.
 #[derive(Debug, Clone, Default)]
 pub struct Outbox {
-    routes: Vec<Route>,
+    destinations: Destinations,
 }
 
 impl Outbox {
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let file: DestinationsFile = toml::from_str(text)?;
-        let mut names = HashSet::new();
-        for r in &file.destination {
-            anyhow::ensure!(!r.name.is_empty(), "a destination has an empty name");
-            anyhow::ensure!(
-                names.insert(&r.name),
-                "destination {:?} is listed twice",
-                r.name
-            );
-            anyhow::ensure!(
-                !r.events.is_empty(),
-                "destination {:?} lists no events",
-                r.name
-            );
-        }
-        Ok(Self {
-            routes: file.destination,
-        })
+    pub fn parse(text: &str) -> Result<Self, DestinationsError> {
+        Destinations::parse(text).map(|destinations| Self { destinations })
     }
 
     /// No destinations without a file: nothing is forwarded.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        match path {
-            None => Ok(Self::default()),
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                Self::parse(&text).with_context(|| format!("in {}", path.display()))
-            }
-        }
+    pub fn load(path: Option<&Path>) -> Result<Self, DestinationsError> {
+        path.map_or_else(
+            || Ok(Self::default()),
+            |p| Destinations::load(p).map(|destinations| Self { destinations }),
+        )
     }
 
     pub fn destinations(&self) -> impl Iterator<Item = &str> {
-        self.routes.iter().map(|r| r.name.as_str())
-    }
-
-    /// The destinations an event of this name, offer and test flag is forwarded to.
-    pub fn routes_for<'a>(
-        &'a self,
-        name: EventName,
-        offer: Option<&'a str>,
-        is_test: bool,
-    ) -> impl Iterator<Item = &'a str> {
-        self.routes
-            .iter()
-            .filter(move |r| r.takes(name, offer, is_test))
-            .map(|r| r.name.as_str())
+        self.destinations.names()
     }
 
     /// One outbox record per destination that takes `entry`.
     pub fn records(&self, entry: &LedgerEntry, now: DateTime<Utc>) -> Vec<OutboxRecord> {
-        self.routes
+        self.destinations
             .iter()
-            .filter(|r| r.matches(entry))
-            .map(|r| OutboxRecord {
-                destination: r.name.clone(),
+            .filter(|d| d.matches(entry))
+            .map(|d| OutboxRecord {
+                destination: d.name.clone(),
                 idempotency_key: entry.event.event_id.clone(),
                 enqueued_at: now,
                 entry: entry.clone(),
@@ -136,12 +59,15 @@ mod tests {
     const FILE: &str = r#"
         [[destination]]
         name = "meta"
-        kind = "meta_capi"          # the forwarder's field, ignored here
+        kind = "webhook"
+        url = "https://hooks.example/meta"
         events = ["SALE", "REFUND"]
         offers = ["keto-vsl"]
 
         [[destination]]
         name = "tracker"
+        kind = "s2s"
+        url = "https://t.example/pb?tx={event_id}"
         events = ["SALE"]
         include_test = true
     "#;
@@ -192,17 +118,18 @@ mod tests {
 
     #[test]
     fn bad_files_are_refused_with_the_reason() {
-        let twice = "[[destination]]\nname='a'\nevents=['SALE']\n[[destination]]\nname='a'\nevents=['SALE']";
-        assert!(Outbox::parse(twice)
+        let one = "[[destination]]\nname='a'\nkind='webhook'\nurl='https://h.example/'\n";
+        let twice = format!("{one}events=['SALE']\n{one}events=['SALE']");
+        assert!(Outbox::parse(&twice)
             .unwrap_err()
             .to_string()
             .contains("twice"));
-        let no_events = "[[destination]]\nname='a'\nevents=[]";
-        assert!(Outbox::parse(no_events)
+        let no_events = format!("{one}events=[]");
+        assert!(Outbox::parse(&no_events)
             .unwrap_err()
             .to_string()
             .contains("no events"));
-        assert!(Outbox::parse("[[destination]]\nname='a'\nevents=['PURCHASE']").is_err());
+        assert!(Outbox::parse(&format!("{one}events=['PURCHASE']")).is_err());
         assert!(Outbox::load(None).unwrap().destinations().next().is_none());
     }
 }

@@ -6,6 +6,19 @@ use std::borrow::Cow;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use crate::event::TrackingEvent;
+use crate::ledger::LedgerEntry;
+
+/// The macros of a postback URL: the event's, and the ledger's `{status}` (the conversion
+/// status after the entry), `{signed_revenue}`, `{signed_payout}`, `{net_revenue}`.
+pub fn ledger_macro<'e>(entry: &'e LedgerEntry, name: &str) -> Option<Cow<'e, str>> {
+    match name {
+        "status" => Some(Cow::Borrowed(entry.conversion_status.as_str())),
+        "signed_revenue" => Some(entry.signed_revenue.to_string().into()),
+        "signed_payout" => Some(entry.signed_payout.to_string().into()),
+        "net_revenue" => Some(entry.net_revenue.to_string().into()),
+        _ => event_macro(&entry.event, name),
+    }
+}
 
 /// A `{name}` in a template that nothing fills.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -45,14 +45,19 @@ pub struct ProcessorTopics {
 }
 
 /// The destinations every processor test routes to: network sales and their reversals
-/// (test events left out), and approved leads (test events included).
+/// (test events left out), and approved leads (test events included). No forwarder runs in
+/// these tests, so the URLs are never called.
 pub const DESTINATIONS: &str = r#"
 [[destination]]
 name = "network"
+kind = "s2s"
+url = "http://127.0.0.1:9/pb?tx={event_id}"
 events = ["SALE", "REFUND", "CHARGEBACK"]
 
 [[destination]]
 name = "lead-approvals"
+kind = "webhook"
+url = "http://127.0.0.1:9/leads"
 events = ["APPROVED_LEAD"]
 include_test = true
 "#;

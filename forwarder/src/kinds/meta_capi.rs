@@ -9,7 +9,7 @@ use schemas::{EventName, OutboxRecord};
 use serde_json::json;
 
 use super::{json_post, BuildError, DestinationKind, PreparedRequest};
-use crate::destinations::Destination;
+use schemas::destinations::Destination;
 
 pub struct MetaCapi;
 
@@ -23,20 +23,6 @@ fn meta_event_name(name: EventName) -> Option<&'static str> {
 }
 
 impl DestinationKind for MetaCapi {
-    fn check(&self, d: &Destination) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            d.access_token_env.is_some(),
-            "meta_capi needs access_token_env, the variable that holds the token"
-        );
-        for name in &d.events {
-            anyhow::ensure!(
-                meta_event_name(*name).is_some(),
-                "meta_capi takes SALE, LEAD, QUALIFIED_LEAD and APPROVED_LEAD, not {name}"
-            );
-        }
-        Ok(())
-    }
-
     fn build(
         &self,
         d: &Destination,
@@ -86,7 +72,23 @@ mod tests {
 
     fn meta() -> Destination {
         let text = "[[destination]]\nname='m'\nkind='meta_capi'\nurl='https://graph.example/v19.0/1/events'\naccess_token_env='T'\nevents=['SALE']\n";
-        crate::destinations::parse(text).unwrap().remove(0)
+        schemas::destinations::Destinations::parse(text)
+            .unwrap()
+            .into_iter()
+            .next()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_file_accepts_exactly_the_events_meta_has_a_name_for() {
+        use schemas::destinations::Kind;
+        for &name in EventName::ALL {
+            assert_eq!(
+                Kind::MetaCapi.accepts(name),
+                meta_event_name(name).is_some(),
+                "{name}"
+            );
+        }
     }
 
     #[test]
@@ -108,6 +110,6 @@ mod tests {
         refund.entry.event.event_name = EventName::Refund;
         assert!(MetaCapi.build(&meta(), &refund, Some("tok")).is_err());
         let bad = "[[destination]]\nname='m'\nkind='meta_capi'\nurl='https://g.example'\nevents=['SALE']\n";
-        assert!(crate::destinations::parse(bad).is_err());
+        assert!(schemas::destinations::Destinations::parse(bad).is_err());
     }
 }

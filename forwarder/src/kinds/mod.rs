@@ -5,10 +5,8 @@ mod meta_capi;
 mod s2s;
 mod webhook;
 
-use chrono::Utc;
-use schemas::{samples, ConversionStatus, LedgerEntry, OutboxRecord};
-
-use crate::destinations::Destination;
+use schemas::destinations::{Destination, Kind};
+use schemas::OutboxRecord;
 
 /// The header every request carries the event_id in.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
@@ -27,10 +25,9 @@ pub struct PreparedRequest {
 #[error("{0}")]
 pub struct BuildError(pub String);
 
+/// How a destination of one kind is sent to; its configuration was checked when the file
+/// was parsed (`schemas::destinations`).
 pub trait DestinationKind: Send + Sync {
-    /// Checks a destination's configuration when the file is loaded.
-    fn check(&self, destination: &Destination) -> anyhow::Result<()>;
-
     /// The request that delivers `record`; `secret` is the destination's access token, if
     /// it has one.
     fn build(
@@ -41,20 +38,13 @@ pub trait DestinationKind: Send + Sync {
     ) -> Result<PreparedRequest, BuildError>;
 }
 
-/// The kind named in the destinations file.
-pub fn kind(name: &str) -> anyhow::Result<&'static dyn DestinationKind> {
-    match name {
-        "s2s" => Ok(&s2s::S2s),
-        "webhook" => Ok(&webhook::Webhook),
-        "meta_capi" => Ok(&meta_capi::MetaCapi),
-        other => anyhow::bail!("unknown kind {other:?}"),
+/// The sender of a destination kind.
+pub fn kind(kind: Kind) -> &'static dyn DestinationKind {
+    match kind {
+        Kind::S2s => &s2s::S2s,
+        Kind::Webhook => &webhook::Webhook,
+        Kind::MetaCapi => &meta_capi::MetaCapi,
     }
-}
-
-/// A complete entry, to check a destination's templates against when the file is loaded.
-pub(crate) fn sample_entry() -> LedgerEntry {
-    LedgerEntry::opening(samples::sale(), ConversionStatus::Sold, Utc::now())
-        .expect("sample amounts fit decimal(18, 6)")
 }
 
 fn idempotency(record: &OutboxRecord) -> (String, String) {
@@ -80,10 +70,12 @@ fn json_post(d: &Destination, record: &OutboxRecord, body: &serde_json::Value) -
 #[cfg(test)]
 pub(crate) mod fixtures {
     use chrono::Utc;
-    use schemas::OutboxRecord;
+    use schemas::destinations::{Destination, Destinations};
+    use schemas::{samples, ConversionStatus, LedgerEntry, OutboxRecord};
 
     pub fn record(destination: &str) -> OutboxRecord {
-        let entry = super::sample_entry();
+        let entry = LedgerEntry::opening(samples::sale(), ConversionStatus::Sold, Utc::now())
+            .expect("sample amounts fit decimal(18, 6)");
         OutboxRecord {
             destination: destination.into(),
             idempotency_key: entry.event.event_id.clone(),
@@ -92,9 +84,9 @@ pub(crate) mod fixtures {
         }
     }
 
-    pub fn destination(kind: &str, url: &str) -> crate::destinations::Destination {
+    pub fn destination(kind: &str, url: &str) -> Destination {
         let text =
             format!("[[destination]]\nname='d'\nkind='{kind}'\nurl='{url}'\nevents=['SALE']\n");
-        crate::destinations::parse(&text).unwrap().remove(0)
+        Destinations::parse(&text).unwrap().into_iter().next().unwrap()
     }
 }

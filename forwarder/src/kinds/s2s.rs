@@ -1,45 +1,27 @@
 //! A generic server-to-server postback: GET on a URL template whose macros are filled from
 //! the ledger entry and URL-encoded.
 //!
-//! Macros: the event macros of `schemas::template` (`{click_id}`, `{event_id}`,
+//! Macros: `schemas::template::ledger_macro`, the event's (`{click_id}`, `{event_id}`,
 //! `{event_name}`, `{revenue}`, `{payout}`, `{currency}`, `{order_id}`, `{offer_id}`,
 //! `{sub1}` ... `{sub5}`, ...) and the ledger's `{status}` (the conversion status after the
 //! entry), `{signed_revenue}`, `{signed_payout}`, `{net_revenue}`.
 
-use std::borrow::Cow;
-
-use schemas::template::{event_macro, fill};
-use schemas::{LedgerEntry, OutboxRecord};
+use schemas::destinations::Destination;
+use schemas::template::{fill, ledger_macro};
+use schemas::OutboxRecord;
 
 use super::{idempotency, BuildError, DestinationKind, PreparedRequest};
-use crate::destinations::Destination;
 
 pub struct S2s;
 
-fn entry_macro<'e>(entry: &'e LedgerEntry, name: &str) -> Option<Cow<'e, str>> {
-    match name {
-        "status" => Some(Cow::Borrowed(entry.conversion_status.as_str())),
-        "signed_revenue" => Some(entry.signed_revenue.to_string().into()),
-        "signed_payout" => Some(entry.signed_payout.to_string().into()),
-        "net_revenue" => Some(entry.net_revenue.to_string().into()),
-        _ => event_macro(&entry.event, name),
-    }
-}
-
 impl DestinationKind for S2s {
-    fn check(&self, d: &Destination) -> anyhow::Result<()> {
-        let probe = super::sample_entry();
-        fill(&d.url, |n| entry_macro(&probe, n))?;
-        Ok(())
-    }
-
     fn build(
         &self,
         d: &Destination,
         record: &OutboxRecord,
         _secret: Option<&str>,
     ) -> Result<PreparedRequest, BuildError> {
-        let url = fill(&d.url, |n| entry_macro(&record.entry, n))
+        let url = fill(&d.url, |n| ledger_macro(&record.entry, n))
             .map_err(|e| BuildError(format!("bad template: {e}")))?;
         Ok(PreparedRequest {
             method: "GET",

@@ -5,15 +5,11 @@ use schemas::OutboxRecord;
 use serde_json::json;
 
 use super::{json_post, BuildError, DestinationKind, PreparedRequest};
-use crate::destinations::Destination;
+use schemas::destinations::Destination;
 
 pub struct Webhook;
 
 impl DestinationKind for Webhook {
-    fn check(&self, _d: &Destination) -> anyhow::Result<()> {
-        Ok(())
-    }
-
     fn build(
         &self,
         d: &Destination,

@@ -89,7 +89,7 @@ pub async fn run(
 ) -> anyhow::Result<Run> {
     let secrets = args.secrets()?;
     // The processor's routing, to know which postbacks to expect.
-    let routes = processor::outbox::Outbox::load(Some(&args.destinations_file))?;
+    let routes = schemas::destinations::Destinations::load(&args.destinations_file)?;
     let volume = Volume {
         scale: args.scale.max(1),
         seed: args.seed,

@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use serde_json::json;
 
 use ingest::adapters::{clickbank, digistore24};
-use processor::outbox::Outbox;
+use schemas::destinations::Destinations;
 use schemas::EventName;
 
 /// The secrets ingest was started with (the same environment variables as ingest reads).
@@ -87,7 +87,7 @@ impl Expected {
 
     /// One unique event of `offer`, and its postbacks by the processor's own routing (the
     /// demo sends no test events).
-    fn count(&mut self, name: &str, offer: &str, routes: &Outbox) {
+    fn count(&mut self, name: &str, offer: &str, routes: &Destinations) {
         *self.events.entry(name.to_owned()).or_default() += 1;
         let event: EventName = name.parse().expect("the demo sends contract event names");
         for destination in routes.routes_for(event, Some(offer), false) {
@@ -167,7 +167,7 @@ pub fn plan(
     run: &str,
     click_ids: &BTreeMap<String, Vec<String>>,
     secrets: &Secrets,
-    routes: &Outbox,
+    routes: &Destinations,
     now: DateTime<Utc>,
 ) -> Plan {
     let mut rng = StdRng::seed_from_u64(volume.seed.wrapping_add(1));
@@ -532,9 +532,9 @@ mod tests {
         }
     }
 
-    fn routes() -> Outbox {
+    fn routes() -> Destinations {
         let file = "[[destination]]\nname = \"t\"\nkind = \"webhook\"\nurl = \"http://x/\"\nevents = [\"SALE\", \"REFUND\"]\noffers = [\"keto-vsl\"]\n";
-        Outbox::parse(file).unwrap()
+        Destinations::parse(file).unwrap()
     }
 
     fn click_ids() -> BTreeMap<String, Vec<String>> {
