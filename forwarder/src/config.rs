@@ -31,14 +31,6 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct Common {
-    /// Kafka bootstrap servers.
-    #[arg(
-        long,
-        env = "KAFKA_BOOTSTRAP_SERVERS",
-        default_value = "127.0.0.1:9092",
-        global = true
-    )]
-    pub kafka_bootstrap_servers: String,
     /// The outbox the processor writes postbacks to.
     #[arg(long, env = "FORWARDER_OUTBOX_TOPIC", default_value = topics::POSTBACK_OUTBOX, global = true)]
     pub outbox_topic: String,
@@ -51,6 +43,9 @@ pub struct Common {
     /// Dead-lettered postbacks.
     #[arg(long, env = "FORWARDER_DLQ_TOPIC", default_value = topics::POSTBACK_DLQ, global = true)]
     pub dlq_topic: String,
+
+    #[command(flatten)]
+    pub kafka: telemetry::kafka::KafkaConnection,
 }
 
 #[derive(Args, Debug, Clone)]

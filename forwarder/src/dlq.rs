@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use rdkafka::config::ClientConfig;
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -65,7 +64,7 @@ impl DeadLetter {
 /// Every dead letter on the topic now, read to the end of each partition.
 pub fn read_all(common: &Common) -> anyhow::Result<Vec<DeadLetter>> {
     let records = read_to_end(
-        &common.kafka_bootstrap_servers,
+        &common.kafka,
         &common.dlq_topic,
         "trackledger-forwarder-replay",
         Duration::from_secs(5),
@@ -103,10 +102,9 @@ pub async fn replay(common: &Common, filter: &ReplayArgs) -> anyhow::Result<usiz
         }
         return Ok(letters.len());
     }
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &common.kafka_bootstrap_servers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
+    let producer: FutureProducer = common
+        .kafka
+        .config(&[("enable.idempotence", "true"), ("acks", "all")])
         .create()?;
     for d in &letters {
         producer

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -30,12 +29,12 @@ use schemas::{AttemptOutcome, OutboxRecord, PostbackAttempt};
 use tokio::sync::Semaphore;
 
 use crate::config::{Common, RunArgs};
-use schemas::destinations::{Destination, Destinations};
 use crate::dlq::{self, headers};
 use crate::kinds::{kind, DestinationKind, PreparedRequest};
 use crate::metrics::Metrics;
 use crate::outcome::{classify, Class};
 use crate::retry::{Next, RetryPolicy};
+use schemas::destinations::{Destination, Destinations};
 
 const SNIPPET: usize = 512;
 
@@ -134,19 +133,23 @@ pub async fn run(
             }),
         );
     }
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &common.kafka_bootstrap_servers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
+    let producer: FutureProducer = common
+        .kafka
+        .config(&[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+        ])
         .create()
         .context("creating the producer")?;
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &common.kafka_bootstrap_servers)
-        .set("group.id", &args.group_id)
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
+    let consumer: StreamConsumer = common
+        .kafka
+        .config(&[
+            ("group.id", args.group_id.as_str()),
+            ("enable.auto.commit", "false"),
+            ("isolation.level", "read_committed"),
+            ("auto.offset.reset", "earliest"),
+        ])
         .create()
         .context("creating the consumer")?;
     consumer.subscribe(&[&common.outbox_topic, &common.retry_topic])?;

@@ -19,8 +19,7 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("{verb} {n} dead-lettered postbacks");
         return Ok(());
     }
-    let destinations =
-        schemas::destinations::Destinations::load(&cli.run.destinations_file)?;
+    let destinations = schemas::destinations::Destinations::load(&cli.run.destinations_file)?;
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(cli.run.metrics_bind).await?;

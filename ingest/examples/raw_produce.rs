@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use ingest::sink::{EventSink, KafkaSink};
+use ingest::producer::{EventProducer, KafkaProducer};
 use schemas::{conversion_key, samples, topics, EventCodec, SingleObjectCodec};
 
 #[tokio::main]
@@ -17,8 +17,12 @@ async fn main() {
     let bootstrap = args.next().unwrap_or_else(|| {
         std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or("127.0.0.1:9092".into())
     });
-    let sink =
-        KafkaSink::with_settings(&bootstrap, Duration::from_secs(30), 1_000_000).expect("producer");
+    let sink = KafkaProducer::with_settings(
+        &telemetry::kafka::KafkaConnection::new(bootstrap),
+        Duration::from_secs(30),
+        1_000_000,
+    )
+    .expect("producer");
 
     let codec = SingleObjectCodec::new();
     let payloads: Vec<(String, Vec<u8>)> = (0..events)

@@ -28,9 +28,9 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::offers::Offers;
 use crate::privacy::PiiHasher;
+use crate::producer::{EventProducer, KafkaProducer, ProduceError};
 use crate::quarantine::Quarantine;
 use crate::routes;
-use crate::sink::{EventSink, KafkaSink, SinkError};
 use crate::spool::Spool;
 
 /// How long clients are told to wait before retrying a 503.
@@ -38,7 +38,7 @@ pub const RETRY_AFTER_SECONDS: u64 = 5;
 
 pub struct AppState {
     pub config: Config,
-    pub sink: Arc<dyn EventSink>,
+    pub producer: Arc<dyn EventProducer>,
     pub codec: SingleObjectCodec,
     pub metrics: Arc<Metrics>,
     pub quarantine: Quarantine,
@@ -55,7 +55,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, sink: Arc<dyn EventSink>) -> Result<Self, String> {
+    pub fn new(config: Config, producer: Arc<dyn EventProducer>) -> Result<Self, String> {
         config.check()?;
         let metrics = Arc::new(Metrics::new());
         let offers = Offers::load(&config.offers_file)?;
@@ -96,7 +96,7 @@ impl AppState {
         }
         Ok(Self {
             quarantine: Quarantine::new(
-                sink.clone(),
+                producer.clone(),
                 metrics.clone(),
                 config.quarantine_topic.clone(),
                 config.quarantine_body_cap,
@@ -109,7 +109,7 @@ impl AppState {
             codec: SingleObjectCodec::new(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
             config,
-            sink,
+            producer,
             metrics,
             offers,
             spool,
@@ -151,7 +151,7 @@ impl ApiError {
     }
 
     /// Kafka did not durably accept: the sender must retry.
-    pub fn unavailable(e: &SinkError) -> Self {
+    pub fn unavailable(e: &ProduceError) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -361,18 +361,20 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let sink = Arc::new(KafkaSink::new(&config)?);
-    sink.spawn_health_probe(&config.events_topic, Duration::from_secs(2));
+    let producer = Arc::new(KafkaProducer::new(&config)?);
+    producer.spawn_health_probe(&config.events_topic, Duration::from_secs(2));
     let limits = ConnectionLimits::of(&config);
-    let state = Arc::new(AppState::new(config, sink.clone()).map_err(anyhow::Error::msg)?);
-    state
-        .spool
-        .spawn_drainer(sink.clone(), state.metrics.clone(), Duration::from_secs(1));
+    let state = Arc::new(AppState::new(config, producer.clone()).map_err(anyhow::Error::msg)?);
+    state.spool.spawn_drainer(
+        producer.clone(),
+        state.metrics.clone(),
+        Duration::from_secs(1),
+    );
     tracing::info!(addr = %listener.local_addr()?, networks = ?state.adapters.keys().collect::<Vec<_>>(), "ingest listening");
     let metrics = state.metrics.clone();
     serve_connections(router(state), listener, limits, metrics, shutdown).await;
     tracing::info!("flushing the producer");
-    tokio::task::spawn_blocking(move || sink.flush(Duration::from_secs(10))).await?;
+    tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await?;
     Ok(())
 }
 

@@ -17,14 +17,6 @@ pub struct Config {
     #[arg(long, env = "INGEST_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
 
-    /// Kafka bootstrap servers.
-    #[arg(
-        long,
-        env = "KAFKA_BOOTSTRAP_SERVERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    pub kafka_bootstrap_servers: String,
-
     /// Topic the accepted events are produced to.
     #[arg(long, env = "INGEST_EVENTS_TOPIC", default_value = schemas::topics::EVENTS)]
     pub events_topic: String,
@@ -164,6 +156,9 @@ pub struct Config {
     /// Mark the click cookie `Secure` (serve over HTTPS).
     #[arg(long, env = "INGEST_SECURE_COOKIE", default_value_t = false)]
     pub secure_cookie: bool,
+
+    #[command(flatten)]
+    pub kafka: telemetry::kafka::KafkaConnection,
 }
 
 impl Config {

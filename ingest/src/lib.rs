@@ -10,9 +10,9 @@ pub mod config;
 pub mod metrics;
 pub mod offers;
 pub mod privacy;
+pub mod producer;
 pub mod quarantine;
 pub mod routes;
-pub mod sink;
 pub mod spool;
 
 pub use app::{router, serve, AppState};

@@ -9,7 +9,7 @@ use schemas::quarantine::REDACTED;
 use schemas::{FieldError, QuarantineKey, QuarantineRecord};
 
 use crate::metrics::Metrics;
-use crate::sink::{EventSink, SinkError};
+use crate::producer::{EventProducer, ProduceError};
 
 /// The request a refusal is about.
 #[derive(Clone, Copy)]
@@ -76,7 +76,7 @@ pub fn redact(text: &[u8], names: &[&str]) -> (Vec<u8>, Vec<String>) {
 }
 
 pub struct Quarantine {
-    sink: Arc<dyn EventSink>,
+    producer: Arc<dyn EventProducer>,
     metrics: Arc<Metrics>,
     topic: String,
     body_cap: usize,
@@ -85,14 +85,14 @@ pub struct Quarantine {
 
 impl Quarantine {
     pub fn new(
-        sink: Arc<dyn EventSink>,
+        producer: Arc<dyn EventProducer>,
         metrics: Arc<Metrics>,
         topic: String,
         body_cap: usize,
         key: QuarantineKey,
     ) -> Self {
         Self {
-            sink,
+            producer,
             metrics,
             topic,
             body_cap,
@@ -107,7 +107,7 @@ impl Quarantine {
         req: &Refused<'_>,
         reason: &str,
         errors: Vec<FieldError>,
-    ) -> Result<(), SinkError> {
+    ) -> Result<(), ProduceError> {
         let (query, body, redacted) = if req.credentials.is_empty() {
             (req.query.map(str::to_owned), req.body.to_vec(), Vec::new())
         } else {
@@ -143,7 +143,10 @@ impl Quarantine {
         };
         self.key.seal(&mut record);
         let payload = serde_json::to_vec(&record).expect("record serialises");
-        let result = self.sink.send(&self.topic, record.key(), &payload).await;
+        let result = self
+            .producer
+            .send(&self.topic, record.key(), &payload)
+            .await;
         match &result {
             Ok(()) => self
                 .metrics

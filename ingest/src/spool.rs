@@ -17,7 +17,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::Mutex;
 
 use crate::metrics::Metrics;
-use crate::sink::EventSink;
+use crate::producer::EventProducer;
 
 const ACTIVE: &str = "clicks.spool";
 
@@ -118,7 +118,7 @@ impl Spool {
 
     /// Re-produces every spooled message; a file is deleted only when all of it is confirmed.
     /// Lines that cannot be read back (a write torn by a crash) are logged, not retried.
-    pub async fn drain_once(&self, sink: &dyn EventSink) -> std::io::Result<Drained> {
+    pub async fn drain_once(&self, producer: &dyn EventProducer) -> std::io::Result<Drained> {
         self.rotate().await?;
         let mut drained = Drained::default();
         let mut dir = tokio::fs::read_dir(&self.dir).await?;
@@ -130,7 +130,7 @@ impl Spool {
         }
         files.sort();
         for file in files {
-            let (sent, all_ok) = self.drain_file(&file, sink).await?;
+            let (sent, all_ok) = self.drain_file(&file, producer).await?;
             if all_ok {
                 let size = tokio::fs::metadata(&file).await?.len();
                 tokio::fs::remove_file(&file).await?;
@@ -149,7 +149,7 @@ impl Spool {
     async fn drain_file(
         &self,
         file: &Path,
-        sink: &dyn EventSink,
+        producer: &dyn EventProducer,
     ) -> std::io::Result<(usize, bool)> {
         let mut lines = tokio::io::BufReader::new(tokio::fs::File::open(file).await?).lines();
         let (mut count, mut unreadable, mut all_ok) = (0, 0, true);
@@ -166,7 +166,9 @@ impl Spool {
                 }
             }
             if chunk.len() == DRAIN_CHUNK || (line.is_none() && !chunk.is_empty()) {
-                let sends = chunk.iter().map(|(e, p)| sink.send(&e.topic, &e.key, p));
+                let sends = chunk
+                    .iter()
+                    .map(|(e, p)| producer.send(&e.topic, &e.key, p));
                 all_ok &= futures::future::join_all(sends)
                     .await
                     .iter()
@@ -191,14 +193,14 @@ impl Spool {
     /// Drains the spool every `period` for as long as the process runs.
     pub fn spawn_drainer(
         self: &Arc<Self>,
-        sink: Arc<dyn EventSink>,
+        producer: Arc<dyn EventProducer>,
         metrics: Arc<Metrics>,
         period: Duration,
     ) {
         let spool = self.clone();
         tokio::spawn(async move {
             loop {
-                match spool.drain_once(sink.as_ref()).await {
+                match spool.drain_once(producer.as_ref()).await {
                     Ok(drained) => {
                         if drained.delivered > 0 {
                             tracing::info!(

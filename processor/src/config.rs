@@ -23,14 +23,6 @@ pub enum Mode {
     about = "Exactly-once dedup and lifecycle joins: tracking events in, the canonical ledger out"
 )]
 pub struct Config {
-    /// Kafka bootstrap servers.
-    #[arg(
-        long,
-        env = "KAFKA_BOOTSTRAP_SERVERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    pub kafka_bootstrap_servers: String,
-
     /// Consumer group shared by all processor instances.
     #[arg(
         long,
@@ -113,6 +105,9 @@ pub struct Config {
     /// Address of the `/metrics`, `/healthz` and `/readyz` endpoints.
     #[arg(long, env = "PROCESSOR_METRICS_BIND", default_value = "127.0.0.1:9101")]
     pub metrics_bind: SocketAddr,
+
+    #[command(flatten)]
+    pub kafka: telemetry::kafka::KafkaConnection,
 }
 
 impl Config {
@@ -161,7 +156,7 @@ mod tests {
 
     #[test]
     fn defaults_match_the_local_stack_and_the_refund_windows() {
-        assert_eq!(default_of("kafka_bootstrap_servers"), "127.0.0.1:9092");
+        assert_eq!(default_of("bootstrap_servers"), "127.0.0.1:9092");
         assert_eq!(default_of("input_topic"), topics::EVENTS);
         assert_eq!(default_of("mode"), "exactly-once");
         let days: u64 = default_of("dedup_window_days").parse().unwrap();

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use base64::Engine as _;
 use chrono::Utc;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -148,7 +147,7 @@ impl Engine {
     fn restore(&mut self, assigned: &[i32]) -> anyhow::Result<()> {
         let started = Instant::now();
         let source = ChangelogSource {
-            bootstrap: &self.config.kafka_bootstrap_servers,
+            kafka: &self.config.kafka,
             topic: &self.config.state_topic,
             group_id: &self.config.group_id,
         };
@@ -268,13 +267,7 @@ impl Engine {
             let at = Position { partition, offset };
             ledger
                 .apply(event, key, fingerprint, at, Utc::now())
-                .map_err(|e| {
-                    (
-                        e.to_string(),
-                        "amount_out_of_range",
-                        "amount_out_of_range",
-                    )
-                })
+                .map_err(|e| (e.to_string(), "amount_out_of_range", "amount_out_of_range"))
         });
         match applied {
             Ok(outcome) => {
@@ -587,19 +580,19 @@ pub fn run(
     let outbox = Outbox::load(config.destinations_file.as_deref())?;
     tracing::info!(destinations = ?outbox.destinations().collect::<Vec<_>>(), "postback routes loaded");
     let transactional_id = config.transactional_id();
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka_bootstrap_servers)
-        .set("transactional.id", &transactional_id)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "500000")
-        .set("compression.type", "lz4")
-        .set(
-            "transaction.timeout.ms",
-            config.transaction_timeout_ms.to_string(),
-        )
+    let transaction_timeout = config.transaction_timeout_ms.to_string();
+    let producer: BaseProducer = config
+        .kafka
+        .config(&[
+            ("transactional.id", transactional_id.as_str()),
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("batch.num.messages", "10000"),
+            ("queue.buffering.max.messages", "500000"),
+            ("compression.type", "lz4"),
+            ("transaction.timeout.ms", transaction_timeout.as_str()),
+        ])
         .create()
         .context("creating the transactional producer")?;
     // Aborts whatever a previous incarnation with this transactional.id left open.
@@ -623,15 +616,18 @@ pub fn run(
         fatal: None,
         ready,
     }));
-    let consumer: BaseConsumer<RebalanceHook> = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka_bootstrap_servers)
-        .set("group.id", &config.group_id)
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", config.session_timeout_ms.to_string())
-        .set("fetch.max.bytes", "52428800")
-        .set("queued.max.messages.kbytes", "131072")
+    let session_timeout = config.session_timeout_ms.to_string();
+    let consumer: BaseConsumer<RebalanceHook> = config
+        .kafka
+        .config(&[
+            ("group.id", config.group_id.as_str()),
+            ("isolation.level", "read_committed"),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("session.timeout.ms", session_timeout.as_str()),
+            ("fetch.max.bytes", "52428800"),
+            ("queued.max.messages.kbytes", "131072"),
+        ])
         .create_with_context(RebalanceHook {
             engine: engine.clone(),
         })

@@ -53,7 +53,7 @@ mod tests {
 
     fn entry(e: schemas::TrackingEvent) -> LedgerEntry {
         LedgerEntry::opening(e, ConversionStatus::Sold, Utc::now())
-        .expect("sample amounts fit decimal(18, 6)")
+            .expect("sample amounts fit decimal(18, 6)")
     }
 
     const FILE: &str = r#"

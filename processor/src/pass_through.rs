@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
@@ -21,24 +20,28 @@ pub fn run(
     shutdown: Arc<AtomicBool>,
     ready: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka_bootstrap_servers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "500000")
-        .set("compression.type", "lz4")
+    let producer: BaseProducer = config
+        .kafka
+        .config(&[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("batch.num.messages", "10000"),
+            ("queue.buffering.max.messages", "500000"),
+            ("compression.type", "lz4"),
+        ])
         .create()
         .context("creating the producer")?;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka_bootstrap_servers)
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "200")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.max.bytes", "52428800")
-        .set("queued.max.messages.kbytes", "131072")
+    let consumer: BaseConsumer = config
+        .kafka
+        .config(&[
+            ("group.id", config.group_id.as_str()),
+            ("enable.auto.commit", "true"),
+            ("auto.commit.interval.ms", "200"),
+            ("auto.offset.reset", "earliest"),
+            ("fetch.max.bytes", "52428800"),
+            ("queued.max.messages.kbytes", "131072"),
+        ])
         .create()
         .context("creating the consumer")?;
     consumer.subscribe(&[&config.input_topic])?;

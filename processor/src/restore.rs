@@ -5,7 +5,6 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -13,12 +12,14 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use telemetry::KafkaLogs;
 
+use telemetry::kafka::KafkaConnection;
+
 use crate::changelog;
 use crate::ledger::PartitionLedger;
 
 /// Where the changelog is.
 pub struct ChangelogSource<'a> {
-    pub bootstrap: &'a str,
+    pub kafka: &'a KafkaConnection,
     pub topic: &'a str,
     pub group_id: &'a str,
 }
@@ -32,15 +33,18 @@ pub fn restore(
         .iter()
         .map(|p| (*p, PartitionLedger::default()))
         .collect();
-    let consumer: BaseConsumer<KafkaLogs> = ClientConfig::new()
-        .set("bootstrap.servers", source.bootstrap)
-        .set("group.id", format!("{}-restore", source.group_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .set("fetch.max.bytes", "52428800")
-        .set("max.partition.fetch.bytes", "16777216")
-        .set("queued.max.messages.kbytes", "262144")
+    let group = format!("{}-restore", source.group_id);
+    let consumer: BaseConsumer<KafkaLogs> = source
+        .kafka
+        .config(&[
+            ("group.id", group.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.partition.eof", "true"),
+            ("isolation.level", "read_committed"),
+            ("fetch.max.bytes", "52428800"),
+            ("max.partition.fetch.bytes", "16777216"),
+            ("queued.max.messages.kbytes", "262144"),
+        ])
         .create_with_context(KafkaLogs)
         .context("creating the restore consumer")?;
 

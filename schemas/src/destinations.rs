@@ -51,7 +51,10 @@ impl Kind {
             // Meta has events for sales and leads, not for reversals.
             Kind::MetaCapi => matches!(
                 name,
-                EventName::Sale | EventName::Lead | EventName::QualifiedLead | EventName::ApprovedLead
+                EventName::Sale
+                    | EventName::Lead
+                    | EventName::QualifiedLead
+                    | EventName::ApprovedLead
             ),
             Kind::S2s | Kind::Webhook => true,
         }
@@ -285,22 +288,51 @@ mod tests {
         let one = |extra: &str| Destinations::parse(&format!("[[destination]]\n{base}{extra}"));
         let err = |text: &str| Destinations::parse(text).unwrap_err().to_string();
         assert!(one("").is_ok());
-        assert!(one("kind2='x'").unwrap_err().to_string().contains("unknown field"));
+        assert!(one("kind2='x'")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field"));
         assert!(err(&format!("[[destination]]\n{base}[[destination]]\n{base}")).contains("twice"));
-        assert!(err("[[destination]]\nname='a'\nkind='fax'\nurl='https://x'\nevents=['SALE']")
-            .contains("unknown variant"));
+        assert!(
+            err("[[destination]]\nname='a'\nkind='fax'\nurl='https://x'\nevents=['SALE']")
+                .contains("unknown variant")
+        );
         assert!(err("[[destination]]\nname='a'\nkind='s2s'\nurl='https://t.example/?x={nope}'\nevents=['SALE']").contains("unknown macro {nope}"));
-        assert!(err("[[destination]]\nname='a'\nkind='s2s'\nurl='ftp://x'\nevents=['SALE']").contains("http"));
-        assert!(err("[[destination]]\nname='a'\nkind='s2s'\nurl='https://{sub1}/pb'\nevents=['SALE']").contains("host part"));
-        assert!(err("[[destination]]\nname='a'\nkind='s2s'\nurl='https://x'\nevents=[]").contains("no events"));
-        assert!(err("[[destination]]\nname='a'\nkind='s2s'\nurl='https://x'\nevents=['PURCHASE']").contains("unknown variant"));
-        assert!(one("max_attempts=0").unwrap_err().to_string().contains("max_attempts"));
-        assert!(one("backoff_initial_ms=5000\nbackoff_max_ms=10").unwrap_err().to_string().contains("backoff"));
+        assert!(
+            err("[[destination]]\nname='a'\nkind='s2s'\nurl='ftp://x'\nevents=['SALE']")
+                .contains("http")
+        );
+        assert!(err(
+            "[[destination]]\nname='a'\nkind='s2s'\nurl='https://{sub1}/pb'\nevents=['SALE']"
+        )
+        .contains("host part"));
+        assert!(
+            err("[[destination]]\nname='a'\nkind='s2s'\nurl='https://x'\nevents=[]")
+                .contains("no events")
+        );
+        assert!(
+            err("[[destination]]\nname='a'\nkind='s2s'\nurl='https://x'\nevents=['PURCHASE']")
+                .contains("unknown variant")
+        );
+        assert!(one("max_attempts=0")
+            .unwrap_err()
+            .to_string()
+            .contains("max_attempts"));
+        assert!(one("backoff_initial_ms=5000\nbackoff_max_ms=10")
+            .unwrap_err()
+            .to_string()
+            .contains("backoff"));
         // The forwarder needs kind and url, so the processor does not route without them.
         assert!(err("[[destination]]\nname='a'\nevents=['SALE']").contains("missing field"));
-        let meta = "[[destination]]\nname='m'\nkind='meta_capi'\nurl='https://g.example/v19.0/1/events'\n";
+        let meta =
+            "[[destination]]\nname='m'\nkind='meta_capi'\nurl='https://g.example/v19.0/1/events'\n";
         assert!(err(&format!("{meta}events=['SALE']")).contains("access_token_env"));
-        assert!(err(&format!("{meta}access_token_env='T'\nevents=['REFUND']")).contains("not REFUND"));
-        assert!(Destinations::parse(&format!("{meta}access_token_env='T'\nevents=['SALE', 'LEAD']")).is_ok());
+        assert!(
+            err(&format!("{meta}access_token_env='T'\nevents=['REFUND']")).contains("not REFUND")
+        );
+        assert!(Destinations::parse(&format!(
+            "{meta}access_token_env='T'\nevents=['SALE', 'LEAD']"
+        ))
+        .is_ok());
     }
 }

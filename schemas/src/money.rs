@@ -22,7 +22,9 @@ const MAX_MICROS: i64 = 999_999_999_999_999_999;
 pub enum MoneyError {
     #[error("{0} has more than {SCALE} decimal places")]
     TooPrecise(Decimal),
-    #[error("{0} is outside decimal({PRECISION},{SCALE}) (at most 999999999999.999999 in magnitude)")]
+    #[error(
+        "{0} is outside decimal({PRECISION},{SCALE}) (at most 999999999999.999999 in magnitude)"
+    )]
     OutOfRange(String),
     #[error("{0:?} is not a decimal amount")]
     NotANumber(String),
@@ -150,10 +152,15 @@ mod tests {
 
     #[test]
     fn decimals_convert_exactly_or_not_at_all() {
-        assert_eq!(Money::from_decimal(d("49.99")).unwrap().micros(), 49_990_000);
+        assert_eq!(
+            Money::from_decimal(d("49.99")).unwrap().micros(),
+            49_990_000
+        );
         assert_eq!(Money::from_decimal(d("-0.000001")).unwrap().micros(), -1);
         assert_eq!(
-            Money::from_decimal(d("999999999999.999999")).unwrap().micros(),
+            Money::from_decimal(d("999999999999.999999"))
+                .unwrap()
+                .micros(),
             MAX_MICROS
         );
         assert!(matches!(

@@ -17,13 +17,6 @@ pub const MAX_BATCH_ROWS: usize = 1_000_000;
     about = "Loads the ledger, receipts, postback attempts and quarantine summaries into ClickHouse, exactly once"
 )]
 pub struct Config {
-    #[arg(
-        long,
-        env = "KAFKA_BOOTSTRAP_SERVERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    pub kafka_bootstrap_servers: String,
-
     /// ClickHouse HTTP URL.
     #[arg(long, env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
     pub clickhouse_url: String,
@@ -76,6 +69,9 @@ pub struct Config {
     /// Address of the `/metrics`, `/healthz` and `/readyz` endpoints.
     #[arg(long, env = "SINK_METRICS_BIND", default_value = "127.0.0.1:9102")]
     pub metrics_bind: SocketAddr,
+
+    #[command(flatten)]
+    pub kafka: telemetry::kafka::KafkaConnection,
 }
 
 impl Config {

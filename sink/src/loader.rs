@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use clickhouse::{Client, Row, RowOwned, RowWrite};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -154,14 +153,16 @@ pub async fn run(
         return Ok(());
     }
     let client = client.with_database(&config.database);
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka_bootstrap_servers)
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("isolation.level", "read_committed")
-        .set("fetch.max.bytes", "52428800")
-        .set("queued.max.messages.kbytes", "262144")
+    let consumer: StreamConsumer = config
+        .kafka
+        .config(&[
+            ("group.id", config.group_id.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("isolation.level", "read_committed"),
+            ("fetch.max.bytes", "52428800"),
+            ("queued.max.messages.kbytes", "262144"),
+        ])
         .create()
         .context("creating the consumer")?;
 

@@ -1,6 +1,7 @@
 //! The operator surface every service shares: structured JSON logs, the shutdown signal,
 //! Prometheus registries, and the `/metrics`, `/healthz` and `/readyz` endpoints.
 
+pub mod kafka;
 pub mod topic;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::config::ClientConfig;
+
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::kafka::KafkaConnection;
 use crate::KafkaLogs;
 
 /// One record of a topic.
@@ -64,17 +65,19 @@ pub fn watermarks<C: ConsumerContext>(
 /// read by a consumer of `group` that commits nothing; fails when Kafka is silent for
 /// `timeout`.
 pub fn read_to_end(
-    bootstrap: &str,
+    kafka: &KafkaConnection,
     topic: &str,
     group: &str,
     timeout: Duration,
 ) -> anyhow::Result<Vec<Record>> {
-    let consumer: BaseConsumer<KafkaLogs> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
+    let bootstrap = &kafka.bootstrap_servers;
+    let consumer: BaseConsumer<KafkaLogs> = kafka
+        .config(&[
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            ("enable.partition.eof", "true"),
+            ("isolation.level", "read_committed"),
+        ])
         .create_with_context(KafkaLogs)?;
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(30))

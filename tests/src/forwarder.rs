@@ -58,6 +58,6 @@ pub fn outbox_record(destination: &str, id: &str) -> OutboxRecord {
         idempotency_key: id.to_owned(),
         enqueued_at: Utc::now(),
         entry: LedgerEntry::opening(event, ConversionStatus::Sold, Utc::now())
-        .expect("sample amounts fit decimal(18, 6)"),
+            .expect("sample amounts fit decimal(18, 6)"),
     }
 }

@@ -24,6 +24,11 @@ pub fn kafka_bootstrap() -> String {
     stack_env("KAFKA_BOOTSTRAP_SERVERS")
 }
 
+/// The running stack's Kafka, as every service's client configuration takes it.
+pub fn kafka() -> telemetry::kafka::KafkaConnection {
+    telemetry::kafka::KafkaConnection::new(kafka_bootstrap())
+}
+
 /// The ClickHouse HTTP URL of the running stack.
 pub fn clickhouse_url() -> String {
     stack_env("CLICKHOUSE_URL")

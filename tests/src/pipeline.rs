@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::processor::ProcessorTopics;
 use crate::service::ServiceProcess;
 use crate::sink::database;
-use crate::{clickhouse_url, kafka_bootstrap, IngestServer};
+use crate::{clickhouse_url, IngestServer};
 
 pub struct Pipeline {
     pub topics: ProcessorTopics,
@@ -62,7 +62,7 @@ impl Pipeline {
     /// The forwarder's topics, as trackctl reads the DLQ.
     pub fn postback_topics(&self) -> ::forwarder::config::Common {
         ::forwarder::config::Common {
-            kafka_bootstrap_servers: kafka_bootstrap(),
+            kafka: crate::kafka(),
             outbox_topic: self.topics.outbox.clone(),
             retry_topic: self.topics.retry.clone(),
             attempts_topic: self.topics.attempts.clone(),

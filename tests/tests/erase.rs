@@ -8,7 +8,7 @@ use serde_json::json;
 use tests::pipeline::Pipeline;
 use tests::secrets;
 use tests::sink::wait_rows;
-use tests::{kafka_bootstrap, scan_topic, unique_name};
+use tests::{scan_topic, unique_name};
 use trackctl::erase::{EraseArgs, Subject};
 
 const DESTINATIONS: &str = r#"
@@ -167,7 +167,7 @@ async fn an_erased_person_cannot_be_found_and_the_totals_stay() {
             email: Some(" Alice@Example.COM ".into()),
         },
         pii_key: Some(secrets::PII_KEY.into()),
-        kafka_bootstrap_servers: kafka_bootstrap(),
+        kafka: tests::kafka(),
         events_topic: pipeline.topics.input.clone(),
         processor_group: pipeline.topics.group.clone(),
         wait_seconds: 60,

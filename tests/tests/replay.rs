@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ingest::adapters::digistore24;
 use tests::processor::ProcessorTopics;
-use tests::{kafka_bootstrap, scan_topic, secrets, unique_name, IngestServer};
+use tests::{scan_topic, secrets, unique_name, IngestServer};
 use trackctl::replay::{quarantine, QuarantineReplay};
 use trackctl::warehouse::IngestEndpoint;
 
@@ -80,18 +80,18 @@ async fn a_postback_refused_for_a_wrong_passphrase_goes_through_after_the_fix() 
             f.key.as_deref() == Some(key.as_bytes())
         })
     };
-    let listed = quarantine(&kafka_bootstrap(), &args).await.unwrap();
+    let listed = quarantine(&tests::kafka(), &args).await.unwrap();
     assert_eq!(listed.accepted, 1);
     assert!(sale(1).is_empty(), "a dry run sends nothing");
 
     args.dry_run = false;
-    let done = quarantine(&kafka_bootstrap(), &args).await.unwrap();
+    let done = quarantine(&tests::kafka(), &args).await.unwrap();
     assert_eq!((done.accepted, done.refused_again, done.skipped), (1, 0, 0));
     assert_eq!(sale(2).len(), 1, "the sale reached the events topic once");
 
     // A filter that matches nothing replays nothing.
     args.reason = Some("validation".into());
-    let none = quarantine(&kafka_bootstrap(), &args).await.unwrap();
+    let none = quarantine(&tests::kafka(), &args).await.unwrap();
     assert_eq!(none.accepted + none.refused_again + none.skipped, 0);
     fixed.stop().await;
 }
@@ -173,13 +173,13 @@ async fn a_token_postback_is_kept_without_its_token_and_replayed_by_the_operator
         dry_run: false,
         quarantine_key: None,
     };
-    let refused = quarantine(&kafka_bootstrap(), &args).await;
+    let refused = quarantine(&tests::kafka(), &args).await;
     assert!(
         format!("{:#}", refused.unwrap_err()).contains("INGEST_QUARANTINE_KEY"),
         "sealed records need the key"
     );
     args.quarantine_key = Some(secrets::QUARANTINE_KEY.into());
-    let done = quarantine(&kafka_bootstrap(), &args).await.unwrap();
+    let done = quarantine(&tests::kafka(), &args).await.unwrap();
     assert_eq!((done.accepted, done.refused_again, done.skipped), (2, 0, 1));
     let bg_key = format!("buygoods/order/{order}");
     let s2s_id = schemas::postback_event_id("s2s_tracker-a", &tx, "SALE", None).to_string();

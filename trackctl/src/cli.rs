@@ -57,15 +57,10 @@ pub enum Command {
 pub enum Replay {
     /// Re-send quarantined requests to ingest (after fixing what refused them).
     Quarantine {
-        /// Kafka bootstrap servers.
-        #[arg(
-            long,
-            env = "KAFKA_BOOTSTRAP_SERVERS",
-            default_value = "127.0.0.1:9092"
-        )]
-        kafka_bootstrap_servers: String,
         #[command(flatten)]
         args: QuarantineReplay,
+        #[command(flatten)]
+        kafka: telemetry::kafka::KafkaConnection,
     },
     /// Put dead-lettered postbacks back on the outbox, with their idempotency keys.
     Dlq {

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use clap::Args;
 use rand::RngCore;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -51,13 +50,6 @@ pub struct EraseArgs {
     /// The PII key ingest hashes e-mails with (only for --email).
     #[arg(long, env = "INGEST_PII_KEY", hide_env_values = true)]
     pub pii_key: Option<String>,
-    /// Kafka bootstrap servers.
-    #[arg(
-        long,
-        env = "KAFKA_BOOTSTRAP_SERVERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    pub kafka_bootstrap_servers: String,
     /// The processor's input topic, where erasure requests go.
     #[arg(long, env = "PROCESSOR_INPUT_TOPIC", default_value = schemas::topics::EVENTS)]
     pub events_topic: String,
@@ -78,6 +70,9 @@ pub struct EraseArgs {
     /// Show what would be erased without changing anything.
     #[arg(long)]
     pub dry_run: bool,
+
+    #[command(flatten)]
+    pub kafka: telemetry::kafka::KafkaConnection,
 }
 
 /// What an erasure found and changed.
@@ -303,10 +298,9 @@ async fn request_processor(
             .or_default()
             .push(o.event_id.clone());
     }
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &args.kafka_bootstrap_servers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
+    let producer: FutureProducer = args
+        .kafka
+        .config(&[("enable.idempotence", "true"), ("acks", "all")])
         .create()?;
     let mut landed = Vec::new();
     for ((conversion_key, partition), event_ids) in by_conversion {
@@ -340,10 +334,12 @@ async fn request_processor(
 
 /// Waits until the processor's group has committed past every request.
 fn wait_applied(args: &EraseArgs, landed: &[(i32, i64)]) -> anyhow::Result<usize> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &args.kafka_bootstrap_servers)
-        .set("group.id", &args.processor_group)
-        .set("enable.auto.commit", "false")
+    let consumer: BaseConsumer = args
+        .kafka
+        .config(&[
+            ("group.id", args.processor_group.as_str()),
+            ("enable.auto.commit", "false"),
+        ])
         .create()?;
     let deadline = Instant::now() + Duration::from_secs(args.wait_seconds);
     loop {

@@ -28,11 +28,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Receiver { bind } => demo::receiver::serve(bind).await,
-        Command::Replay(Replay::Quarantine {
-            kafka_bootstrap_servers,
-            args,
-        }) => {
-            let done = replay::quarantine(&kafka_bootstrap_servers, &args).await?;
+        Command::Replay(Replay::Quarantine { kafka, args }) => {
+            let done = replay::quarantine(&kafka, &args).await?;
             println!(
                 "{} accepted, {} refused again (quarantined anew), {} not replayable",
                 done.accepted, done.refused_again, done.skipped

@@ -9,6 +9,7 @@ use clap::Args;
 use schemas::{QuarantineKey, QuarantineRecord};
 
 use crate::warehouse::IngestEndpoint;
+use telemetry::kafka::KafkaConnection;
 use telemetry::topic::read_to_end;
 
 #[derive(Args, Debug, Clone)]
@@ -61,8 +62,11 @@ pub struct Replayed {
     pub skipped: usize,
 }
 
-pub async fn quarantine(bootstrap: &str, args: &QuarantineReplay) -> anyhow::Result<Replayed> {
-    let (b, topic) = (bootstrap.to_owned(), args.quarantine_topic.clone());
+pub async fn quarantine(
+    kafka: &KafkaConnection,
+    args: &QuarantineReplay,
+) -> anyhow::Result<Replayed> {
+    let (b, topic) = (kafka.clone(), args.quarantine_topic.clone());
     let records = tokio::task::spawn_blocking(move || {
         read_to_end(&b, &topic, "trackctl", Duration::from_secs(30))
     })

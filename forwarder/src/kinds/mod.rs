@@ -87,6 +87,10 @@ pub(crate) mod fixtures {
     pub fn destination(kind: &str, url: &str) -> Destination {
         let text =
             format!("[[destination]]\nname='d'\nkind='{kind}'\nurl='{url}'\nevents=['SALE']\n");
-        Destinations::parse(&text).unwrap().into_iter().next().unwrap()
+        Destinations::parse(&text)
+            .unwrap()
+            .into_iter()
+            .next()
+            .unwrap()
     }
 }

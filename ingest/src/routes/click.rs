@@ -141,7 +141,9 @@ async fn handle(
         let key = conversion_key(&event);
         let confirmed = tokio::time::timeout(
             state.config.click_wait(),
-            state.sink.send(&state.config.events_topic, &key, &payload),
+            state
+                .producer
+                .send(&state.config.events_topic, &key, &payload),
         )
         .await;
         match confirmed {

@@ -15,7 +15,7 @@ use crate::app::{ApiError, AppState};
 
 /// Ready when the Kafka producer reaches the broker and sees the events topic.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    if state.sink.ready() {
+    if state.producer.ready() {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "kafka unreachable")
@@ -47,7 +47,7 @@ pub(crate) async fn produce(
     }
     let count = messages.len() as u64;
     if let Err(e) = state
-        .sink
+        .producer
         .send_batch(&state.config.events_topic, &messages)
         .await
     {

@@ -238,7 +238,7 @@ fn restore_bench(keys: usize) -> anyhow::Result<()> {
     let before = LIVE.load(Ordering::Relaxed);
     let started = Instant::now();
     let source = ChangelogSource {
-        bootstrap: &kafka_bootstrap(),
+        kafka: &tests::kafka(),
         topic: &topics.state,
         group_id: &unique_name("bench-restore"),
     };

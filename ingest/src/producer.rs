@@ -1,20 +1,21 @@
-//! Where accepted events go: a producer behind a trait (as in PostHog's capture), so the HTTP
-//! layer only knows "durably accepted, or not".
+//! The Kafka producer accepted events go to, behind a trait (as in PostHog's capture), so the
+//! HTTP layer only knows "durably accepted, or not".
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use telemetry::kafka::KafkaConnection;
 
 use crate::config::Config;
 
 /// Why a message was not durably accepted. Every variant means "answer 503, retry later".
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum SinkError {
+pub enum ProduceError {
     #[error("the producer queue is full")]
     QueueFull,
     #[error("Kafka did not confirm delivery in time")]
@@ -23,19 +24,19 @@ pub enum SinkError {
     Kafka(String),
 }
 
-impl SinkError {
+impl ProduceError {
     /// Label for the produce-error metric.
     pub fn kind(&self) -> &'static str {
         match self {
-            SinkError::QueueFull => "queue_full",
-            SinkError::Timeout => "timeout",
-            SinkError::Kafka(_) => "kafka",
+            ProduceError::QueueFull => "queue_full",
+            ProduceError::Timeout => "timeout",
+            ProduceError::Kafka(_) => "kafka",
         }
     }
 }
 
 /// A durable destination for encoded messages.
-pub trait EventSink: Send + Sync + 'static {
+pub trait EventProducer: Send + Sync + 'static {
     /// Resolves once the message is durably stored (for Kafka: acknowledged by all in-sync
     /// replicas), or with the reason it is not.
     fn send(
@@ -43,7 +44,7 @@ pub trait EventSink: Send + Sync + 'static {
         topic: &str,
         key: &str,
         payload: &[u8],
-    ) -> BoxFuture<'static, Result<(), SinkError>>;
+    ) -> BoxFuture<'static, Result<(), ProduceError>>;
 
     /// Resolves once every message is durably stored, or with the first reason one is not.
     /// One wait for the whole batch instead of one per message.
@@ -51,7 +52,7 @@ pub trait EventSink: Send + Sync + 'static {
         &self,
         topic: &str,
         messages: &[(String, Vec<u8>)],
-    ) -> BoxFuture<'static, Result<(), SinkError>>;
+    ) -> BoxFuture<'static, Result<(), ProduceError>>;
 
     /// Whether the sink can currently accept messages.
     fn ready(&self) -> bool;
@@ -61,39 +62,39 @@ pub trait EventSink: Send + Sync + 'static {
 }
 
 /// Kafka through an idempotent, `acks=all` producer.
-pub struct KafkaSink {
+pub struct KafkaProducer {
     producer: FutureProducer,
     ack_timeout: Duration,
     reachable: Arc<AtomicBool>,
 }
 
-impl KafkaSink {
+impl KafkaProducer {
     pub fn new(config: &Config) -> Result<Self, KafkaError> {
         Self::with_settings(
-            &config.kafka_bootstrap_servers,
+            &config.kafka,
             config.ack_timeout(),
             config.producer_queue_messages,
         )
     }
 
     pub fn with_settings(
-        bootstrap: &str,
+        kafka: &KafkaConnection,
         ack_timeout: Duration,
         queue_messages: usize,
     ) -> Result<Self, KafkaError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "2")
-            .set("compression.type", "lz4")
-            // librdkafka gives up on a message after this, so a delivery report (success or
-            // error) always arrives within the ack timeout.
-            .set(
-                "message.timeout.ms",
-                ack_timeout.as_millis().max(1000).to_string(),
-            )
-            .set("queue.buffering.max.messages", queue_messages.to_string())
+        // librdkafka gives up on a message after message.timeout.ms, so a delivery report
+        // (success or error) always arrives within the ack timeout.
+        let message_timeout = ack_timeout.as_millis().max(1000).to_string();
+        let queue_messages = queue_messages.to_string();
+        let producer: FutureProducer = kafka
+            .config(&[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("linger.ms", "2"),
+                ("compression.type", "lz4"),
+                ("message.timeout.ms", message_timeout.as_str()),
+                ("queue.buffering.max.messages", queue_messages.as_str()),
+            ])
             .create()?;
         Ok(Self {
             producer,
@@ -132,13 +133,13 @@ impl KafkaSink {
     }
 }
 
-impl EventSink for KafkaSink {
+impl EventProducer for KafkaProducer {
     fn send(
         &self,
         topic: &str,
         key: &str,
         payload: &[u8],
-    ) -> BoxFuture<'static, Result<(), SinkError>> {
+    ) -> BoxFuture<'static, Result<(), ProduceError>> {
         let record = FutureRecord::to(topic).key(key).payload(payload);
         let queued = self.producer.send_result(record).map_err(|(e, _)| e);
         let timeout = self.ack_timeout;
@@ -147,16 +148,18 @@ impl EventSink for KafkaSink {
             let delivery = match queued {
                 Ok(d) => d,
                 Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
-                    return Err(SinkError::QueueFull)
+                    return Err(ProduceError::QueueFull)
                 }
-                Err(e) => return Err(SinkError::Kafka(e.to_string())),
+                Err(e) => return Err(ProduceError::Kafka(e.to_string())),
             };
             match tokio::time::timeout(timeout, delivery).await {
-                Err(_) => Err(SinkError::Timeout),
-                Ok(Err(_canceled)) => Err(SinkError::Kafka("producer dropped the message".into())),
+                Err(_) => Err(ProduceError::Timeout),
+                Ok(Err(_canceled)) => {
+                    Err(ProduceError::Kafka("producer dropped the message".into()))
+                }
                 Ok(Ok(Err((e, _)))) => {
                     reachable.store(false, Ordering::Relaxed);
-                    Err(SinkError::Kafka(e.to_string()))
+                    Err(ProduceError::Kafka(e.to_string()))
                 }
                 Ok(Ok(Ok(_))) => Ok(()),
             }
@@ -167,7 +170,7 @@ impl EventSink for KafkaSink {
         &self,
         topic: &str,
         messages: &[(String, Vec<u8>)],
-    ) -> BoxFuture<'static, Result<(), SinkError>> {
+    ) -> BoxFuture<'static, Result<(), ProduceError>> {
         let mut deliveries = Vec::with_capacity(messages.len());
         let mut refused = None;
         for (key, payload) in messages {
@@ -177,11 +180,11 @@ impl EventSink for KafkaSink {
             {
                 Ok(d) => deliveries.push(d),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    refused = Some(SinkError::QueueFull);
+                    refused = Some(ProduceError::QueueFull);
                     break;
                 }
                 Err((e, _)) => {
-                    refused = Some(SinkError::Kafka(e.to_string()));
+                    refused = Some(ProduceError::Kafka(e.to_string()));
                     break;
                 }
             }
@@ -195,11 +198,11 @@ impl EventSink for KafkaSink {
                 for delivery in deliveries {
                     match delivery.await {
                         Err(_canceled) => {
-                            return Err(SinkError::Kafka("producer dropped the message".into()))
+                            return Err(ProduceError::Kafka("producer dropped the message".into()))
                         }
                         Ok(Err((e, _))) => {
                             reachable.store(false, Ordering::Relaxed);
-                            return Err(SinkError::Kafka(e.to_string()));
+                            return Err(ProduceError::Kafka(e.to_string()));
                         }
                         Ok(Ok(_)) => {}
                     }
@@ -207,7 +210,7 @@ impl EventSink for KafkaSink {
                 Ok(())
             };
             match tokio::time::timeout(timeout, all).await {
-                Err(_) => Err(SinkError::Timeout),
+                Err(_) => Err(ProduceError::Timeout),
                 Ok(result) => refused.map_or(result, Err),
             }
         })
