@@ -27,7 +27,7 @@ use crate::client_ip::{ClientIp, TrustedProxies};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::offers::Offers;
-use crate::privacy::PiiHasher;
+use schemas::privacy::PiiHasher;
 use crate::producer::{EventProducer, KafkaProducer, ProduceError};
 use crate::quarantine::Quarantine;
 use crate::routes;

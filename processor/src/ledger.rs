@@ -3,6 +3,7 @@
 //! feeds it events in offset order and writes what it returns in one Kafka transaction.
 
 use chrono::{DateTime, Utc};
+use schemas::key::KeyKind;
 use schemas::ledger::flags;
 use schemas::money::{Money, MoneyError};
 use schemas::{
@@ -28,7 +29,6 @@ pub struct Seen {
     /// Occurrences so far, the counted one included.
     pub count: u32,
 }
-
 
 /// A reversal or status change recorded before its original arrived.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,10 +108,6 @@ fn lead_status_of(name: EventName) -> ConversionStatus {
 
 /// Keys of the conversions whose lifecycle the ledger joins; clicks and unkeyed events stand
 /// alone.
-fn has_lifecycle(conversion_key: &str) -> bool {
-    !conversion_key.starts_with("click/") && !conversion_key.starts_with("event/")
-}
-
 /// A piece of state that changed; the changelog gets its value as of the commit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum StateKey {
@@ -238,7 +234,7 @@ impl PartitionLedger {
         };
         let mut changed = vec![StateKey::Seen(key)];
         // An amount the ledger cannot hold changes no state: the event is refused whole.
-        let entry = if has_lifecycle(&conversion_key) {
+        let entry = if KeyKind::of(&conversion_key).has_lifecycle() {
             let conversion = self.conversions.entry(conversion_key.clone()).or_default();
             let entry = join(conversion, event, conversion_key.clone(), at, now)?;
             changed.push(StateKey::Conversion(conversion_key));
@@ -601,17 +597,18 @@ mod tests {
             self.offset += 1;
             let fp = schemas::avro::ledger::content_fingerprint(&e).unwrap();
             let key = conversion_key(&e);
-            self.ledger.apply(
-                e,
-                key,
-                fp,
-                Position {
-                    partition: 0,
-                    offset: self.offset,
-                },
-                now(),
-            )
-            .expect("amounts within decimal(18, 6)")
+            self.ledger
+                .apply(
+                    e,
+                    key,
+                    fp,
+                    Position {
+                        partition: 0,
+                        offset: self.offset,
+                    },
+                    now(),
+                )
+                .expect("amounts within decimal(18, 6)")
         }
 
         fn entry(&mut self, e: TrackingEvent) -> LedgerEntry {
@@ -866,7 +863,10 @@ mod tests {
             },
             now(),
         );
-        assert!(matches!(refused, Err(MoneyError::OutOfRange(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(MoneyError::OutOfRange(_))),
+            "{refused:?}"
+        );
         assert_eq!(f.ledger.current(&StateKey::Conversion(key)), before);
         // Not marked seen either: the same event, fixed, is a first occurrence.
         rebill.revenue = Some(dec("0"));

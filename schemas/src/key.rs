@@ -10,15 +10,66 @@
 
 use crate::event::TrackingEvent;
 
+const ORDER: &str = "/order/";
+const LEAD: &str = "/lead/";
+const CLICK: &str = "click/";
+const EVENT: &str = "event/";
+
 pub fn conversion_key(e: &TrackingEvent) -> String {
     if let Some(order) = &e.order_id {
-        format!("{}/order/{order}", e.network)
+        format!("{}{ORDER}{order}", e.network)
     } else if let Some(lead) = &e.lead_id {
-        format!("{}/lead/{lead}", e.network)
+        format!("{}{LEAD}{lead}", e.network)
     } else if let Some(click) = &e.click_id {
-        format!("click/{click}")
+        format!("{CLICK}{click}")
     } else {
-        format!("event/{}", e.event_id)
+        format!("{EVENT}{}", e.event_id)
+    }
+}
+
+/// What a conversion key names, read back from the key itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Order,
+    Lead,
+    Click,
+    Event,
+}
+
+impl KeyKind {
+    /// The kind of a key made by [`conversion_key`].
+    pub fn of(key: &str) -> KeyKind {
+        if key.starts_with(CLICK) {
+            KeyKind::Click
+        } else if key.starts_with(EVENT) {
+            KeyKind::Event
+        } else if key
+            .split_once('/')
+            .is_some_and(|(_, rest)| rest.starts_with(&LEAD[1..]))
+        {
+            KeyKind::Lead
+        } else {
+            KeyKind::Order
+        }
+    }
+
+    /// Whether events under such a key join into a lifecycle (a sale with its reversals, a
+    /// lead with its statuses); clicks and lone events stand alone.
+    pub fn has_lifecycle(self) -> bool {
+        matches!(self, KeyKind::Order | KeyKind::Lead)
+    }
+}
+
+/// A ClickBank receipt's order and rebill number: `ABCD1234-B002` is the second rebill of
+/// order `ABCD1234` (and keyed by it, so that rebills share their order's partition).
+pub fn split_receipt(receipt: &str) -> (&str, Option<i32>) {
+    match receipt.rsplit_once("-B") {
+        Some((base, seq))
+            if !base.is_empty() && !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            (base, seq.parse().ok())
+        }
+        _ => (receipt, None),
     }
 }
 
@@ -26,6 +77,22 @@ pub fn conversion_key(e: &TrackingEvent) -> String {
 mod tests {
     use super::*;
     use crate::samples;
+
+    #[test]
+    fn a_key_knows_its_kind() {
+        let kind = |e: &TrackingEvent| KeyKind::of(&conversion_key(e));
+        assert_eq!(kind(&samples::sale()), KeyKind::Order);
+        assert_eq!(kind(&samples::lead()), KeyKind::Lead);
+        assert_eq!(kind(&samples::click()), KeyKind::Click);
+        let mut lone = samples::click();
+        lone.click_id = None;
+        assert_eq!(kind(&lone), KeyKind::Event);
+        assert!(KeyKind::Order.has_lifecycle() && KeyKind::Lead.has_lifecycle());
+        assert!(!KeyKind::Click.has_lifecycle() && !KeyKind::Event.has_lifecycle());
+        // IDs that look like another kind do not change it.
+        assert_eq!(KeyKind::of("s2s/order/a/lead/b"), KeyKind::Order);
+        assert_eq!(KeyKind::of("first_party/lead/a/order/b"), KeyKind::Lead);
+    }
 
     #[test]
     fn a_sale_and_its_refund_share_a_key() {

@@ -150,7 +150,7 @@ async fn an_erased_person_cannot_be_found_and_the_totals_stay() {
     wait_rows(&ch, "receipts", 2, Duration::from_secs(60)).await;
     wait_rows(&ch, "postback_attempts", 3, Duration::from_secs(60)).await;
     let before = aggregates(&ch).await;
-    let hasher = ingest::privacy::PiiHasher::new(secrets::PII_KEY.as_bytes());
+    let hasher = schemas::privacy::PiiHasher::new(secrets::PII_KEY.as_bytes());
     let alice_hash = hasher.hash(&alice.email);
     let bob_hash = hasher.hash(&bob.email);
     assert_eq!(

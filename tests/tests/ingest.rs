@@ -109,7 +109,7 @@ async fn a_first_party_sale_is_produced_keyed_and_minimised() {
     assert_eq!(event.revenue, Some("49.99".parse().unwrap()));
     assert_eq!(event.occurred_at.to_rfc3339(), "2026-11-23T09:00:00+00:00");
     assert_eq!(event.route, "/v1/events");
-    let hasher = ingest::privacy::PiiHasher::new(secrets::PII_KEY.as_bytes());
+    let hasher = schemas::privacy::PiiHasher::new(secrets::PII_KEY.as_bytes());
     assert_eq!(event.email_hash, Some(hasher.hash("buyer@example.com")));
     assert_eq!(event.ip_hash, Some(hasher.hash("203.0.113.9")));
     assert_eq!(event.data_minimization, ["ip:hashed", "email:hashed"]);
@@ -332,7 +332,7 @@ async fn a_click_redirects_with_a_cookie_and_is_recorded() {
     assert_eq!(click.user_agent.as_deref(), Some("TestBrowser/1.0"));
     assert_eq!(
         click.ip_hash,
-        Some(ingest::privacy::PiiHasher::new(secrets::PII_KEY.as_bytes()).hash("127.0.0.1"))
+        Some(schemas::privacy::PiiHasher::new(secrets::PII_KEY.as_bytes()).hash("127.0.0.1"))
     );
 
     let unknown = client()

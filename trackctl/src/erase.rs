@@ -380,7 +380,7 @@ fn identify(
             ensure!(email.contains('@'), "--email is not an e-mail address");
             let key = pii_key
                 .context("--email needs INGEST_PII_KEY (or --pii-key) to hash it as ingest does")?;
-            Some(ingest::privacy::PiiHasher::new(key.as_bytes()).hash(&email))
+            Some(schemas::privacy::PiiHasher::new(key.as_bytes()).hash(&email))
         }
         (None, Some(hash)) => {
             let hash = hash.trim().to_ascii_lowercase();
@@ -457,7 +457,7 @@ mod tests {
     fn an_email_is_hashed_as_ingest_hashes_it() {
         let key = "a-pii-key-of-16-bytes";
         let (_, hash) = identify(&subject(None, Some(" A@B.Example "), None), Some(key)).unwrap();
-        let want = ingest::privacy::PiiHasher::new(key.as_bytes()).hash("a@b.example");
+        let want = schemas::privacy::PiiHasher::new(key.as_bytes()).hash("a@b.example");
         assert_eq!(hash.as_deref(), Some(want.as_str()));
         let (_, again) = identify(&subject(None, None, Some(&want.to_uppercase())), None).unwrap();
         assert_eq!(again, Some(want));

@@ -13,6 +13,7 @@ use serde_json::Value;
 use sha1::{Digest, Sha1};
 use subtle::{Choice, ConstantTimeEq, ConstantTimeGreater, ConstantTimeLess};
 
+use schemas::key::split_receipt;
 use schemas::{postback_event_id, EventName, TrackingEvent};
 
 use super::{amount, one_event, AdapterError, Outcome, PostbackAdapter, PostbackRequest};
@@ -145,18 +146,6 @@ fn map_type(transaction_type: &str) -> Result<(EventName, bool, bool), AdapterEr
         }
     };
     Ok((name, status_only, test))
-}
-
-/// `ABCD1234-B002` is the second rebill of order `ABCD1234`.
-pub fn split_receipt(receipt: &str) -> (&str, Option<i32>) {
-    match receipt.rsplit_once("-B") {
-        Some((base, seq))
-            if !base.is_empty() && !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            (base, seq.parse().ok())
-        }
-        _ => (receipt, None),
-    }
 }
 
 /// ClickBank writes times in the account's zone, with the offset.

@@ -359,7 +359,7 @@ pub fn read(csv_text: &[u8], mapping: &Mapping) -> anyhow::Result<Report> {
             continue;
         }
         let (order_id, mut seq) = if mapping.receipt_rebills {
-            let (base, seq) = ingest::adapters::clickbank::split_receipt(raw_order);
+            let (base, seq) = schemas::key::split_receipt(raw_order);
             (base.to_owned(), seq)
         } else {
             (raw_order.to_owned(), None)

@@ -3,7 +3,8 @@
 //! attribution needs. What was hashed or dropped is recorded in `data_minimization`.
 
 use hmac::{Hmac, Mac};
-use schemas::{ConsentState, RawPii, TrackingEvent};
+use crate::event::{ConsentState, TrackingEvent};
+use crate::input::RawPii;
 use sha2::Sha256;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -70,7 +71,7 @@ impl PiiHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schemas::samples;
+    use crate::samples;
 
     fn pii() -> RawPii {
         RawPii {
@@ -101,7 +102,7 @@ mod tests {
         assert_eq!(e.email_hash, Some(h.hash("buyer@example.com")));
         assert_eq!(e.ip_hash, Some(h.hash("203.0.113.7")));
         assert_eq!(e.data_minimization, ["ip:hashed", "email:hashed"]);
-        schemas::validate(&e).unwrap();
+        crate::validate(&e).unwrap();
     }
 
     #[test]
