@@ -11,9 +11,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use schemas::{FieldError, QuarantineKey, SingleObjectCodec};
-use serde_json::json;
+use axum::Router;
+use schemas::{QuarantineKey, SingleObjectCodec};
 use tokio::net::TcpListener;
 
 use crate::adapters::buygoods::BuyGoods;
@@ -27,14 +26,13 @@ use crate::client_ip::{ClientIp, TrustedProxies};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::offers::Offers;
-use schemas::privacy::PiiHasher;
-use crate::producer::{EventProducer, KafkaProducer, ProduceError};
+use crate::producer::{EventProducer, KafkaProducer};
 use crate::quarantine::Quarantine;
 use crate::routes;
 use crate::spool::Spool;
+use schemas::privacy::PiiHasher;
 
-/// How long clients are told to wait before retrying a 503.
-pub const RETRY_AFTER_SECONDS: u64 = 5;
+pub use crate::error::{ApiError, AuthFailed, RETRY_AFTER_SECONDS};
 
 pub struct AppState {
     pub config: Config,
@@ -117,72 +115,6 @@ impl AppState {
         })
     }
 }
-
-/// An error answer: status, machine-readable reason, field detail.
-pub struct ApiError {
-    pub status: StatusCode,
-    pub reason: &'static str,
-    pub errors: Vec<FieldError>,
-}
-
-impl ApiError {
-    pub fn new(
-        status: StatusCode,
-        reason: &'static str,
-        field: &str,
-        detail: impl Into<String>,
-    ) -> Self {
-        Self {
-            status,
-            reason,
-            errors: vec![FieldError::new(field, detail)],
-        }
-    }
-
-    /// Every failure before authentication, on every route: one answer, byte for byte, so
-    /// that it tells an attacker nothing. Marked so that the failed-authentication limiter
-    /// counts it.
-    pub fn unauthorized() -> Self {
-        Self {
-            status: StatusCode::UNAUTHORIZED,
-            reason: "unauthorized",
-            errors: Vec::new(),
-        }
-    }
-
-    /// Kafka did not durably accept: the sender must retry.
-    pub fn unavailable(e: &ProduceError) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "<kafka>",
-            e.to_string(),
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(json!({"error": self.reason, "errors": self.errors})),
-        )
-            .into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-        }
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.extensions_mut().insert(AuthFailed);
-        }
-        response
-    }
-}
-
-/// Marks an answer to a failed authentication, for the limiter.
-#[derive(Debug, Clone, Copy)]
-pub struct AuthFailed;
 
 /// The routes that authenticate their callers, and so count failures.
 fn authenticates(path: &str) -> bool {

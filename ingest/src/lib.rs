@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth_limit;
 pub mod client_ip;
 pub mod config;
+pub mod error;
 pub mod metrics;
 pub mod offers;
 pub mod producer;

@@ -2,9 +2,9 @@
 //! (HMAC-SHA256 under the deployment's secret), and a denied consent keeps only what
 //! attribution needs. What was hashed or dropped is recorded in `data_minimization`.
 
-use hmac::{Hmac, Mac};
 use crate::event::{ConsentState, TrackingEvent};
 use crate::input::RawPii;
+use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -5,8 +5,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use schemas::{postback_event_id, EventName, TrackingEvent};
 
 use super::{
-    amount, check_secret, field, form_fields, one_event, required, set_subtags, AdapterError,
-    Outcome, PostbackAdapter, PostbackRequest,
+    amount, check_secret, field, form_fields, one_event, required, set_subtags, ApiError, Outcome,
+    PostbackAdapter, PostbackRequest,
 };
 
 pub const NETWORK: &str = "buygoods";
@@ -24,7 +24,7 @@ impl BuyGoods {
     }
 }
 
-fn map_action(action: &str) -> Result<(EventName, bool), AdapterError> {
+fn map_action(action: &str) -> Result<(EventName, bool), ApiError> {
     Ok(match action {
         "neworder" | "rebill" => (EventName::Sale, false),
         "refund" => (EventName::Refund, false),
@@ -32,7 +32,7 @@ fn map_action(action: &str) -> Result<(EventName, bool), AdapterError> {
         "cancel" | "canceledfromrebill" => (EventName::Canceled, false),
         "failedrebill" => (EventName::Sale, true),
         other => {
-            return Err(AdapterError::invalid(
+            return Err(ApiError::invalid(
                 "action_type",
                 format!("unknown action {other:?}"),
             ))
@@ -52,7 +52,7 @@ impl PostbackAdapter for BuyGoods {
         NETWORK
     }
 
-    fn parse(&self, req: &PostbackRequest<'_>) -> Result<Outcome, AdapterError> {
+    fn parse(&self, req: &PostbackRequest<'_>) -> Result<Outcome, ApiError> {
         let f = form_fields(req)?;
         // A replay was authenticated by the operator's API key; its token was redacted.
         if req.replay.is_none() {
@@ -64,7 +64,7 @@ impl PostbackAdapter for BuyGoods {
         let created = field(&f, "rr_createdate");
         let occurred_at = match created {
             Some(t) => parse_gmt(t).ok_or_else(|| {
-                AdapterError::invalid("rr_createdate", format!("{t:?} is not YYYY-MM-DD HH:MM:SS"))
+                ApiError::invalid("rr_createdate", format!("{t:?} is not YYYY-MM-DD HH:MM:SS"))
             })?,
             None => req.received_at,
         };
@@ -102,7 +102,7 @@ impl PostbackAdapter for BuyGoods {
 mod tests {
     use super::*;
 
-    fn parse(query: &str) -> Result<Outcome, AdapterError> {
+    fn parse(query: &str) -> Result<Outcome, ApiError> {
         BuyGoods::new("bg-token-123").parse(&PostbackRequest {
             method: "GET",
             query,
@@ -157,7 +157,10 @@ mod tests {
     #[test]
     fn token_and_fields_are_checked() {
         assert_eq!(
-            parse("order_id=1&action_type=refund").unwrap_err().status,
+            parse("order_id=1&action_type=refund")
+                .unwrap_err()
+                .status
+                .as_u16(),
             401
         );
         assert_eq!(

@@ -16,7 +16,7 @@ use subtle::{Choice, ConstantTimeEq, ConstantTimeGreater, ConstantTimeLess};
 use schemas::key::split_receipt;
 use schemas::{postback_event_id, EventName, TrackingEvent};
 
-use super::{amount, one_event, AdapterError, Outcome, PostbackAdapter, PostbackRequest};
+use super::{amount, one_event, ApiError, Outcome, PostbackAdapter, PostbackRequest};
 
 pub const NETWORK: &str = "clickbank";
 pub const ROUTE: &str = "/v1/postbacks/clickbank";
@@ -49,21 +49,21 @@ impl ClickBank {
     /// always decrypted, the padding is checked in constant time, and the JSON is parsed
     /// whether or not the padding was valid (trailing bytes after the last `}` are cut
     /// either way, so the parsed bytes do not depend on the padding).
-    fn decrypt(&self, body: &[u8]) -> Result<Value, AdapterError> {
+    fn decrypt(&self, body: &[u8]) -> Result<Value, ApiError> {
         let envelope: Value = serde_json::from_slice(body).map_err(|e| {
-            AdapterError::unauthenticated("malformed", "<body>", format!("not JSON: {e}"))
+            ApiError::unauthenticated("malformed", "<body>", format!("not JSON: {e}"))
         })?;
-        let part = |name: &str| -> Result<Vec<u8>, AdapterError> {
+        let part = |name: &str| -> Result<Vec<u8>, ApiError> {
             let text = envelope
                 .get(name)
                 .and_then(Value::as_str)
-                .ok_or_else(|| AdapterError::unauthenticated("missing_field", name, "required"))?;
+                .ok_or_else(|| ApiError::unauthenticated("missing_field", name, "required"))?;
             B64.decode(text)
-                .map_err(|_| AdapterError::unauthenticated("invalid_field", name, "not base64"))
+                .map_err(|_| ApiError::unauthenticated("invalid_field", name, "not base64"))
         };
         let (mut plain, iv) = (part("notification")?, part("iv")?);
         let iv: [u8; 16] = iv.as_slice().try_into().map_err(|_| {
-            AdapterError::unauthenticated(
+            ApiError::unauthenticated(
                 "invalid_field",
                 "iv",
                 format!("{} bytes, expected 16", iv.len()),
@@ -71,7 +71,7 @@ impl ClickBank {
         })?;
         if plain.is_empty() || plain.len() % 16 != 0 {
             // The length is public: it says nothing about the key.
-            return Err(AdapterError::unauthenticated(
+            return Err(ApiError::unauthenticated(
                 "decryption_failed",
                 "notification",
                 "not a whole number of AES blocks",
@@ -85,7 +85,7 @@ impl ClickBank {
         let parsed = serde_json::from_slice::<Value>(&plain[..end]);
         match (bool::from(padding_ok), parsed) {
             (true, Ok(value)) => Ok(value),
-            _ => Err(AdapterError::unauthenticated(
+            _ => Err(ApiError::unauthenticated(
                 "decryption_failed",
                 "notification",
                 "does not decrypt to JSON with the configured secret key",
@@ -127,7 +127,7 @@ pub fn encrypt_notification(secret_key: &str, plaintext: &[u8], iv: [u8; 16]) ->
 
 /// What a ClickBank transaction type becomes: the event name, whether it only updates a
 /// status, and whether it is a test.
-fn map_type(transaction_type: &str) -> Result<(EventName, bool, bool), AdapterError> {
+fn map_type(transaction_type: &str) -> Result<(EventName, bool, bool), ApiError> {
     let (test, base) = match transaction_type.strip_prefix("TEST_") {
         Some(rest) => (true, rest),
         None => (false, transaction_type),
@@ -139,7 +139,7 @@ fn map_type(transaction_type: &str) -> Result<(EventName, bool, bool), AdapterEr
         "CANCEL-REBILL" => (EventName::Canceled, false),
         "INSF" | "UNCANCEL-REBILL" => (EventName::Sale, true),
         other => {
-            return Err(AdapterError::invalid(
+            return Err(ApiError::invalid(
                 "transactionType",
                 format!("unknown type {other:?}"),
             ))
@@ -177,8 +177,8 @@ impl PostbackAdapter for ClickBank {
 
     /// Every refusal is an authentication failure: decrypting to JSON is all the
     /// authentication ClickBank offers, so a forger must not learn which check failed.
-    fn parse(&self, req: &PostbackRequest<'_>) -> Result<Outcome, AdapterError> {
-        self.read(req).map_err(AdapterError::before_authentication)
+    fn parse(&self, req: &PostbackRequest<'_>) -> Result<Outcome, ApiError> {
+        self.read(req).map_err(ApiError::before_authentication)
     }
 
     fn opaque_refusals(&self) -> bool {
@@ -187,22 +187,22 @@ impl PostbackAdapter for ClickBank {
 }
 
 impl ClickBank {
-    fn read(&self, req: &PostbackRequest<'_>) -> Result<Outcome, AdapterError> {
+    fn read(&self, req: &PostbackRequest<'_>) -> Result<Outcome, ApiError> {
         let n = self.decrypt(req.body)?;
         if let Some(version) = n.get("version").filter(|v| !supported_version(v)) {
-            return Err(AdapterError::invalid(
+            return Err(ApiError::invalid(
                 "version",
                 format!("INS version {version} is not 6.x to 8.x"),
             ));
         }
-        let receipt = text(&n, "receipt").ok_or_else(|| AdapterError::missing("receipt"))?;
+        let receipt = text(&n, "receipt").ok_or_else(|| ApiError::missing("receipt"))?;
         let tx_type =
-            text(&n, "transactionType").ok_or_else(|| AdapterError::missing("transactionType"))?;
+            text(&n, "transactionType").ok_or_else(|| ApiError::missing("transactionType"))?;
         let (name, status_only, is_test) = map_type(&tx_type)?;
         let time_text =
-            text(&n, "transactionTime").ok_or_else(|| AdapterError::missing("transactionTime"))?;
+            text(&n, "transactionTime").ok_or_else(|| ApiError::missing("transactionTime"))?;
         let occurred_at = parse_time(&time_text).ok_or_else(|| {
-            AdapterError::invalid(
+            ApiError::invalid(
                 "transactionTime",
                 format!("{time_text:?} is not a timestamp"),
             )
@@ -293,7 +293,7 @@ mod tests {
         })
     }
 
-    fn parse(v: &Value) -> Result<(TrackingEvent, RawPii), AdapterError> {
+    fn parse(v: &Value) -> Result<(TrackingEvent, RawPii), ApiError> {
         let body = encrypt_notification(SECRET, v.to_string().as_bytes(), [7; 16]);
         match ClickBank::new(SECRET).parse(&request(body.as_bytes()))? {
             Outcome::Events(mut events) => Ok(events.remove(0)),
@@ -374,7 +374,10 @@ mod tests {
         let err = ClickBank::new(SECRET)
             .parse(&request(body.as_bytes()))
             .unwrap_err();
-        assert_eq!((err.status, err.reason), (401, "decryption_failed"));
+        assert_eq!(
+            (err.status.as_u16(), err.reason),
+            (401, "decryption_failed")
+        );
         assert!(!err.authenticated);
     }
 
@@ -432,7 +435,11 @@ mod tests {
         ];
         for body in &bodies {
             let err = cb.parse(&request(body.as_bytes())).unwrap_err();
-            assert_eq!((err.status, err.authenticated), (401, false), "{body}");
+            assert_eq!(
+                (err.status.as_u16(), err.authenticated),
+                (401, false),
+                "{body}"
+            );
         }
         assert!(cb
             .parse(&request(good(&sale("SALE", "R1"), [6; 16]).as_bytes()))

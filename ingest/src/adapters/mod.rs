@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use schemas::{FieldError, RawPii, TrackingEvent};
+use schemas::{RawPii, TrackingEvent};
 use subtle::ConstantTimeEq;
 
 /// What an adapter sees of a request.
@@ -42,67 +42,22 @@ pub enum Outcome {
     Nothing,
 }
 
-/// A refused postback: the HTTP status, a machine-readable reason and field detail.
-///
-/// A refusal before the request is authenticated (`authenticated == false`) is answered
-/// with one uniform `401 unauthorized`, whatever went wrong: the precise reason and detail
-/// go only to the quarantine record and the log, so that an attacker learns nothing from
-/// the answer (see docs/SECURITY.md).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason} ({status})")]
-pub struct AdapterError {
-    pub status: u16,
-    pub reason: &'static str,
-    pub errors: Vec<FieldError>,
-    pub authenticated: bool,
-    /// The S2S source the request's token authenticated as, kept with a quarantined
-    /// request whose token is redacted, so that its replay is credited to the same source.
-    pub s2s_source: Option<String>,
-}
-
-impl AdapterError {
-    /// A refusal of authenticated content.
-    pub fn new(status: u16, reason: &'static str, field: &str, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            reason,
-            errors: vec![FieldError::new(field, detail)],
-            authenticated: true,
-            s2s_source: None,
-        }
-    }
-
-    /// A refusal before (or instead of) authentication.
-    pub fn unauthenticated(reason: &'static str, field: &str, detail: impl Into<String>) -> Self {
-        Self {
-            authenticated: false,
-            ..Self::new(401, reason, field, detail)
-        }
-    }
-
-    /// The same refusal, answered as an authentication failure.
-    pub fn before_authentication(self) -> Self {
-        Self {
-            status: 401,
-            authenticated: false,
-            ..self
-        }
-    }
-
-    pub fn missing(field: &str) -> Self {
-        Self::new(400, "missing_field", field, "required")
-    }
-
-    pub fn invalid(field: &str, detail: impl Into<String>) -> Self {
-        Self::new(400, "invalid_field", field, detail)
-    }
-}
+/// A refused postback is ingest's one error type: a refusal before the request is
+/// authenticated (`authenticated == false`) is answered with one uniform `401 unauthorized`,
+/// whatever the cause; the precise reason goes to quarantine and the log.
+pub use crate::error::ApiError;
 
 pub trait PostbackAdapter: Send + Sync {
     /// The contract's `network` value for this adapter's events.
     fn network(&self) -> &'static str;
     /// Authenticates and maps one request.
-    fn parse(&self, req: &PostbackRequest<'_>) -> Result<Outcome, AdapterError>;
+    fn parse(&self, req: &PostbackRequest<'_>) -> Result<Outcome, ApiError>;
+    /// The source an authenticated request is credited to, when the network has several
+    /// (S2S: the token's name): kept with a quarantined request whose token is redacted, so
+    /// that its replay is credited to the same source.
+    fn source_of(&self, _req: &PostbackRequest<'_>) -> Option<String> {
+        None
+    }
     /// Whether every refusal must look like an authentication failure, also those made
     /// after `parse` (an amount over its ceiling): true where the content is all the
     /// authentication there is (ClickBank).
@@ -113,21 +68,15 @@ pub trait PostbackAdapter: Send + Sync {
 
 /// Query-string and form-body fields together (the body wins on a repeated name). Read
 /// before authentication, so a failure is an authentication failure.
-pub(crate) fn form_fields(
-    req: &PostbackRequest<'_>,
-) -> Result<BTreeMap<String, String>, AdapterError> {
+pub(crate) fn form_fields(req: &PostbackRequest<'_>) -> Result<BTreeMap<String, String>, ApiError> {
     let mut fields: BTreeMap<String, String> =
         serde_urlencoded::from_str::<Vec<(String, String)>>(req.query)
-            .map_err(|e| AdapterError::unauthenticated("malformed", "<query>", e.to_string()))?
+            .map_err(|e| ApiError::unauthenticated("malformed", "<query>", e.to_string()))?
             .into_iter()
             .collect();
     if !req.body.is_empty() {
         let body: Vec<(String, String)> = serde_urlencoded::from_bytes(req.body).map_err(|e| {
-            AdapterError::unauthenticated(
-                "malformed",
-                "<body>",
-                format!("not form-urlencoded: {e}"),
-            )
+            ApiError::unauthenticated("malformed", "<body>", format!("not form-urlencoded: {e}"))
         })?;
         fields.extend(body);
     }
@@ -142,17 +91,17 @@ pub(crate) fn field<'a>(fields: &'a BTreeMap<String, String>, name: &str) -> Opt
 pub(crate) fn required<'a>(
     fields: &'a BTreeMap<String, String>,
     name: &str,
-) -> Result<&'a str, AdapterError> {
-    field(fields, name).ok_or_else(|| AdapterError::missing(name))
+) -> Result<&'a str, ApiError> {
+    field(fields, name).ok_or_else(|| ApiError::missing(name))
 }
 
 /// A money amount as a magnitude: networks report reversals as negative numbers, the
 /// contract carries the sign in the event name.
-pub(crate) fn amount(name: &str, text: Option<&str>) -> Result<Option<Decimal>, AdapterError> {
+pub(crate) fn amount(name: &str, text: Option<&str>) -> Result<Option<Decimal>, ApiError> {
     let Some(text) = text else { return Ok(None) };
     schemas::money::parse_decimal(text)
         .map(|d| Some(d.abs()))
-        .map_err(|e| AdapterError::invalid(name, e.to_string()))
+        .map_err(|e| ApiError::invalid(name, e.to_string()))
 }
 
 /// Whether two secrets are equal, in time that depends on neither: both are hashed first,
@@ -172,15 +121,15 @@ pub(crate) fn check_secret(
     field_name: &str,
     presented: Option<&str>,
     expected: &str,
-) -> Result<(), AdapterError> {
+) -> Result<(), ApiError> {
     match presented {
-        None => Err(AdapterError::unauthenticated(
+        None => Err(ApiError::unauthenticated(
             "missing_token",
             field_name,
             "required",
         )),
         Some(p) if same_secret(p, expected) => Ok(()),
-        Some(_) => Err(AdapterError::unauthenticated(
+        Some(_) => Err(ApiError::unauthenticated(
             "bad_token",
             field_name,
             "does not match the configured token",
@@ -190,10 +139,7 @@ pub(crate) fn check_secret(
 
 /// The outcome of a postback that maps to one event, with the buyer's e-mail (normalised;
 /// hashed or dropped later, never stored raw).
-pub(crate) fn one_event(
-    event: TrackingEvent,
-    email: Option<&str>,
-) -> Result<Outcome, AdapterError> {
+pub(crate) fn one_event(event: TrackingEvent, email: Option<&str>) -> Result<Outcome, ApiError> {
     let email = email.map(|s| s.trim().to_lowercase());
     Ok(Outcome::Events(vec![(
         validated(event)?,
@@ -212,16 +158,10 @@ pub(crate) fn set_subtags(
 }
 
 /// Turns a mapped event into an accepted one, or the contract's field errors.
-pub(crate) fn validated(event: TrackingEvent) -> Result<TrackingEvent, AdapterError> {
+pub(crate) fn validated(event: TrackingEvent) -> Result<TrackingEvent, ApiError> {
     schemas::validate(&event)
         .map(|()| event)
-        .map_err(|e| AdapterError {
-            status: 400,
-            reason: "validation",
-            errors: e.0,
-            authenticated: true,
-            s2s_source: None,
-        })
+        .map_err(|e| ApiError::rejected("validation", e.0))
 }
 
 #[cfg(test)]
@@ -233,10 +173,13 @@ mod tests {
     fn secrets_compare_exactly() {
         assert!(check_secret("token", Some("s3cret-token"), "s3cret-token").is_ok());
         let wrong = check_secret("token", Some("s3cret-tokeN"), "s3cret-token").unwrap_err();
-        assert_eq!((wrong.status, wrong.reason), (401, "bad_token"));
+        assert_eq!((wrong.status.as_u16(), wrong.reason), (401, "bad_token"));
         assert!(!wrong.authenticated);
         let missing = check_secret("token", None, "s3cret-token").unwrap_err();
-        assert_eq!((missing.status, missing.reason), (401, "missing_token"));
+        assert_eq!(
+            (missing.status.as_u16(), missing.reason),
+            (401, "missing_token")
+        );
         assert!(check_secret("token", Some("s3cret"), "s3cret-token").is_err());
     }
 

@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use axum::http::StatusCode;
+
 use schemas::{postback_event_id, EventName, RawPii, TrackingEvent};
 
 use super::{
-    amount, check_secret, field, form_fields, required, validated, AdapterError, Outcome,
+    amount, check_secret, field, form_fields, required, validated, ApiError, Outcome,
     PostbackAdapter, PostbackRequest,
 };
 
@@ -31,8 +33,8 @@ impl S2s {
 
     /// The source whose token was presented. Every token is compared, so the time taken
     /// does not say which one matched.
-    fn source(&self, token: Option<&str>) -> Result<&str, AdapterError> {
-        let mut found = Err(AdapterError::unauthenticated(
+    fn source(&self, token: Option<&str>) -> Result<&str, ApiError> {
+        let mut found = Err(ApiError::unauthenticated(
             "missing_token",
             "token",
             "required",
@@ -46,11 +48,24 @@ impl S2s {
         found
     }
 
+    /// The source a request authenticates as: its token's, or on the replay route the one
+    /// the operator names.
+    fn authenticate(
+        &self,
+        req: &PostbackRequest<'_>,
+        f: &BTreeMap<String, String>,
+    ) -> Result<&str, ApiError> {
+        match req.replay {
+            Some(replay) => self.replayed_source(replay.source),
+            None => self.source(field(f, "token")),
+        }
+    }
+
     /// On the replay route: the source named by the operator, which must be configured.
-    fn replayed_source(&self, name: Option<&str>) -> Result<&str, AdapterError> {
+    fn replayed_source(&self, name: Option<&str>) -> Result<&str, ApiError> {
         let name = name.ok_or_else(|| {
-            AdapterError::new(
-                400,
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
                 "missing_source",
                 "Trackledger-Replay-Source",
                 "an S2S replay names the source its token authenticated as",
@@ -61,8 +76,8 @@ impl S2s {
             .find(|(n, _)| n == name)
             .map(|(n, _)| n.as_str())
             .ok_or_else(|| {
-                AdapterError::new(
-                    400,
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
                     "unknown_source",
                     "Trackledger-Replay-Source",
                     format!("no S2S source {name:?} is configured"),
@@ -76,16 +91,14 @@ impl PostbackAdapter for S2s {
         NETWORK
     }
 
-    fn parse(&self, req: &PostbackRequest<'_>) -> Result<Outcome, AdapterError> {
+    fn parse(&self, req: &PostbackRequest<'_>) -> Result<Outcome, ApiError> {
         let f = form_fields(req)?;
-        let source = match req.replay {
-            Some(replay) => self.replayed_source(replay.source)?,
-            None => self.source(field(&f, "token"))?,
-        };
-        parse_from(source, &f, req).map_err(|e| AdapterError {
-            s2s_source: Some(source.to_owned()),
-            ..e
-        })
+        parse_from(self.authenticate(req, &f)?, &f, req)
+    }
+
+    fn source_of(&self, req: &PostbackRequest<'_>) -> Option<String> {
+        let f = form_fields(req).ok()?;
+        self.authenticate(req, &f).ok().map(str::to_owned)
     }
 }
 
@@ -94,11 +107,11 @@ fn parse_from(
     source: &str,
     f: &BTreeMap<String, String>,
     req: &PostbackRequest<'_>,
-) -> Result<Outcome, AdapterError> {
+) -> Result<Outcome, ApiError> {
     let click_id = required(f, "click_id")?;
     let event_text = required(f, "event")?;
     let name: EventName = event_text.to_ascii_uppercase().parse().map_err(|_| {
-        AdapterError::invalid(
+        ApiError::invalid(
             "event",
             format!("{event_text:?} is not one of the nine event names"),
         )
@@ -133,7 +146,7 @@ mod tests {
     use super::*;
     use chrono::Utc;
 
-    fn parse(query: &str) -> Result<Outcome, AdapterError> {
+    fn parse(query: &str) -> Result<Outcome, ApiError> {
         S2s::new(&[
             "tracker-a:tok-aaaaaaaa".into(),
             "tracker-b:tok-bbbbbbbb".into(),
@@ -166,7 +179,10 @@ mod tests {
     #[test]
     fn rejections_name_the_field() {
         assert_eq!(
-            parse("click_id=c1&event=SALE&txid=T1").unwrap_err().status,
+            parse("click_id=c1&event=SALE&txid=T1")
+                .unwrap_err()
+                .status
+                .as_u16(),
             401
         );
         assert_eq!(

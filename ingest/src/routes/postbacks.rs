@@ -16,7 +16,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
-use crate::adapters::{AdapterError, Outcome, PostbackAdapter, PostbackRequest, Replay};
+use crate::adapters::{Outcome, PostbackAdapter, PostbackRequest, Replay};
 use crate::app::{ApiError, AppState};
 use crate::quarantine::Refused;
 
@@ -115,16 +115,7 @@ async fn handle(
                 super::produce(state, &route, events).await?;
                 return Ok(ok());
             }
-            // An S2S event names the source its token authenticated as.
-            let s2s_source = events
-                .iter()
-                .find(|(e, _)| e.network == crate::adapters::s2s::NETWORK)
-                .and_then(|(e, _)| e.source.clone());
-            AdapterError {
-                errors: over,
-                s2s_source,
-                ..AdapterError::new(400, crate::amounts::REASON, "", "")
-            }
+            ApiError::rejected(crate::amounts::REASON, over)
         }
         Err(refusal) => refusal,
     };
@@ -140,9 +131,15 @@ async fn handle(
             "postback failed authentication"
         );
     }
+    // Only a refusal after authentication names its source: an unauthenticated request's
+    // token vouches for nothing.
+    let s2s_source = refusal
+        .authenticated
+        .then(|| adapter.source_of(&request))
+        .flatten();
     let refused = Refused {
         credentials: credentials(adapter.network()),
-        s2s_source: refusal.s2s_source.as_deref(),
+        s2s_source: s2s_source.as_deref(),
         ..Refused::new(
             &route,
             request.method,
@@ -162,15 +159,7 @@ async fn handle(
         .keep(&refused, refusal.reason, refusal.errors.clone())
         .await
         .map_err(|e| ApiError::unavailable(&e))?;
-    Err(if refusal.authenticated {
-        ApiError {
-            status: StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST),
-            reason: refusal.reason,
-            errors: refusal.errors,
-        }
-    } else {
-        ApiError::unauthorized()
-    })
+    Err(refusal)
 }
 
 fn ok() -> Response {
