@@ -7,6 +7,7 @@ pub mod config;
 pub mod loader;
 pub mod metrics;
 pub mod migrations;
+pub mod retry;
 pub mod rows;
 
 pub use config::Config;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use clickhouse::{Client, Row, RowOwned, RowWrite};
+use futures::future::BoxFuture;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::migrations;
+use crate::retry::{self, Failure};
 use crate::rows::{AttemptRow, KafkaPosition, LedgerRow, QuarantineRow, ReceiptRow, TableRow};
 
 /// How long the stored offsets must hold still before the sink resumes from them.
@@ -124,16 +126,140 @@ pub async fn stored_offsets(client: &Client, table: &str) -> anyhow::Result<Hash
         .collect())
 }
 
-struct Loader {
+/// Where batches go: ClickHouse, then the Kafka progress report. Everything an insert needs,
+/// apart from the batch itself.
+struct Inserter {
     config: Config,
     client: Client,
     consumer: StreamConsumer,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
-    ledger: Batch<LedgerRow>,
-    receipts: Batch<ReceiptRow>,
-    quarantine: Batch<QuarantineRow>,
-    attempts: Batch<AttemptRow>,
+}
+
+/// One table the sink loads: its name, its topic, how a record of the topic becomes its row,
+/// and the batch of rows waiting for it.
+struct Table<R> {
+    decode: fn(&BorrowedMessage<'_>, KafkaPosition) -> Result<R, String>,
+    batch: Batch<R>,
+}
+
+/// A table as the load loop sees it, whatever its row type.
+trait Load: Send {
+    fn name(&self) -> &'static str;
+    fn topic(&self) -> &str;
+    /// Decodes a record of the table's topic into a row and adds it, inserting the batch
+    /// first when the row falls in another month (another table partition).
+    fn take<'a>(
+        &'a mut self,
+        m: &'a BorrowedMessage<'_>,
+        at: KafkaPosition,
+        inserter: &'a Inserter,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+    fn due(&self, config: &Config, now: Instant) -> bool;
+    fn deadline(&self, config: &Config) -> Option<Instant>;
+    fn flush<'a>(&'a mut self, inserter: &'a Inserter) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+impl<R: RowOwned + RowWrite + TableRow + Send + Sync> Load for Table<R> {
+    fn name(&self) -> &'static str {
+        self.batch.table
+    }
+
+    fn topic(&self) -> &str {
+        &self.batch.topic
+    }
+
+    fn take<'a>(
+        &'a mut self,
+        m: &'a BorrowedMessage<'_>,
+        at: KafkaPosition,
+        inserter: &'a Inserter,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let row = match (self.decode)(m, at) {
+                Ok(row) => row,
+                Err(e) => {
+                    // Kept on Kafka (the topic's retention) and counted; it cannot block the load.
+                    tracing::error!(topic = m.topic(), partition = at.partition, offset = at.offset, error = %e, "record does not decode; skipped");
+                    inserter
+                        .metrics
+                        .undecodable
+                        .with_label_values(&[m.topic()])
+                        .inc();
+                    return Ok(());
+                }
+            };
+            if self.batch.month.is_some_and(|month| month != row.month()) {
+                inserter.flush(&mut self.batch).await?;
+            }
+            let size = m.payload().map_or(0, <[u8]>::len);
+            self.batch.push(row, size);
+            Ok(())
+        })
+    }
+
+    fn due(&self, config: &Config, now: Instant) -> bool {
+        self.batch.due(config, now)
+    }
+
+    fn deadline(&self, config: &Config) -> Option<Instant> {
+        self.batch.deadline(config)
+    }
+
+    fn flush<'a>(&'a mut self, inserter: &'a Inserter) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(inserter.flush(&mut self.batch))
+    }
+}
+
+fn table<R: RowOwned + RowWrite + TableRow + Send + Sync + 'static>(
+    name: &'static str,
+    topic: &str,
+    decode: fn(&BorrowedMessage<'_>, KafkaPosition) -> Result<R, String>,
+) -> Box<dyn Load> {
+    Box::new(Table {
+        decode,
+        batch: Batch::new(name, topic),
+    })
+}
+
+fn payload<'a>(m: &'a BorrowedMessage<'_>) -> &'a [u8] {
+    m.payload().unwrap_or_default()
+}
+
+/// The tables the sink loads, each from its topic: the one list of them.
+fn tables(config: &Config) -> Vec<Box<dyn Load>> {
+    vec![
+        table("ledger", &config.ledger_topic, |m, at| {
+            let entry = decode_entry(payload(m)).map_err(|e| e.to_string())?;
+            LedgerRow::new(entry, at).map_err(|e| e.to_string())
+        }),
+        table("receipts", &config.receipts_topic, |m, at| {
+            decode_receipt(payload(m))
+                .map(|r| ReceiptRow::new(r, at))
+                .map_err(|e| e.to_string())
+        }),
+        table("quarantine", &config.quarantine_topic, |m, at| {
+            // A record that is not even JSON is still counted, under its own reason.
+            Ok(
+                match serde_json::from_slice::<QuarantineRecord>(payload(m)) {
+                    Ok(q) => QuarantineRow::new(q, at),
+                    Err(_) => QuarantineRow::unreadable(
+                        m.timestamp()
+                            .to_millis()
+                            .and_then(chrono::DateTime::from_timestamp_millis)
+                            .unwrap_or_else(Utc::now),
+                        payload(m).len(),
+                        at,
+                    ),
+                },
+            )
+        }),
+        table("postback_attempts", &config.attempts_topic, |m, at| {
+            decode_attempt(payload(m))
+                .map(|a| AttemptRow::new(a, at))
+                .map_err(|e| e.to_string())
+        }),
+    ]
 }
 
 /// Applies the migrations, then loads until `shutdown` resolves, then inserts what it holds.
@@ -166,79 +292,88 @@ pub async fn run(
         .create()
         .context("creating the consumer")?;
 
-    let mut loader = Loader {
-        ledger: Batch::new("ledger", &config.ledger_topic),
-        receipts: Batch::new("receipts", &config.receipts_topic),
-        quarantine: Batch::new("quarantine", &config.quarantine_topic),
-        attempts: Batch::new("postback_attempts", &config.attempts_topic),
+    let mut tables = tables(&config);
+    let inserter = Inserter {
         config,
         client,
         consumer,
         metrics,
         ready,
     };
-    loader.assign().await?;
-    loader.ready.store(true, Ordering::SeqCst);
-    loader.metrics.clickhouse_up.set(1);
+    inserter.assign(&tables).await?;
+    inserter.ready.store(true, Ordering::SeqCst);
+    inserter.metrics.clickhouse_up.set(1);
 
     tokio::pin!(shutdown);
     loop {
-        let wait = [
-            loader.ledger.deadline(&loader.config),
-            loader.receipts.deadline(&loader.config),
-            loader.quarantine.deadline(&loader.config),
-            loader.attempts.deadline(&loader.config),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|d| d.saturating_duration_since(Instant::now()))
-        .unwrap_or(loader.config.batch_age());
+        let wait = tables
+            .iter()
+            .filter_map(|t| t.deadline(&inserter.config))
+            .min()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(inserter.config.batch_age());
         tokio::select! {
             _ = &mut shutdown => break,
-            received = tokio::time::timeout(wait, loader.consumer.recv()) => match received {
+            received = tokio::time::timeout(wait, inserter.consumer.recv()) => match received {
                 Ok(Ok(m)) => {
-                    let row = loader.route(&m);
-                    loader.take(row).await?;
+                    let at = KafkaPosition { partition: m.partition(), offset: m.offset() };
+                    if let Some(table) = tables.iter_mut().find(|t| t.topic() == m.topic()) {
+                        table.take(&m, at, &inserter).await?;
+                    }
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "consumer error"),
                 Err(_elapsed) => {}
             },
         }
-        loader.flush_due(false).await?;
+        let now = Instant::now();
+        for table in &mut tables {
+            if table.due(&inserter.config, now) {
+                table.flush(&inserter).await?;
+            }
+        }
     }
-    loader.flush_due(true).await?;
+    for table in &mut tables {
+        table.flush(&inserter).await?;
+    }
     tracing::info!("batches inserted; stopping");
     Ok(())
 }
 
-/// A record, decoded into the row of its table.
-enum Routed {
-    Ledger(Box<LedgerRow>, usize),
-    Receipt(ReceiptRow, usize),
-    Quarantine(QuarantineRow, usize),
-    Attempt(AttemptRow, usize),
-    Skipped,
+impl<R> Batch<R> {
+    fn push(&mut self, row: R, size: usize)
+    where
+        R: TableRow,
+    {
+        let at = row.position();
+        self.month = Some(row.month());
+        self.rows.push(row);
+        self.bytes += size;
+        self.started.get_or_insert_with(Instant::now);
+        self.last.insert(at.partition, at.offset);
+    }
+
+    fn clear(&mut self) {
+        self.rows.clear();
+        self.bytes = 0;
+        self.started = None;
+        self.month = None;
+        self.last.clear();
+    }
 }
 
-impl Loader {
-    /// Assigns every partition of the three topics, each from just after what its table holds.
-    async fn assign(&self) -> anyhow::Result<()> {
-        let tables = [
-            (&self.config.ledger_topic, "ledger"),
-            (&self.config.receipts_topic, "receipts"),
-            (&self.config.quarantine_topic, "quarantine"),
-            (&self.config.attempts_topic, "postback_attempts"),
-        ];
+impl Inserter {
+    /// Assigns every partition of the tables' topics, each from just after what its table
+    /// holds.
+    async fn assign(&self, tables: &[Box<dyn Load>]) -> anyhow::Result<()> {
         // An earlier sink's last insert may still be on its way into ClickHouse (sent, not
         // yet running, or running): wait until no insert runs and the stored offsets hold
         // still for a settle period, so that nothing is resumed from stale offsets.
         let mut stored = Vec::new();
         loop {
             let mut now = Vec::new();
-            for (_, table) in tables {
-                await_running_inserts(&self.client, table).await?;
-                now.push(stored_offsets(&self.client, table).await?);
+            for table in tables {
+                await_running_inserts(&self.client, table.name()).await?;
+                now.push(stored_offsets(&self.client, table.name()).await?);
             }
             if now == stored {
                 break;
@@ -247,7 +382,8 @@ impl Loader {
             tokio::time::sleep(RESUME_SETTLE).await;
         }
         let mut tpl = TopicPartitionList::new();
-        for ((topic, table), stored) in tables.into_iter().zip(stored) {
+        for (table, stored) in tables.iter().zip(stored) {
+            let topic = table.topic();
             let metadata = self
                 .consumer
                 .fetch_metadata(Some(topic), Duration::from_secs(30))
@@ -264,128 +400,89 @@ impl Loader {
                     .map_or(Offset::Beginning, |o| Offset::Offset(o + 1));
                 tpl.add_partition_offset(topic, p, from)?;
             }
-            tracing::info!(%topic, table, ?stored, "resuming after the offsets stored in ClickHouse");
+            tracing::info!(%topic, table = table.name(), ?stored, "resuming after the offsets stored in ClickHouse");
         }
         self.consumer.assign(&tpl)?;
         Ok(())
     }
 
-    fn route(&self, m: &BorrowedMessage<'_>) -> Routed {
-        let at = KafkaPosition {
-            partition: m.partition(),
-            offset: m.offset(),
-        };
-        let payload = m.payload().unwrap_or_default();
-        let size = payload.len();
-        let topic = m.topic();
-        let undecodable = |e: &dyn std::fmt::Display| {
-            // Kept on Kafka (the topic's retention) and counted; it cannot block the load.
-            tracing::error!(topic, partition = at.partition, offset = at.offset, error = %e, "record does not decode; skipped");
-            self.metrics.undecodable.with_label_values(&[topic]).inc();
-            Routed::Skipped
-        };
-        if topic == self.config.ledger_topic {
-            match decode_entry(payload).map(|entry| LedgerRow::new(entry, at)) {
-                Ok(Ok(row)) => Routed::Ledger(Box::new(row), size),
-                Ok(Err(e)) => undecodable(&e),
-                Err(e) => undecodable(&e),
-            }
-        } else if topic == self.config.receipts_topic {
-            match decode_receipt(payload) {
-                Ok(r) => Routed::Receipt(ReceiptRow::new(r, at), size),
-                Err(e) => undecodable(&e),
-            }
-        } else if topic == self.config.quarantine_topic {
-            let row = match serde_json::from_slice::<QuarantineRecord>(payload) {
-                Ok(q) => QuarantineRow::new(q, at),
-                Err(_) => QuarantineRow::unreadable(
-                    m.timestamp()
-                        .to_millis()
-                        .and_then(chrono::DateTime::from_timestamp_millis)
-                        .unwrap_or_else(Utc::now),
-                    size,
-                    at,
-                ),
-            };
-            Routed::Quarantine(row, size)
-        } else if topic == self.config.attempts_topic {
-            match decode_attempt(payload) {
-                Ok(a) => Routed::Attempt(AttemptRow::new(a, at), size),
-                Err(e) => undecodable(&e),
-            }
-        } else {
-            Routed::Skipped
+    /// Inserts a batch, retrying with back-off while ClickHouse is unavailable; the loop
+    /// (and so the consumer) waits meanwhile, which is the back-pressure. A permanent error
+    /// (`retry::classify`) stops the sink with the reason instead: nothing is lost, since
+    /// the batch's offsets were neither stored nor committed. Kafka offsets are committed
+    /// only after ClickHouse has acknowledged the insert.
+    async fn flush<R: RowOwned + RowWrite + TableRow>(
+        &self,
+        batch: &mut Batch<R>,
+    ) -> anyhow::Result<()> {
+        if batch.rows.is_empty() {
+            return Ok(());
         }
-    }
+        let (client, metrics) = (&self.client, &self.metrics);
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match insert(client, batch.table, &batch.rows).await {
+                Ok(()) => break,
+                Err(e) => {
+                    metrics
+                        .insert_errors
+                        .with_label_values(&[batch.table])
+                        .inc();
+                    self.ready.store(false, Ordering::SeqCst);
+                    if retry::classify(&e) == Failure::Permanent {
+                        tracing::error!(table = batch.table, rows = batch.rows.len(), error = %e, "insert refused for good; stopping");
+                        return Err(e.context(format!(
+                            "ClickHouse refused an insert into {} for a reason a retry cannot fix \
+                             (a missing table or column, a type mismatch, an access error): check \
+                             the migrations and the sink's user, then restart; the batch is read \
+                             again from Kafka",
+                            batch.table
+                        )));
+                    }
+                    metrics.clickhouse_up.set(0);
+                    tracing::warn!(table = batch.table, rows = batch.rows.len(), error = %e, retry_in = ?delay, "insert failed");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.config.retry_max());
+                    // The insert may have landed (or still be landing) although the error
+                    // reached us; it is atomic, so once nothing runs, its last offsets tell.
+                    if await_running_inserts(client, batch.table).await.is_err() {
+                        continue;
+                    }
+                    if let Ok(stored) = stored_offsets(client, batch.table).await {
+                        if batch
+                            .last
+                            .iter()
+                            .all(|(p, o)| stored.get(p).is_some_and(|s| s >= o))
+                        {
+                            tracing::info!(table = batch.table, "the failed insert had landed");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        metrics.clickhouse_up.set(1);
+        self.ready.store(true, Ordering::SeqCst);
+        metrics
+            .rows
+            .with_label_values(&[batch.table])
+            .inc_by(batch.rows.len() as u64);
+        metrics
+            .insert_seconds
+            .with_label_values(&[batch.table])
+            .observe(started.elapsed().as_secs_f64());
 
-    async fn take(&mut self, routed: Routed) -> anyhow::Result<()> {
-        let (c, k, cfg, m, r) = (
-            &self.client,
-            &self.consumer,
-            &self.config,
-            &self.metrics,
-            &self.ready,
-        );
-        match routed {
-            Routed::Ledger(row, size) => add(c, k, &mut self.ledger, *row, size, cfg, m, r).await,
-            Routed::Receipt(row, size) => add(c, k, &mut self.receipts, row, size, cfg, m, r).await,
-            Routed::Quarantine(row, size) => {
-                add(c, k, &mut self.quarantine, row, size, cfg, m, r).await
-            }
-            Routed::Attempt(row, size) => add(c, k, &mut self.attempts, row, size, cfg, m, r).await,
-            Routed::Skipped => Ok(()),
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in &batch.last {
+            tpl.add_partition_offset(&batch.topic, *p, Offset::Offset(o + 1))?;
         }
-    }
-
-    async fn flush_due(&mut self, all: bool) -> anyhow::Result<()> {
-        let now = Instant::now();
-        let (c, k, cfg, m, r) = (
-            &self.client,
-            &self.consumer,
-            &self.config,
-            &self.metrics,
-            &self.ready,
-        );
-        if all || self.ledger.due(cfg, now) {
-            flush(c, k, &mut self.ledger, cfg, m, r).await?;
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::warn!(error = %e, "committing progress to Kafka failed (monitoring only)");
         }
-        if all || self.receipts.due(cfg, now) {
-            flush(c, k, &mut self.receipts, cfg, m, r).await?;
-        }
-        if all || self.quarantine.due(cfg, now) {
-            flush(c, k, &mut self.quarantine, cfg, m, r).await?;
-        }
-        if all || self.attempts.due(cfg, now) {
-            flush(c, k, &mut self.attempts, cfg, m, r).await?;
-        }
+        batch.clear();
         Ok(())
     }
-}
-
-/// Adds a row to its table's batch, inserting the batch first if the row falls in another
-/// month (another table partition).
-#[allow(clippy::too_many_arguments)]
-async fn add<R: RowOwned + RowWrite + TableRow>(
-    client: &Client,
-    consumer: &StreamConsumer,
-    batch: &mut Batch<R>,
-    row: R,
-    size: usize,
-    config: &Config,
-    metrics: &Metrics,
-    ready: &AtomicBool,
-) -> anyhow::Result<()> {
-    let month = row.month();
-    if batch.month.is_some_and(|m| m != month) {
-        flush(client, consumer, batch, config, metrics, ready).await?;
-    }
-    let at = row.position();
-    batch.rows.push(row);
-    batch.bytes += size;
-    batch.month = Some(month);
-    batch.started.get_or_insert_with(Instant::now);
-    batch.last.insert(at.partition, at.offset);
-    Ok(())
 }
 
 async fn insert<R: RowOwned + RowWrite>(
@@ -401,78 +498,5 @@ async fn insert<R: RowOwned + RowWrite>(
         insert.write(row).await?;
     }
     insert.end().await?;
-    Ok(())
-}
-
-/// Inserts a batch, retrying with back-off while ClickHouse refuses it; the loop (and so
-/// the consumer) waits meanwhile, which is the back-pressure. Kafka offsets are committed
-/// only after ClickHouse has acknowledged the insert.
-async fn flush<R: RowOwned + RowWrite + TableRow>(
-    client: &Client,
-    consumer: &StreamConsumer,
-    batch: &mut Batch<R>,
-    config: &Config,
-    metrics: &Metrics,
-    ready: &AtomicBool,
-) -> anyhow::Result<()> {
-    if batch.rows.is_empty() {
-        return Ok(());
-    }
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match insert(client, batch.table, &batch.rows).await {
-            Ok(()) => break,
-            Err(e) => {
-                metrics
-                    .insert_errors
-                    .with_label_values(&[batch.table])
-                    .inc();
-                metrics.clickhouse_up.set(0);
-                ready.store(false, Ordering::SeqCst);
-                tracing::warn!(table = batch.table, rows = batch.rows.len(), error = %e, retry_in = ?delay, "insert failed");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(config.retry_max());
-                // The insert may have landed (or still be landing) although the error reached
-                // us; it is atomic, so once nothing runs, its last offsets tell.
-                if await_running_inserts(client, batch.table).await.is_err() {
-                    continue;
-                }
-                if let Ok(stored) = stored_offsets(client, batch.table).await {
-                    if batch
-                        .last
-                        .iter()
-                        .all(|(p, o)| stored.get(p).is_some_and(|s| s >= o))
-                    {
-                        tracing::info!(table = batch.table, "the failed insert had landed");
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    metrics.clickhouse_up.set(1);
-    ready.store(true, Ordering::SeqCst);
-    metrics
-        .rows
-        .with_label_values(&[batch.table])
-        .inc_by(batch.rows.len() as u64);
-    metrics
-        .insert_seconds
-        .with_label_values(&[batch.table])
-        .observe(started.elapsed().as_secs_f64());
-
-    let mut tpl = TopicPartitionList::new();
-    for (p, o) in &batch.last {
-        tpl.add_partition_offset(&batch.topic, *p, Offset::Offset(o + 1))?;
-    }
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-        tracing::warn!(error = %e, "committing progress to Kafka failed (monitoring only)");
-    }
-    batch.rows.clear();
-    batch.bytes = 0;
-    batch.started = None;
-    batch.month = None;
-    batch.last.clear();
     Ok(())
 }

@@ -29,6 +29,7 @@ pub struct ServiceProcess {
     child: Child,
     pub name: String,
     port: u16,
+    log: PathBuf,
 }
 
 impl ServiceProcess {
@@ -38,10 +39,11 @@ impl ServiceProcess {
         let log_dir = std::env::var("STACK_RUN_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|_| std::env::temp_dir());
+        let log_path = log_dir.join(format!("{log}.log"));
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(log_dir.join(format!("{log}.log")))
+            .open(&log_path)
             .expect("service log file");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -63,6 +65,7 @@ impl ServiceProcess {
             child,
             name: log.to_owned(),
             port,
+            log: log_path,
         }
     }
 
@@ -119,6 +122,25 @@ impl ServiceProcess {
             }
             assert!(Instant::now() < deadline, "{} did not stop", self.name);
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The exit status, once the process has exited by itself within `timeout`.
+    pub fn exited_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 

@@ -316,3 +316,51 @@ async fn postback_attempts_load_into_the_health_view() {
     assert_eq!(h.p95_latency_ms, 900);
     assert_eq!(h.dead_lettered, 1);
 }
+
+/// An insert that no retry can fix (here: a column the sink writes was dropped by hand)
+/// stops the sink with the reason, instead of looking like an outage forever; nothing is
+/// stored or committed, so the entry is loaded once the table is fixed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permanent_clickhouse_error_stops_the_sink_with_the_reason() {
+    let topics = ProcessorTopics::create("sink-permanent").await;
+    let db = database("sink_permanent");
+    let root = clickhouse::Client::default().with_url(clickhouse_url());
+    apply(&root, &db).await.unwrap();
+    clickhouse(&db)
+        .query("ALTER TABLE ledger DROP COLUMN utm_content")
+        .execute()
+        .await
+        .unwrap();
+    let producer = EventProducer::new(&topics.ledger);
+    let entry = tests::sink::click_entry(&tests::unique_name("permanent"));
+    producer.send_raw(
+        &entry.conversion_key,
+        &schemas::avro::ledger::encode_entry(&entry).unwrap(),
+    );
+    producer.flush();
+
+    let mut sink = ServiceProcess::sink(&topics, &db, &[]);
+    let status = tokio::task::block_in_place(|| sink.exited_within(Duration::from_secs(60)))
+        .expect("the sink still retries a permanent error after 60 s");
+    assert!(!status.success(), "{status}");
+    let log = sink.log();
+    assert!(
+        log.contains("refused an insert into ledger for a reason a retry cannot fix"),
+        "{log}"
+    );
+    assert!(
+        log.contains("utm_content"),
+        "the log names the cause: {log}"
+    );
+    assert_eq!(count(&clickhouse(&db), "ledger").await, Some(0));
+
+    // Fixed, the same entry loads: it was never committed.
+    clickhouse(&db)
+        .query("ALTER TABLE ledger ADD COLUMN utm_content Nullable(String) AFTER utm_term")
+        .execute()
+        .await
+        .unwrap();
+    let sink = ServiceProcess::sink(&topics, &db, &[]);
+    wait_rows(&clickhouse(&db), "ledger", 1, Duration::from_secs(60)).await;
+    sink.terminate();
+}
