@@ -141,20 +141,26 @@ struct Inserter {
 struct Table<R> {
     decode: fn(&BorrowedMessage<'_>, KafkaPosition) -> Result<R, String>,
     batch: Batch<R>,
+    /// A row of another month than the batch's, held until the batch is inserted.
+    next: Option<(R, usize)>,
+}
+
+/// What taking a record did.
+#[derive(Debug, PartialEq, Eq)]
+enum Taken {
+    /// Added to the batch, or skipped as undecodable.
+    Done,
+    /// The row falls in another month (another table partition): the batch must be
+    /// inserted first, then the row joins the next one.
+    FlushFirst,
 }
 
 /// A table as the load loop sees it, whatever its row type.
 trait Load: Send {
     fn name(&self) -> &'static str;
     fn topic(&self) -> &str;
-    /// Decodes a record of the table's topic into a row and adds it, inserting the batch
-    /// first when the row falls in another month (another table partition).
-    fn take<'a>(
-        &'a mut self,
-        m: &'a BorrowedMessage<'_>,
-        at: KafkaPosition,
-        inserter: &'a Inserter,
-    ) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Decodes a record of the table's topic into a row and adds it to the batch.
+    fn take(&mut self, m: &BorrowedMessage<'_>, at: KafkaPosition, metrics: &Metrics) -> Taken;
     fn due(&self, config: &Config, now: Instant) -> bool;
     fn deadline(&self, config: &Config) -> Option<Instant>;
     fn flush<'a>(&'a mut self, inserter: &'a Inserter) -> BoxFuture<'a, anyhow::Result<()>>;
@@ -169,33 +175,23 @@ impl<R: RowOwned + RowWrite + TableRow + Send + Sync> Load for Table<R> {
         &self.batch.topic
     }
 
-    fn take<'a>(
-        &'a mut self,
-        m: &'a BorrowedMessage<'_>,
-        at: KafkaPosition,
-        inserter: &'a Inserter,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            let row = match (self.decode)(m, at) {
-                Ok(row) => row,
-                Err(e) => {
-                    // Kept on Kafka (the topic's retention) and counted; it cannot block the load.
-                    tracing::error!(topic = m.topic(), partition = at.partition, offset = at.offset, error = %e, "record does not decode; skipped");
-                    inserter
-                        .metrics
-                        .undecodable
-                        .with_label_values(&[m.topic()])
-                        .inc();
-                    return Ok(());
-                }
-            };
-            if self.batch.month.is_some_and(|month| month != row.month()) {
-                inserter.flush(&mut self.batch).await?;
+    fn take(&mut self, m: &BorrowedMessage<'_>, at: KafkaPosition, metrics: &Metrics) -> Taken {
+        let row = match (self.decode)(m, at) {
+            Ok(row) => row,
+            Err(e) => {
+                // Kept on Kafka (the topic's retention) and counted; it cannot block the load.
+                tracing::error!(topic = m.topic(), partition = at.partition, offset = at.offset, error = %e, "record does not decode; skipped");
+                metrics.undecodable.with_label_values(&[m.topic()]).inc();
+                return Taken::Done;
             }
-            let size = m.payload().map_or(0, <[u8]>::len);
-            self.batch.push(row, size);
-            Ok(())
-        })
+        };
+        let size = m.payload().map_or(0, <[u8]>::len);
+        if self.batch.month.is_some_and(|month| month != row.month()) {
+            self.next = Some((row, size));
+            return Taken::FlushFirst;
+        }
+        self.batch.push(row, size);
+        Taken::Done
     }
 
     fn due(&self, config: &Config, now: Instant) -> bool {
@@ -207,7 +203,13 @@ impl<R: RowOwned + RowWrite + TableRow + Send + Sync> Load for Table<R> {
     }
 
     fn flush<'a>(&'a mut self, inserter: &'a Inserter) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(inserter.flush(&mut self.batch))
+        Box::pin(async move {
+            inserter.flush(&mut self.batch).await?;
+            if let Some((row, size)) = self.next.take() {
+                self.batch.push(row, size);
+            }
+            Ok(())
+        })
     }
 }
 
@@ -219,6 +221,7 @@ fn table<R: RowOwned + RowWrite + TableRow + Send + Sync + 'static>(
     Box::new(Table {
         decode,
         batch: Batch::new(name, topic),
+        next: None,
     })
 }
 
@@ -318,7 +321,9 @@ pub async fn run(
                 Ok(Ok(m)) => {
                     let at = KafkaPosition { partition: m.partition(), offset: m.offset() };
                     if let Some(table) = tables.iter_mut().find(|t| t.topic() == m.topic()) {
-                        table.take(&m, at, &inserter).await?;
+                        if table.take(&m, at, &inserter.metrics) == Taken::FlushFirst {
+                            table.flush(&inserter).await?;
+                        }
                     }
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "consumer error"),
