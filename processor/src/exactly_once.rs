@@ -34,6 +34,16 @@ use crate::outbox::Outbox;
 use crate::restore::{restore, ChangelogSource};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+/// The output producer's settings, shared with the pass-through baseline so that the
+/// benchmark compares like with like.
+pub(crate) const OUTPUT_PRODUCER: [(&str, &str); 6] = [
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    ("linger.ms", "5"),
+    ("batch.num.messages", "10000"),
+    ("queue.buffering.max.messages", "500000"),
+    ("compression.type", "lz4"),
+];
 const QUARANTINE_BODY_CAP: usize = 64 * 1024;
 /// The quarantine reason of input the processor cannot read.
 const UNDECODABLE: &str = "undecodable_event";
@@ -581,18 +591,13 @@ pub fn run(
     tracing::info!(destinations = ?outbox.destinations().collect::<Vec<_>>(), "postback routes loaded");
     let transactional_id = config.transactional_id();
     let transaction_timeout = config.transaction_timeout_ms.to_string();
+    let transactional = [
+        ("transactional.id", transactional_id.as_str()),
+        ("transaction.timeout.ms", transaction_timeout.as_str()),
+    ];
     let producer: BaseProducer = config
         .kafka
-        .config(&[
-            ("transactional.id", transactional_id.as_str()),
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("linger.ms", "5"),
-            ("batch.num.messages", "10000"),
-            ("queue.buffering.max.messages", "500000"),
-            ("compression.type", "lz4"),
-            ("transaction.timeout.ms", transaction_timeout.as_str()),
-        ])
+        .config(&[&OUTPUT_PRODUCER[..], &transactional].concat())
         .create()
         .context("creating the transactional producer")?;
     // Aborts whatever a previous incarnation with this transactional.id left open.

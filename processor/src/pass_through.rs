@@ -22,14 +22,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let producer: BaseProducer = config
         .kafka
-        .config(&[
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("linger.ms", "5"),
-            ("batch.num.messages", "10000"),
-            ("queue.buffering.max.messages", "500000"),
-            ("compression.type", "lz4"),
-        ])
+        .config(&crate::exactly_once::OUTPUT_PRODUCER)
         .create()
         .context("creating the producer")?;
     let consumer: BaseConsumer = config
