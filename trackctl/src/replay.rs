@@ -38,9 +38,10 @@ pub struct QuarantineReplay {
     pub quarantine_key: Option<String>,
 }
 
-/// Reasons whose request never authenticated: a token network's credential is not kept,
-/// so replaying one would vouch for a request nobody authenticated.
-const UNAUTHENTICATED: [&str; 2] = ["missing_token", "bad_token"];
+/// Reasons whose request never authenticated (ingest refuses these before the token is
+/// checked, or because of it): a token network's credential is not kept, so replaying one
+/// would vouch for a request nobody authenticated.
+const UNAUTHENTICATED: [&str; 3] = ["missing_token", "bad_token", "malformed"];
 
 impl QuarantineReplay {
     fn matches(&self, r: &QuarantineRecord) -> bool {
