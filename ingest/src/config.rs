@@ -176,6 +176,14 @@ impl Config {
 
     /// Checks what clap cannot: key strength and the S2S token format.
     pub fn check(&self) -> Result<(), String> {
+        // Believing the first X-Forwarded-For entry let any client choose its address.
+        if std::env::var_os("INGEST_TRUST_FORWARDED_FOR").is_some() {
+            return Err(
+                "INGEST_TRUST_FORWARDED_FOR is gone: list your proxies' addresses or \
+                        networks in INGEST_TRUSTED_PROXIES instead"
+                    .into(),
+            );
+        }
         if self.pii_key.len() < 16 {
             return Err("INGEST_PII_KEY must be at least 16 bytes".into());
         }

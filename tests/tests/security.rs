@@ -453,3 +453,23 @@ fn no_secret_shows_in_help() {
         }
     }
 }
+
+#[test]
+fn the_old_forwarded_for_switch_is_refused_with_its_replacement() {
+    let output = std::process::Command::new(tests::service::workspace_bin("ingest"))
+        .env("INGEST_API_KEYS", secrets::API_KEY)
+        .env("INGEST_PII_KEY", secrets::PII_KEY)
+        .env("INGEST_QUARANTINE_KEY", secrets::QUARANTINE_KEY)
+        .env("INGEST_TRUST_FORWARDED_FOR", "true")
+        .env("INGEST_BIND", "127.0.0.1:0")
+        .env(
+            "INGEST_OFFERS_FILE",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../config/offers.toml"),
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("INGEST_TRUSTED_PROXIES"), "{text}");
+}
