@@ -151,13 +151,14 @@ impl Spool {
         file: &Path,
         producer: &dyn EventProducer,
     ) -> std::io::Result<(usize, bool)> {
-        let mut lines = tokio::io::BufReader::new(tokio::fs::File::open(file).await?).lines();
+        // Split on bytes, not UTF-8 lines: a line torn by a crash must not stop the file.
+        let mut lines = tokio::io::BufReader::new(tokio::fs::File::open(file).await?).split(b'\n');
         let (mut count, mut unreadable, mut all_ok) = (0, 0, true);
         let mut chunk: Vec<(Entry, Vec<u8>)> = Vec::with_capacity(DRAIN_CHUNK);
         loop {
-            let line = lines.next_line().await?;
+            let line = lines.next_segment().await?;
             if let Some(line) = line.as_deref().filter(|l| !l.is_empty()) {
-                match serde_json::from_str::<Entry>(line)
+                match serde_json::from_slice::<Entry>(line)
                     .ok()
                     .and_then(|e| B64.decode(&e.payload).ok().map(|p| (e, p)))
                 {
