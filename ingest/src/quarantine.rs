@@ -114,12 +114,11 @@ impl Quarantine {
             let (query, mut redacted) =
                 redact(req.query.unwrap_or_default().as_bytes(), req.credentials);
             let (body, in_body) = redact(req.body, req.credentials);
-            redacted.extend(
-                in_body
-                    .into_iter()
-                    .filter(|n| !redacted.contains(n))
-                    .collect::<Vec<_>>(),
-            );
+            for name in in_body {
+                if !redacted.contains(&name) {
+                    redacted.push(name);
+                }
+            }
             let query = req
                 .query
                 .map(|_| String::from_utf8_lossy(&query).into_owned());

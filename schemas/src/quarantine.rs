@@ -60,7 +60,7 @@ pub struct QuarantineRecord {
 pub const REDACTED: &str = "REDACTED";
 
 /// What the sender wrote, as it was received (credentials redacted).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub query: Option<String>,
     pub body: Vec<u8>,
@@ -96,12 +96,13 @@ impl QuarantineKey {
 
     /// Moves `record`'s query and body into its sealed field.
     pub fn seal(&self, record: &mut QuarantineRecord) {
-        let request = Request {
+        // The body stays in the base64 it already has: no decoding, and no JSON array of
+        // numbers four times its size.
+        let fields = Fields {
             query: record.query.take(),
-            body: B64.decode(&record.body_base64).unwrap_or_default(),
+            body_base64: std::mem::take(&mut record.body_base64),
         };
-        record.body_base64.clear();
-        let plain = serde_json::to_vec(&request).expect("serialises");
+        let plain = serde_json::to_vec(&fields).expect("serialises");
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
         let sealed = self
             .0
@@ -140,7 +141,27 @@ impl QuarantineKey {
                 },
             )
             .map_err(|_| QuarantineError::WrongKey)?;
-        serde_json::from_slice(&plain).map_err(|e| QuarantineError::Damaged(e.to_string()))
+        serde_json::from_slice::<Fields>(&plain)
+            .map_err(|e| QuarantineError::Damaged(e.to_string()))?
+            .request()
+    }
+}
+
+/// What the sender wrote, as a record holds it: the sealed plaintext, and the plain fields.
+#[derive(Serialize, Deserialize)]
+struct Fields {
+    query: Option<String>,
+    body_base64: String,
+}
+
+impl Fields {
+    fn request(self) -> Result<Request, QuarantineError> {
+        Ok(Request {
+            query: self.query,
+            body: B64
+                .decode(&self.body_base64)
+                .map_err(|_| QuarantineError::Damaged("body_base64 is not base64".into()))?,
+        })
     }
 }
 
@@ -157,12 +178,11 @@ impl QuarantineRecord {
                 "the request is sealed: open it with the quarantine key".into(),
             ));
         }
-        Ok(Request {
+        Fields {
             query: self.query.clone(),
-            body: B64
-                .decode(&self.body_base64)
-                .map_err(|_| QuarantineError::Damaged("body_base64 is not base64".into()))?,
-        })
+            body_base64: self.body_base64.clone(),
+        }
+        .request()
     }
 }
 
