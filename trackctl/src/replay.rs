@@ -145,7 +145,7 @@ pub async fn quarantine(
             request = request.bearer_auth(args.ingest.api_key()?);
         }
         if let Some(source) = &r.s2s_source {
-            request = request.header("Trackledger-Replay-Source", source);
+            request = request.header(ingest::adapters::REPLAY_SOURCE_HEADER, source);
         }
         let status = request
             .send()

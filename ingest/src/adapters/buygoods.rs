@@ -52,6 +52,10 @@ impl PostbackAdapter for BuyGoods {
         NETWORK
     }
 
+    fn credentials(&self) -> &'static [&'static str] {
+        &["token"]
+    }
+
     fn parse(&self, req: &PostbackRequest<'_>) -> Result<Outcome, ApiError> {
         let f = form_fields(req)?;
         // A replay was authenticated by the operator's API key; its token was redacted.

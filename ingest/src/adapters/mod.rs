@@ -27,6 +27,10 @@ pub struct PostbackRequest<'a> {
     pub replay: Option<Replay<'a>>,
 }
 
+/// The header in which an operator's replay names the S2S source the redacted token had
+/// authenticated as (`trackctl replay quarantine` sends it).
+pub const REPLAY_SOURCE_HEADER: &str = "trackledger-replay-source";
+
 /// A replay by the operator of a quarantined postback.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Replay<'a> {
@@ -57,6 +61,11 @@ pub trait PostbackAdapter: Send + Sync {
     /// that its replay is credited to the same source.
     fn source_of(&self, _req: &PostbackRequest<'_>) -> Option<String> {
         None
+    }
+    /// Parameters that carry the network's credential: never stored, redacted in
+    /// quarantine.
+    fn credentials(&self) -> &'static [&'static str] {
+        &[]
     }
     /// Whether every refusal must look like an authentication failure, also those made
     /// after `parse` (an amount over its ceiling): true where the content is all the

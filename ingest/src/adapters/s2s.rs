@@ -67,7 +67,7 @@ impl S2s {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "missing_source",
-                "Trackledger-Replay-Source",
+                super::REPLAY_SOURCE_HEADER,
                 "an S2S replay names the source its token authenticated as",
             )
         })?;
@@ -79,7 +79,7 @@ impl S2s {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "unknown_source",
-                    "Trackledger-Replay-Source",
+                    super::REPLAY_SOURCE_HEADER,
                     format!("no S2S source {name:?} is configured"),
                 )
             })
@@ -89,6 +89,10 @@ impl S2s {
 impl PostbackAdapter for S2s {
     fn network(&self) -> &'static str {
         NETWORK
+    }
+
+    fn credentials(&self) -> &'static [&'static str] {
+        &["token"]
     }
 
     fn parse(&self, req: &PostbackRequest<'_>) -> Result<Outcome, ApiError> {

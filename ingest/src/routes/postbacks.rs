@@ -16,20 +16,9 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
-use crate::adapters::{Outcome, PostbackAdapter, PostbackRequest, Replay};
+use crate::adapters::{Outcome, PostbackAdapter, PostbackRequest, Replay, REPLAY_SOURCE_HEADER};
 use crate::app::{ApiError, AppState};
 use crate::quarantine::Refused;
-
-/// Names the S2S source a replayed request had authenticated as.
-pub const REPLAY_SOURCE_HEADER: &str = "trackledger-replay-source";
-
-/// Parameters that carry a network credential, by network: never stored.
-fn credentials(network: &str) -> &'static [&'static str] {
-    match network {
-        crate::adapters::buygoods::NETWORK | crate::adapters::s2s::NETWORK => &["token"],
-        _ => &[],
-    }
-}
 
 /// Both routes: the network's own, and the operator's replay, which authenticates the API
 /// key first and then lets the adapter take the operator's word for the redacted token.
@@ -138,7 +127,7 @@ async fn handle(
         .then(|| adapter.source_of(&request))
         .flatten();
     let refused = Refused {
-        credentials: credentials(adapter.network()),
+        credentials: adapter.credentials(),
         s2s_source: s2s_source.as_deref(),
         ..Refused::new(
             &route,
