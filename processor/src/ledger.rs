@@ -400,17 +400,17 @@ fn standalone(
 }
 
 /// An entry's signed amounts, from the conversion as it stands: an original adds what it
-/// carries; a reversal takes what it carries, or, a refund or chargeback without an amount,
-/// the rest of the sale's net.
+/// carries; a reversal takes what it carries, or, a full refund (a refund or chargeback
+/// without an amount), the rest of the sale's net.
 fn signed_amounts(
     c: &Conversion,
     name: EventName,
     revenue: Option<Money>,
     payout: Option<Money>,
+    full_refund: bool,
 ) -> (Money, Money) {
     match name {
         EventName::Refund | EventName::Chargeback | EventName::Canceled => {
-            let full_refund = revenue.is_none() && name != EventName::Canceled;
             let whole = |given: Option<Money>, net: Money| match given {
                 Some(amount) => -amount,
                 None if c.sale.is_some() && full_refund => -net.max(Money::ZERO),
@@ -435,8 +435,8 @@ fn join(
     let name = event.event_name;
     let revenue = event.revenue.map(Money::from_decimal).transpose()?;
     let payout = event.payout.map(Money::from_decimal).transpose()?;
-    let (signed_revenue, signed_payout) = signed_amounts(c, name, revenue, payout);
     let full_refund = revenue.is_none() && name.is_reversal() && name != EventName::Canceled;
+    let (signed_revenue, signed_payout) = signed_amounts(c, name, revenue, payout, full_refund);
     let remaining_revenue = c.net_revenue.max(Money::ZERO);
     let (mut gross_revenue, mut gross_payout) = (c.gross_revenue, c.gross_payout);
     let mut reversed_revenue = c.reversed_revenue;
