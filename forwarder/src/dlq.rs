@@ -87,6 +87,8 @@ pub fn read_all(common: &Common) -> anyhow::Result<Vec<DeadLetter>> {
 
 /// Sends the matching dead letters back to the outbox; returns how many.
 pub async fn replay(common: &Common, filter: &ReplayArgs) -> anyhow::Result<usize> {
+    let topics = [common.dlq_topic.as_str(), common.outbox_topic.as_str()];
+    common.kafka.check_async(&topics, None).await?;
     let letters: Vec<DeadLetter> = read_all(common)?
         .into_iter()
         .filter(|d| d.matches(filter))

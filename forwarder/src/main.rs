@@ -20,6 +20,16 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let destinations = schemas::destinations::Destinations::load(&cli.run.destinations_file)?;
+    let c = &cli.common;
+    let topics = [
+        &c.outbox_topic,
+        &c.retry_topic,
+        &c.attempts_topic,
+        &c.dlq_topic,
+    ];
+    c.kafka
+        .check_async(&topics.map(String::as_str), Some(&cli.run.group_id))
+        .await?;
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(cli.run.metrics_bind).await?;

@@ -293,6 +293,33 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    config.kafka.validate()?;
+    // The Kafka check runs beside the server: clicks are spooled while Kafka is away, so an
+    // unreachable broker must not hold up the start; a refused login or ACL stops ingest.
+    let kafka = config.kafka.clone();
+    let topics = [config.events_topic.clone(), config.quarantine_topic.clone()];
+    let check = tokio::spawn(async move {
+        kafka
+            .check_async(&topics.each_ref().map(String::as_str), None)
+            .await
+    });
+    let refused: Arc<std::sync::Mutex<Option<anyhow::Error>>> = Default::default();
+    let slot = refused.clone();
+    let shutdown = async move {
+        let refusal = async move {
+            match check.await {
+                Ok(Err(e)) => e,
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown => {}
+            e = refusal => {
+                tracing::error!(error = %e, "Kafka refused ingest; stopping");
+                *slot.lock().expect("refusal") = Some(e);
+            }
+        }
+    };
     let producer = Arc::new(KafkaProducer::new(&config)?);
     producer.spawn_health_probe(&config.events_topic, Duration::from_secs(2));
     let limits = ConnectionLimits::of(&config);
@@ -307,7 +334,8 @@ pub async fn serve(
     serve_connections(router(state), listener, limits, metrics, shutdown).await;
     tracing::info!("flushing the producer");
     tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await?;
-    Ok(())
+    let refusal = refused.lock().expect("refusal").take();
+    refusal.map_or(Ok(()), Err)
 }
 
 /// Whether a connection ended because its socket timed out (the idle timeout).

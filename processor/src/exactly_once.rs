@@ -601,9 +601,12 @@ pub fn run(
         .create()
         .context("creating the transactional producer")?;
     // Aborts whatever a previous incarnation with this transactional.id left open.
-    producer
-        .init_transactions(KAFKA_TIMEOUT)
-        .context("initialising transactions")?;
+    producer.init_transactions(KAFKA_TIMEOUT).with_context(|| {
+        format!(
+            "initialising transactions as transactional id {transactional_id} (on a \
+                 secured cluster the principal needs WRITE on it: docs/DEPLOYMENT.md, \"ACLs\")"
+        )
+    })?;
     tracing::info!(%transactional_id, "transactional producer ready");
 
     let engine = Arc::new(Mutex::new(Engine {

@@ -27,6 +27,17 @@ pub fn run(
     shutdown: Arc<AtomicBool>,
     ready: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
+    config.kafka.check(
+        &[
+            &config.input_topic,
+            &config.state_topic,
+            &config.ledger_topic,
+            &config.receipts_topic,
+            &config.outbox_topic,
+            &config.quarantine_topic,
+        ],
+        Some(&config.group_id),
+    )?;
     match config.mode {
         Mode::ExactlyOnce => exactly_once::run(config, metrics, shutdown, ready),
         Mode::PassThrough => pass_through::run(config, metrics, shutdown, ready),

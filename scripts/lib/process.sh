@@ -26,3 +26,17 @@ stop_pid() { # pidfile name seconds
   rm -f "$pidfile"
   say "$name stopped"
 }
+
+# librdkafka's TLS and SASL link the system OpenSSL: its headers are needed to build. Installs
+# them when missing and allowed to (root with apt), else says what to run.
+require_openssl_dev() {
+  pkg-config --exists openssl 2>/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing libssl-dev and pkg-config (once) ..."
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config >/dev/null 2>&1 ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config >/dev/null; }
+  else
+    die "OpenSSL's development files are missing (librdkafka links them for TLS and SASL)" \
+      "sudo apt-get install -y libssl-dev pkg-config"
+  fi
+}

@@ -17,18 +17,8 @@ pub const MAX_BATCH_ROWS: usize = 1_000_000;
     about = "Loads the ledger, receipts, postback attempts and quarantine summaries into ClickHouse, exactly once"
 )]
 pub struct Config {
-    /// ClickHouse HTTP URL.
-    #[arg(long, env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
-    pub clickhouse_url: String,
-    #[arg(long, env = "CLICKHOUSE_USER", default_value = "default")]
-    pub clickhouse_user: String,
-    #[arg(
-        long,
-        env = "CLICKHOUSE_PASSWORD",
-        default_value = "",
-        hide_env_values = true
-    )]
-    pub clickhouse_password: String,
+    #[command(flatten)]
+    pub clickhouse: telemetry::clickhouse::ClickHouseConnection,
     /// Database of the ledger tables; created by the migrations.
     #[arg(long, env = "SINK_DATABASE", default_value = "trackledger")]
     pub database: String,
@@ -83,10 +73,7 @@ impl Config {
         Duration::from_millis(self.retry_max_ms)
     }
 
-    pub fn client(&self) -> clickhouse::Client {
-        clickhouse::Client::default()
-            .with_url(&self.clickhouse_url)
-            .with_user(&self.clickhouse_user)
-            .with_password(&self.clickhouse_password)
+    pub fn client(&self) -> anyhow::Result<clickhouse::Client> {
+        self.clickhouse.client()
     }
 }

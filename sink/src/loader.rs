@@ -273,7 +273,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let client = config
-        .client()
+        .client()?
         .with_setting("async_insert", "0")
         .with_setting("max_insert_block_size", "1048576");
     let applied = migrations::apply(&client, &config.database).await?;
@@ -281,6 +281,16 @@ pub async fn run(
     if config.migrate_only {
         return Ok(());
     }
+    let topics = [
+        &config.ledger_topic,
+        &config.receipts_topic,
+        &config.quarantine_topic,
+        &config.attempts_topic,
+    ];
+    config
+        .kafka
+        .check_async(&topics.map(String::as_str), Some(&config.group_id))
+        .await?;
     let client = client.with_database(&config.database);
     let consumer: StreamConsumer = config
         .kafka

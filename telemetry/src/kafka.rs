@@ -1,19 +1,89 @@
 //! The Kafka connection every binary shares: one set of flags (under the "Kafka" heading of
-//! each `--help`) and one builder of librdkafka client configurations. A service states only
-//! its role's settings (idempotence, transactions, isolation); the connection and the
-//! operator's own librdkafka properties are added here, the same way for every client.
+//! each `--help`), one builder of librdkafka client configurations, and one start-up check.
+//! A service states only its role's settings (idempotence, transactions, isolation); the
+//! connection, its security and the operator's own librdkafka properties are added here, the
+//! same way for every client.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use clap::Args;
+use anyhow::{bail, Context as _};
+use clap::{Args, ValueEnum};
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{ClientContext, TopicPartitionList};
+
+use crate::secret::Secret;
 
 /// Environment variables `KAFKA_OPTION_<NAME>` set the librdkafka property `<name>`, with
 /// `_` read as `.` (`KAFKA_OPTION_SOCKET_KEEPALIVE_ENABLE=true`).
 pub const OPTION_ENV_PREFIX: &str = "KAFKA_OPTION_";
 
+/// How long the start-up check waits for the brokers to answer before the service goes on
+/// regardless (an unreachable broker is waited for, not a configuration error).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// librdkafka's `security.protocol`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[value(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    fn sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+
+    fn tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+}
+
+/// librdkafka's `sasl.mechanism` (GSSAPI/Kerberos is not built in).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslMechanism {
+    #[value(name = "PLAIN")]
+    Plain,
+    #[value(name = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[value(name = "SCRAM-SHA-512")]
+    ScramSha512,
+    #[value(name = "OAUTHBEARER")]
+    OauthBearer,
+}
+
+impl SaslMechanism {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+            Self::OauthBearer => "OAUTHBEARER",
+        }
+    }
+}
+
 /// Each flag carries its own help heading: a struct-level one would also head whatever the
-/// including command declares after it.
+/// including command declares after it. Secrets are read from a variable or from a file
+/// (`..._FILE`, as Docker and Kubernetes secrets are mounted), and never shown: `--help`
+/// hides the variables' values and `Debug` prints `<redacted>`.
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct KafkaConnection {
     /// Kafka bootstrap servers.
@@ -25,6 +95,124 @@ pub struct KafkaConnection {
         help_heading = "Kafka"
     )]
     pub bootstrap_servers: String,
+
+    /// Protocol to the brokers: TLS and/or SASL authentication.
+    #[arg(
+        long = "kafka-security-protocol",
+        env = "KAFKA_SECURITY_PROTOCOL",
+        value_enum,
+        ignore_case = true,
+        default_value_t = SecurityProtocol::Plaintext,
+        global = true,
+        help_heading = "Kafka"
+    )]
+    pub security_protocol: SecurityProtocol,
+
+    /// SASL mechanism (required with sasl_plaintext and sasl_ssl).
+    #[arg(
+        long = "kafka-sasl-mechanism",
+        env = "KAFKA_SASL_MECHANISM",
+        value_enum,
+        ignore_case = true,
+        global = true,
+        help_heading = "Kafka"
+    )]
+    pub sasl_mechanism: Option<SaslMechanism>,
+
+    /// SASL user name (PLAIN, SCRAM).
+    #[arg(
+        long = "kafka-sasl-username",
+        env = "KAFKA_SASL_USERNAME",
+        global = true,
+        help_heading = "Kafka"
+    )]
+    pub sasl_username: Option<String>,
+
+    /// SASL password. Prefer the variable or the file: a flag shows in the process list.
+    #[arg(
+        long = "kafka-sasl-password",
+        env = "KAFKA_SASL_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD",
+        value_parser = Secret::parse,
+        global = true,
+        help_heading = "Kafka"
+    )]
+    pub sasl_password: Option<Secret>,
+
+    /// File holding the SASL password (a trailing newline is ignored).
+    #[arg(
+        long = "kafka-sasl-password-file",
+        env = "KAFKA_SASL_PASSWORD_FILE",
+        value_name = "PATH",
+        value_parser = Secret::read_file,
+        global = true,
+        help_heading = "Kafka"
+    )]
+    pub sasl_password_file: Option<Secret>,
+
+    /// PEM file of the CA certificates that sign the brokers' certificates (default: the
+    /// system's trust store).
+    #[arg(
+        long = "kafka-ssl-ca-location",
+        env = "KAFKA_SSL_CA_LOCATION",
+        value_name = "PATH",
+        global = true,
+        help_heading = "Kafka"
+    )]
+    pub ssl_ca_location: Option<PathBuf>,
+
+    /// PEM file of this client's certificate, for mutual TLS.
+    #[arg(
+        long = "kafka-ssl-certificate-location",
+        env = "KAFKA_SSL_CERTIFICATE_LOCATION",
+        value_name = "PATH",
+        global = true,
+        help_heading = "Kafka"
+    )]
+    pub ssl_certificate_location: Option<PathBuf>,
+
+    /// PEM file of this client's private key, for mutual TLS.
+    #[arg(
+        long = "kafka-ssl-key-location",
+        env = "KAFKA_SSL_KEY_LOCATION",
+        value_name = "PATH",
+        global = true,
+        help_heading = "Kafka"
+    )]
+    pub ssl_key_location: Option<PathBuf>,
+
+    /// Password of an encrypted private key.
+    #[arg(
+        long = "kafka-ssl-key-password",
+        env = "KAFKA_SSL_KEY_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD",
+        value_parser = Secret::parse,
+        global = true,
+        help_heading = "Kafka"
+    )]
+    pub ssl_key_password: Option<Secret>,
+
+    /// File holding the private key's password.
+    #[arg(
+        long = "kafka-ssl-key-password-file",
+        env = "KAFKA_SSL_KEY_PASSWORD_FILE",
+        value_name = "PATH",
+        value_parser = Secret::read_file,
+        global = true,
+        help_heading = "Kafka"
+    )]
+    pub ssl_key_password_file: Option<Secret>,
+
+    /// Client id the brokers log and quota by [default: trackledger-<program>].
+    #[arg(
+        long = "kafka-client-id",
+        env = "KAFKA_CLIENT_ID",
+        global = true,
+        help_heading = "Kafka"
+    )]
+    pub client_id: Option<String>,
 
     /// Any other librdkafka property, as KEY=VALUE (repeatable; also KAFKA_OPTION_<KEY>
     /// variables, `_` for `.`). Applied last: it overrides the service's own setting.
@@ -59,6 +247,17 @@ impl KafkaConnection {
     pub fn new(bootstrap_servers: impl Into<String>) -> Self {
         Self {
             bootstrap_servers: bootstrap_servers.into(),
+            security_protocol: SecurityProtocol::Plaintext,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+            sasl_password_file: None,
+            ssl_ca_location: None,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            ssl_key_password: None,
+            ssl_key_password_file: None,
+            client_id: None,
             options: Vec::new(),
         }
     }
@@ -75,11 +274,111 @@ impl KafkaConnection {
         options
     }
 
-    /// A client configuration: the connection, then the role's `settings`, then the
-    /// operator's own properties.
+    fn sasl_password(&self) -> Option<&Secret> {
+        self.sasl_password
+            .as_ref()
+            .or(self.sasl_password_file.as_ref())
+    }
+
+    fn ssl_key_password(&self) -> Option<&Secret> {
+        self.ssl_key_password
+            .as_ref()
+            .or(self.ssl_key_password_file.as_ref())
+    }
+
+    /// The settings that contradict each other or are missing, each named as the operator
+    /// sets it.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let protocol = self.security_protocol;
+        if self.sasl_password.is_some() && self.sasl_password_file.is_some() {
+            bail!("set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, not both");
+        }
+        if self.ssl_key_password.is_some() && self.ssl_key_password_file.is_some() {
+            bail!("set KAFKA_SSL_KEY_PASSWORD or KAFKA_SSL_KEY_PASSWORD_FILE, not both");
+        }
+        match (protocol.sasl(), self.sasl_mechanism) {
+            (true, None) => bail!(
+                "KAFKA_SECURITY_PROTOCOL={} needs KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256, \
+                 SCRAM-SHA-512 or OAUTHBEARER)",
+                protocol.as_str()
+            ),
+            (false, Some(_)) => bail!(
+                "KAFKA_SASL_MECHANISM is set but KAFKA_SECURITY_PROTOCOL={}: use sasl_ssl \
+                 (or sasl_plaintext)",
+                protocol.as_str()
+            ),
+            (true, Some(SaslMechanism::OauthBearer)) | (false, None) => {}
+            (true, Some(mechanism)) => {
+                if self.sasl_username.as_deref().unwrap_or("").is_empty() {
+                    bail!("SASL {} needs KAFKA_SASL_USERNAME", mechanism.as_str());
+                }
+                if self.sasl_password().is_none() {
+                    bail!(
+                        "SASL {} needs KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE",
+                        mechanism.as_str()
+                    );
+                }
+            }
+        }
+        let files = [
+            ("KAFKA_SSL_CA_LOCATION", &self.ssl_ca_location),
+            (
+                "KAFKA_SSL_CERTIFICATE_LOCATION",
+                &self.ssl_certificate_location,
+            ),
+            ("KAFKA_SSL_KEY_LOCATION", &self.ssl_key_location),
+        ];
+        for (name, path) in files {
+            let Some(path) = path else { continue };
+            if !protocol.tls() {
+                bail!(
+                    "{name} is set but KAFKA_SECURITY_PROTOCOL={}: use ssl or sasl_ssl",
+                    protocol.as_str()
+                );
+            }
+            std::fs::File::open(path)
+                .with_context(|| format!("{name}={} cannot be read", path.display()))?;
+        }
+        if self.ssl_certificate_location.is_some() != self.ssl_key_location.is_some() {
+            bail!(
+                "mutual TLS needs both KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION"
+            );
+        }
+        Ok(())
+    }
+
+    /// A client configuration: the connection and its security, then the role's
+    /// `settings`, then the operator's own properties.
     pub fn config(&self, settings: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap_servers);
+        config.set("security.protocol", self.security_protocol.as_str());
+        config.set(
+            "client.id",
+            self.client_id.clone().unwrap_or_else(default_client_id),
+        );
+        if let Some(mechanism) = self.sasl_mechanism {
+            config.set("sasl.mechanism", mechanism.as_str());
+        }
+        if let Some(username) = &self.sasl_username {
+            config.set("sasl.username", username);
+        }
+        if let Some(password) = self.sasl_password() {
+            config.set("sasl.password", password.expose());
+        }
+        let files = [
+            ("ssl.ca.location", &self.ssl_ca_location),
+            ("ssl.certificate.location", &self.ssl_certificate_location),
+            ("ssl.key.location", &self.ssl_key_location),
+        ];
+        for (key, path) in files {
+            if let Some(path) = path {
+                config.set(key, path.to_string_lossy());
+            }
+        }
+        if let Some(password) = self.ssl_key_password() {
+            config.set("ssl.key.password", password.expose());
+        }
         for (key, value) in settings {
             config.set(*key, *value);
         }
@@ -88,7 +387,214 @@ impl KafkaConnection {
         }
         config
     }
+
+    /// The start-up check every service and command runs before its own clients: the
+    /// settings are consistent, the brokers accept this client's TLS and SASL login, and its
+    /// principal may describe `topics` (and use `group`). A refusal ends the program at once
+    /// with the setting to mend; brokers that do not answer within [`CHECK_TIMEOUT`] are
+    /// only logged, and waited for as before.
+    pub fn check(&self, topics: &[&str], group: Option<&str>) -> anyhow::Result<()> {
+        self.check_within(topics, group, CHECK_TIMEOUT)
+    }
+
+    /// [`Self::check`] off the async runtime.
+    pub async fn check_async(&self, topics: &[&str], group: Option<&str>) -> anyhow::Result<()> {
+        let this = self.clone();
+        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        let group = group.map(str::to_owned);
+        tokio::task::spawn_blocking(move || {
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            this.check(&topics, group.as_deref())
+        })
+        .await?
+    }
+
+    pub fn check_within(
+        &self,
+        topics: &[&str],
+        group: Option<&str>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        self.validate()?;
+        let mut settings = vec![("enable.auto.commit", "false")];
+        if let Some(group) = group {
+            settings.push(("group.id", group));
+        }
+        let consumer: BaseConsumer<Refusals> = self
+            .config(&settings)
+            .create_with_context(Refusals::default())
+            .map_err(|e| anyhow::anyhow!("the Kafka client settings are invalid: {e}"))?;
+        let deadline = Instant::now() + timeout;
+        let mut pending: Vec<&str> = topics.to_vec();
+        let mut partitions = TopicPartitionList::new();
+        loop {
+            // Serves librdkafka's error events, which reach the context only when polled.
+            if let Some(Err(e)) = consumer.poll(Duration::ZERO) {
+                tracing::debug!(error = %e, "start-up check");
+            }
+            if let Some(refusal) = consumer.context().refusal() {
+                bail!(self.explain(refusal, group));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::warn!(
+                    servers = %self.bootstrap_servers,
+                    "the Kafka brokers did not answer the start-up check in {}s; going on",
+                    timeout.as_secs()
+                );
+                return Ok(());
+            }
+            let wait = (deadline - now).min(Duration::from_millis(500));
+            let Some(topic) = pending.first().copied() else {
+                break;
+            };
+            let metadata = match consumer.fetch_metadata(Some(topic), wait) {
+                Ok(metadata) => metadata,
+                Err(_) => continue, // not reachable yet, or refused: the context says which
+            };
+            let Some(found) = metadata.topics().first() else {
+                continue;
+            };
+            match found.error().map(RDKafkaErrorCode::from) {
+                None => {
+                    if let Some(p) = found.partitions().first() {
+                        partitions.add_partition(topic, p.id());
+                    }
+                    pending.remove(0);
+                }
+                Some(RDKafkaErrorCode::TopicAuthorizationFailed) => bail!(
+                    "{} may not describe topic {topic}: grant it the service's ACLs \
+                     (docs/DEPLOYMENT.md, \"ACLs\")",
+                    self.principal()
+                ),
+                Some(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+                    tracing::warn!(topic, "the topic does not exist yet");
+                    pending.remove(0);
+                }
+                Some(other) => {
+                    tracing::warn!(topic, error = %other, "the topic's metadata has an error");
+                    pending.remove(0);
+                }
+            }
+        }
+        let Some(group) = group.filter(|_| partitions.count() > 0) else {
+            return Ok(());
+        };
+        let refused_group = || {
+            format!(
+                "{} may not use consumer group {group}: grant it the service's ACLs \
+                 (docs/DEPLOYMENT.md, \"ACLs\")",
+                self.principal()
+            )
+        };
+        // The coordinator's refusal arrives as an error event while the offsets are awaited.
+        while Instant::now() < deadline {
+            match consumer.committed_offsets(partitions.clone(), Duration::from_millis(500)) {
+                Ok(_) => return Ok(()),
+                Err(KafkaError::OffsetFetch(RDKafkaErrorCode::GroupAuthorizationFailed)) => {
+                    bail!(refused_group())
+                }
+                Err(e) => tracing::debug!(group, error = %e, "reading the group's offsets"),
+            }
+            if let Some(Err(e)) = consumer.poll(Duration::ZERO) {
+                tracing::debug!(error = %e, "start-up check");
+            }
+            if let Some(refusal) = consumer.context().refusal() {
+                bail!(self.explain(refusal, Some(group)));
+            }
+        }
+        tracing::warn!(
+            group,
+            "could not read the group's offsets in the start-up check"
+        );
+        Ok(())
+    }
+
+    fn principal(&self) -> String {
+        match (&self.sasl_username, self.security_protocol) {
+            (Some(user), p) if p.sasl() => format!("Kafka user {user:?} (KAFKA_SASL_USERNAME)"),
+            (_, SecurityProtocol::Ssl) if self.ssl_certificate_location.is_some() => {
+                "this client's certificate principal (KAFKA_SSL_CERTIFICATE_LOCATION)".into()
+            }
+            _ => "this client's principal".into(),
+        }
+    }
+
+    fn explain(&self, refusal: Refusal, group: Option<&str>) -> String {
+        match refusal {
+            Refusal::Authentication(reason) => format!(
+                "the Kafka brokers refused the SASL login of {}: check KAFKA_SASL_USERNAME, \
+                 KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE) and \
+                 KAFKA_SASL_MECHANISM={} ({reason})",
+                self.principal(),
+                self.sasl_mechanism.map_or("unset", SaslMechanism::as_str),
+            ),
+            Refusal::Group(reason) => format!(
+                "{} may not use consumer group {} ({reason}): grant it the service's ACLs \
+                 (docs/DEPLOYMENT.md, \"ACLs\")",
+                self.principal(),
+                group.unwrap_or("(none)"),
+            ),
+            Refusal::Tls(reason) => format!(
+                "the TLS handshake with the Kafka brokers failed: check KAFKA_SSL_CA_LOCATION \
+                 (the CA that signed the brokers' certificates{}) and \
+                 KAFKA_SECURITY_PROTOCOL={} ({reason})",
+                if self.ssl_certificate_location.is_some() {
+                    "; and KAFKA_SSL_CERTIFICATE_LOCATION, KAFKA_SSL_KEY_LOCATION for mutual TLS"
+                } else {
+                    ""
+                },
+                self.security_protocol.as_str(),
+            ),
+        }
+    }
 }
+
+/// `trackledger-<program>`: the brokers' logs and quotas then tell the services apart.
+fn default_client_id() -> String {
+    let program = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "client".into());
+    format!("trackledger-{program}")
+}
+
+/// A refusal that retrying cannot mend: the brokers said no to the login, to the TLS
+/// handshake, or to the consumer group.
+#[derive(Debug, Clone)]
+enum Refusal {
+    Authentication(String),
+    Tls(String),
+    Group(String),
+}
+
+/// The start-up check's client context: keeps the first refusal librdkafka reports.
+#[derive(Default)]
+struct Refusals(Mutex<Option<Refusal>>);
+
+impl Refusals {
+    fn refusal(&self) -> Option<Refusal> {
+        self.0.lock().expect("refusals").clone()
+    }
+}
+
+impl ClientContext for Refusals {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let refusal = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication) => Refusal::Authentication(reason.to_owned()),
+            Some(RDKafkaErrorCode::SSL) => Refusal::Tls(reason.to_owned()),
+            Some(RDKafkaErrorCode::GroupAuthorizationFailed) => Refusal::Group(reason.to_owned()),
+            _ => {
+                tracing::debug!("librdkafka: {error}: {reason}");
+                return;
+            }
+        };
+        self.0.lock().expect("refusals").get_or_insert(refusal);
+    }
+}
+
+impl ConsumerContext for Refusals {}
 
 #[cfg(test)]
 mod tests {

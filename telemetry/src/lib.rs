@@ -1,7 +1,9 @@
 //! The operator surface every service shares: structured JSON logs, the shutdown signal,
 //! Prometheus registries, and the `/metrics`, `/healthz` and `/readyz` endpoints.
 
+pub mod clickhouse;
 pub mod kafka;
+pub mod secret;
 pub mod topic;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -23,7 +23,13 @@ fn topic_args(topics: &ProcessorTopics) -> Vec<String> {
 impl ServiceProcess {
     /// The real forwarder delivering `topics`' outbox to the destinations of `file`.
     pub fn forwarder(topics: &ProcessorTopics, file: &Path) -> Self {
-        let mut args = topic_args(topics);
+        Self::forwarder_with(topics, file, &[])
+    }
+
+    /// The forwarder with `extra` flags (before its own, which a subcommand would not take).
+    pub fn forwarder_with(topics: &ProcessorTopics, file: &Path, extra: &[String]) -> Self {
+        let mut args = extra.to_vec();
+        args.extend(topic_args(topics));
         args.extend([
             "--destinations-file".to_owned(),
             file.display().to_string(),

@@ -4,6 +4,7 @@
 pub mod forwarder;
 pub mod pipeline;
 pub mod processor;
+pub mod secured;
 pub mod service;
 pub mod sink;
 
@@ -56,15 +57,14 @@ pub async fn produce_and_read_back(
     payload: &[u8],
 ) -> anyhow::Result<KafkaRoundTrip> {
     use anyhow::Context;
-    use rdkafka::config::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use rdkafka::{Offset, TopicPartitionList};
     use std::time::Duration;
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+    let producer: FutureProducer = crate::kafka()
+        .config(&[])
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .create()?;
@@ -77,8 +77,8 @@ pub async fn produce_and_read_back(
         .map_err(|(e, _)| e)
         .with_context(|| format!("producing to {topic}"))?;
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+    let consumer: BaseConsumer = crate::kafka()
+        .config(&[])
         .set("group.id", unique_name("read-back"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
@@ -109,6 +109,18 @@ pub struct IngestServer {
     pub marks: std::collections::HashMap<&'static str, Vec<(i32, i64)>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Posts one event to ingest's `/v1/events` with the test API key; it must be accepted.
+pub async fn post_event(base: &str, body: serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(secrets::API_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
 }
 
 /// The API key, PII key and network secrets the test servers use.
@@ -240,10 +252,7 @@ pub struct Found {
 /// The next offset of every partition of `topic`.
 pub fn high_watermarks(topic: &str) -> Vec<(i32, i64)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .create()
-        .unwrap();
+    let consumer: BaseConsumer = crate::kafka().config(&[]).create().unwrap();
     let timeout = std::time::Duration::from_secs(10);
     let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
     metadata.topics()[0]
@@ -269,13 +278,12 @@ pub fn scan_topic(
     timeout: std::time::Duration,
     pred: impl Fn(&Found) -> bool,
 ) -> Vec<Found> {
-    use rdkafka::config::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
     use rdkafka::{Offset, TopicPartitionList};
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+    let consumer: BaseConsumer = crate::kafka()
+        .config(&[])
         .set("group.id", unique_name("scan"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")

@@ -22,23 +22,41 @@ impl Pipeline {
     /// and waits until each service is ready.
     pub async fn start(prefix: &str, destinations: &str) -> Self {
         let topics = ProcessorTopics::create(prefix).await;
+        Self::start_with(topics, database(prefix), destinations, &|_| Vec::new()).await
+    }
+
+    /// Starts everything on `topics` and `database`; each service and ingest also get the
+    /// flags `connect` gives for its name ("ingest", "processor", "forwarder", "sink").
+    pub async fn start_with(
+        topics: ProcessorTopics,
+        database: String,
+        destinations: &str,
+        connect: &dyn Fn(&str) -> Vec<String>,
+    ) -> Self {
         std::fs::write(&topics.destinations, destinations).expect("destinations file");
-        let database = database(prefix);
-        let mut sink = ServiceProcess::sink(&topics, &database, &[]);
-        let mut processor = ServiceProcess::processor(&topics, "p1", &[]);
-        let mut forwarder = ServiceProcess::forwarder(&topics, &topics.destinations);
+        let flags = |service: &str| connect(service);
+        let sink_flags = flags("sink");
+        let sink_flags: Vec<&str> = sink_flags.iter().map(String::as_str).collect();
+        let processor_flags = flags("processor");
+        let processor_flags: Vec<&str> = processor_flags.iter().map(String::as_str).collect();
+        let mut sink = ServiceProcess::sink(&topics, &database, &sink_flags);
+        let mut processor = ServiceProcess::processor(&topics, "p1", &processor_flags);
+        let mut forwarder =
+            ServiceProcess::forwarder_with(&topics, &topics.destinations, &flags("forwarder"));
         for s in [&mut sink, &mut processor, &mut forwarder] {
             s.wait_ready(Duration::from_secs(60));
         }
         // A click waits up to 2 s for Kafka before it is spooled: on a loaded CI machine the
         // default 150 ms spools clicks that then arrive twice, which the erase test would
         // count as the person's receipts.
-        let ingest = IngestServer::start(&[
-            &format!("--events-topic={}", topics.input),
-            &format!("--quarantine-topic={}", topics.quarantine),
-            "--click-wait-ms=2000",
-        ])
-        .await;
+        let mut ingest_flags = vec![
+            format!("--events-topic={}", topics.input),
+            format!("--quarantine-topic={}", topics.quarantine),
+            "--click-wait-ms=2000".to_owned(),
+        ];
+        ingest_flags.extend(flags("ingest"));
+        let ingest_flags: Vec<&str> = ingest_flags.iter().map(String::as_str).collect();
+        let ingest = IngestServer::start(&ingest_flags).await;
         Self {
             topics,
             database,
@@ -52,9 +70,7 @@ impl Pipeline {
     /// trackctl's connection to the pipeline's database.
     pub fn warehouse(&self) -> trackctl::warehouse::Warehouse {
         trackctl::warehouse::Warehouse {
-            clickhouse_url: clickhouse_url(),
-            clickhouse_user: "default".into(),
-            clickhouse_password: String::new(),
+            clickhouse: telemetry::clickhouse::ClickHouseConnection::new(clickhouse_url()),
             database: self.database.clone(),
         }
     }

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -20,7 +19,7 @@ use schemas::{
 };
 
 use crate::service::ServiceProcess;
-use crate::{kafka_bootstrap, unique_name};
+use crate::unique_name;
 
 /// Input partitions of the private topics (the deployment's keyed topics have 6).
 pub const PARTITIONS: i32 = 6;
@@ -79,10 +78,8 @@ impl ProcessorTopics {
             destinations: std::env::temp_dir().join(format!("{name}.destinations.toml")),
         };
         std::fs::write(&t.destinations, DESTINATIONS).expect("destinations file");
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", kafka_bootstrap())
-            .create()
-            .expect("admin client");
+        let admin: AdminClient<DefaultClientContext> =
+            crate::kafka().config(&[]).create().expect("admin client");
         let compacted = [("cleanup.policy", "compact")];
         let topics: Vec<NewTopic> = [
             &t.input,
@@ -158,8 +155,8 @@ pub struct EventProducer {
 
 impl EventProducer {
     pub fn new(topic: &str) -> Self {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", kafka_bootstrap())
+        let producer = crate::kafka()
+            .config(&[])
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
@@ -201,8 +198,8 @@ impl EventProducer {
 
 /// Waits until the group has committed every input offset (or panics after `timeout`).
 pub fn wait_caught_up(topics: &ProcessorTopics, timeout: Duration) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+    let consumer: BaseConsumer = crate::kafka()
+        .config(&[])
         .set("group.id", &topics.group)
         .set("enable.auto.commit", "false")
         .create()
@@ -245,8 +242,8 @@ pub fn wait_caught_up(topics: &ProcessorTopics, timeout: Duration) {
 
 /// Every committed record of `topic`, read `read_committed` to the end of each partition.
 pub fn read_committed(topic: &str) -> Vec<(i32, i64, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+    let consumer: BaseConsumer = crate::kafka()
+        .config(&[])
         .set("group.id", unique_name("read"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")

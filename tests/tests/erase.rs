@@ -45,17 +45,6 @@ async fn click(base: &str) -> String {
         .to_owned()
 }
 
-async fn post(base: &str, body: serde_json::Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/v1/events"))
-        .bearer_auth(secrets::API_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
-}
-
 /// A click, a sale with that click and an e-mail, and a partial refund without either.
 async fn person(base: &str, name: &str, refund: bool) -> Person {
     let click_id = click(base).await;
@@ -63,11 +52,11 @@ async fn person(base: &str, name: &str, refund: bool) -> Person {
     let email = format!("{name}@example.com");
     let sale = json!({"event_id": format!("{order}-sale"), "event_name": "SALE", "order_id": order,
         "click_id": click_id, "email": email, "offer_id": "keto-vsl", "revenue": "50.00", "currency": "USD"});
-    post(base, sale.clone()).await;
-    post(base, sale).await; // a retry: a DUPLICATE receipt
+    tests::post_event(base, sale.clone()).await;
+    tests::post_event(base, sale).await; // a retry: a DUPLICATE receipt
     let mut event_ids = vec![click_id.clone(), format!("{order}-sale")];
     if refund {
-        post(
+        tests::post_event(
             base,
             json!({"event_id": format!("{order}-refund"), "event_name": "REFUND",
             "order_id": order, "revenue": "20.00", "currency": "USD"}),

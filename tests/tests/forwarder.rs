@@ -178,8 +178,8 @@ events = ["SALE"]
 
 /// (destination, reason) of every dead letter.
 fn dead_letters(topics: &ProcessorTopics) -> Vec<(String, String)> {
-    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", tests::kafka_bootstrap())
+    let consumer: rdkafka::consumer::BaseConsumer = tests::kafka()
+        .config(&[])
         .set("group.id", tests::unique_name("dlq-read"))
         .set("enable.partition.eof", "true")
         .create()

@@ -219,9 +219,7 @@ async fn a_crafted_report_gives_the_labelled_discrepancies_and_kpis() {
         out_dir: dir.clone(),
     };
     let warehouse = Warehouse {
-        clickhouse_url: clickhouse_url(),
-        clickhouse_user: "default".into(),
-        clickhouse_password: String::new(),
+        clickhouse: telemetry::clickhouse::ClickHouseConnection::new(clickhouse_url()),
         database: db.clone(),
     };
     let r = recon::run(&args, &warehouse).await.unwrap();

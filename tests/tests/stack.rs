@@ -7,18 +7,14 @@ use chrono::{DateTime, Utc};
 use clickhouse::Row;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rust_decimal::Decimal;
 use schemas::{conversion_key, samples, topics, EventCodec, SingleObjectCodec};
 use serde::{Deserialize, Serialize};
-use tests::{clickhouse_url, kafka_bootstrap, produce_and_read_back, unique_name};
+use tests::{clickhouse_url, produce_and_read_back, unique_name};
 
 #[tokio::test]
 async fn topics_exist_as_topics_conf_declares() {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .create()
-        .unwrap();
+    let admin: AdminClient<DefaultClientContext> = tests::kafka().config(&[]).create().unwrap();
     let metadata = admin
         .inner()
         .fetch_metadata(None, Duration::from_secs(10))
@@ -146,8 +142,8 @@ async fn a_row_round_trips_through_the_real_clickhouse() {
 #[tokio::test(flavor = "multi_thread")]
 async fn watermarks_wait_for_a_topic_that_appears_meanwhile() {
     let topic = unique_name("late_topic");
-    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+    let consumer: rdkafka::consumer::BaseConsumer = tests::kafka()
+        .config(&[])
         .set("group.id", unique_name("late_reader"))
         .create()
         .unwrap();
@@ -167,10 +163,7 @@ async fn watermarks_wait_for_a_topic_that_appears_meanwhile() {
         telemetry::topic::watermarks(&c, &t, 0, Duration::from_secs(30))
     });
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .create()
-        .unwrap();
+    let admin: AdminClient<DefaultClientContext> = tests::kafka().config(&[]).create().unwrap();
     let created = admin
         .create_topics(
             &[rdkafka::admin::NewTopic::new(

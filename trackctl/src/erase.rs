@@ -104,7 +104,7 @@ async fn find(
     click: Option<&str>,
     email_hash: Option<&str>,
 ) -> anyhow::Result<Vec<Owned>> {
-    let ch = warehouse.client();
+    let ch = warehouse.client()?;
     let mut clicks: BTreeSet<String> = click.map(str::to_owned).into_iter().collect();
     let mut keys: BTreeSet<String> = BTreeSet::new();
     let hashes: Vec<String> = email_hash.map(str::to_owned).into_iter().collect();
@@ -222,7 +222,7 @@ async fn erase_clickhouse(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let ch = warehouse.client();
+    let ch = warehouse.client()?;
     let h = |c: &str| format!("{} AS {c}", salted(c, &salt));
     let hn = |c: &str| format!("{} AS {c}", salted_nullable(c, &salt));
     let null = |c: &str| format!("NULL AS {c}");
@@ -423,6 +423,9 @@ pub async fn run(args: &EraseArgs, warehouse: &Warehouse) -> anyhow::Result<Eras
     );
     // The processor first: once it has forgotten the conversions, nothing it writes later
     // can bring the erased identifiers back into the ledger.
+    args.kafka
+        .check_async(&[&args.events_topic], Some(&args.processor_group))
+        .await?;
     let landed = request_processor(args, &owned, &erasure.erasure_id).await?;
     let wait_args = args.clone();
     erasure.processor_applied =

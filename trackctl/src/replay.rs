@@ -67,6 +67,7 @@ pub async fn quarantine(
     kafka: &KafkaConnection,
     args: &QuarantineReplay,
 ) -> anyhow::Result<Replayed> {
+    kafka.check_async(&[&args.quarantine_topic], None).await?;
     let (b, topic) = (kafka.clone(), args.quarantine_topic.clone());
     let records = tokio::task::spawn_blocking(move || {
         read_to_end(&b, &topic, "trackctl", Duration::from_secs(30))

@@ -4,50 +4,23 @@
 use clap::Args;
 
 #[derive(Args, Debug, Clone)]
-#[command(next_help_heading = "ClickHouse (every command)")]
 pub struct Warehouse {
-    /// ClickHouse HTTP interface.
-    #[arg(
-        long,
-        env = "CLICKHOUSE_URL",
-        default_value = "http://127.0.0.1:8123",
-        global = true
-    )]
-    pub clickhouse_url: String,
-    /// ClickHouse user.
-    #[arg(
-        long,
-        env = "CLICKHOUSE_USER",
-        default_value = "default",
-        global = true
-    )]
-    pub clickhouse_user: String,
-    /// ClickHouse password.
-    #[arg(
-        long,
-        env = "CLICKHOUSE_PASSWORD",
-        default_value = "",
-        hide_env_values = true,
-        global = true
-    )]
-    pub clickhouse_password: String,
+    #[command(flatten)]
+    pub clickhouse: telemetry::clickhouse::ClickHouseConnection,
     /// The database the sink loads.
     #[arg(
         long,
         env = "SINK_DATABASE",
         default_value = "trackledger",
-        global = true
+        global = true,
+        help_heading = "ClickHouse"
     )]
     pub database: String,
 }
 
 impl Warehouse {
-    pub fn client(&self) -> clickhouse::Client {
-        clickhouse::Client::default()
-            .with_url(&self.clickhouse_url)
-            .with_user(&self.clickhouse_user)
-            .with_password(&self.clickhouse_password)
-            .with_database(&self.database)
+    pub fn client(&self) -> anyhow::Result<clickhouse::Client> {
+        Ok(self.clickhouse.client()?.with_database(&self.database))
     }
 }
 

@@ -18,7 +18,6 @@ use clap::{Parser, Subcommand};
 use processor::changelog;
 use processor::ledger::{event_key, Change, Seen};
 use processor::restore::{restore, ChangelogSource};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::DefaultProducerContext;
@@ -26,7 +25,7 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use tests::processor::{EventProducer, ProcessorTopics, Scenario, PARTITIONS};
 use tests::service::ServiceProcess;
-use tests::{kafka_bootstrap, unique_name};
+use tests::unique_name;
 
 /// Counts live heap bytes, so that the state's footprint is measured, not estimated.
 struct Counting;
@@ -95,8 +94,8 @@ fn run_once(input: &str, total: i64, mode: &str) -> anyhow::Result<f64> {
     let mut topics = runtime().block_on(ProcessorTopics::create(&format!("bench-{mode}")));
     topics.input = input.to_owned();
     let mut p = ServiceProcess::processor(&topics, "bench", &["--mode", mode]);
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+    let consumer: BaseConsumer = tests::kafka()
+        .config(&[])
         .set("group.id", &topics.group)
         .create()?;
     let committed = || -> i64 {
@@ -189,8 +188,8 @@ fn throughput(conversions: usize, rounds: usize) -> anyhow::Result<()> {
 
 fn restore_bench(keys: usize) -> anyhow::Result<()> {
     let topics = runtime().block_on(ProcessorTopics::create("bench-restore"));
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+    let producer: ThreadedProducer<DefaultProducerContext> = tests::kafka()
+        .config(&[])
         .set("enable.idempotence", "true")
         .set("linger.ms", "20")
         .set("compression.type", "lz4")
@@ -262,8 +261,8 @@ fn restore_bench(keys: usize) -> anyhow::Result<()> {
 }
 
 fn plain_read(topic: &str) -> anyhow::Result<usize> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+    let consumer: BaseConsumer = tests::kafka()
+        .config(&[])
         .set("group.id", unique_name("bench-plain"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")

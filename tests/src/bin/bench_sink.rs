@@ -16,7 +16,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::avro::ledger::encode_entry;
@@ -24,7 +23,7 @@ use schemas::{samples, ConversionStatus, LedgerEntry};
 use tests::processor::{EventProducer, ProcessorTopics};
 use tests::service::ServiceProcess;
 use tests::sink::{clickhouse, count, database};
-use tests::{clickhouse_url, kafka_bootstrap, secrets, IngestServer};
+use tests::{clickhouse_url, secrets, IngestServer};
 
 #[derive(Parser)]
 struct Args {
@@ -211,8 +210,8 @@ async fn latency(rate: u64, seconds: u64) -> anyhow::Result<()> {
     // private output topics that the sink loads into a fresh database.
     let mut topics = ProcessorTopics::create("bench-latency").await;
     topics.input = schemas::topics::EVENTS.to_owned();
-    let starts: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+    let starts: BaseConsumer = tests::kafka()
+        .config(&[])
         .set("group.id", &topics.group)
         .create()?;
     let mut tpl = TopicPartitionList::new();

@@ -86,7 +86,7 @@ pub async fn read(
     dlq: &forwarder::config::Common,
     since: DateTime<Utc>,
 ) -> anyhow::Result<Summary> {
-    let ch = warehouse.client();
+    let ch = warehouse.client()?;
     let since_sql = ts(since);
     let events = ch
         .query(&format!(

@@ -92,7 +92,7 @@ async fn ledger_lines(
         Compare::Revenue => "revenue",
     };
     let rows = warehouse
-        .client()
+        .client()?
         .query(&format!(
             "SELECT order_id, rebill_sequence, event_name, toString(abs(coalesce({amount}, 0))),
                     coalesce(currency, ''), toUnixTimestamp64Milli(occurred_at),
@@ -146,7 +146,7 @@ async fn kpis(
     to: NaiveDate,
     comparison: &Comparison,
 ) -> anyhow::Result<Kpis> {
-    let ch = warehouse.client();
+    let ch = warehouse.client()?;
     let (entries, unique) = ch
         .query(&format!(
             "SELECT count(), uniqExact(event_id) FROM ledger

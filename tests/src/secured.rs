@@ -1,0 +1,90 @@
+//! The stack's SASL_SSL listener (SCRAM-SHA-512, a CA made by `scripts/stack`, the ACL
+//! authorizer) and its password-protected ClickHouse user, as the secured tests reach them.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::processor::ProcessorTopics;
+use crate::stack_env;
+
+/// The flags of a client logging in as `user` on the SASL_SSL listener.
+pub fn kafka_flags(user: &str) -> Vec<String> {
+    vec![
+        format!(
+            "--kafka-bootstrap-servers={}",
+            stack_env("KAFKA_SECURE_BOOTSTRAP_SERVERS")
+        ),
+        "--kafka-security-protocol=sasl_ssl".into(),
+        "--kafka-sasl-mechanism=SCRAM-SHA-512".into(),
+        format!("--kafka-sasl-username={user}"),
+        format!(
+            "--kafka-sasl-password-file={}",
+            password_file(user).display()
+        ),
+        format!("--kafka-ssl-ca-location={}", ca().display()),
+    ]
+}
+
+/// The CA that signed the broker's certificate.
+pub fn ca() -> PathBuf {
+    stack_env("KAFKA_SECURE_CA_LOCATION").into()
+}
+
+/// A CA that signed nothing the broker holds.
+pub fn untrusted_ca() -> PathBuf {
+    ca().with_file_name("other-ca.pem")
+}
+
+pub fn password_file(user: &str) -> PathBuf {
+    PathBuf::from(stack_env("KAFKA_SECURE_SECRETS_DIR")).join(format!("{user}.password"))
+}
+
+/// The flags of the password-protected ClickHouse user.
+pub fn clickhouse_flags() -> Vec<String> {
+    vec![
+        format!("--clickhouse-user={}", stack_env("CLICKHOUSE_SECURE_USER")),
+        format!(
+            "--clickhouse-password-file={}",
+            stack_env("CLICKHOUSE_SECURE_PASSWORD_FILE")
+        ),
+    ]
+}
+
+/// Grants each service's principal the ACLs of scripts/kafka/acls.conf, on `topics` and the
+/// groups the tests give the services instead of the production names.
+pub fn grant(topics: &ProcessorTopics) {
+    let renames = [
+        ("tracking.events.v1", &topics.input),
+        ("tracking.quarantine.v1", &topics.quarantine),
+        ("ledger.v1", &topics.ledger),
+        ("ledger.receipts.v1", &topics.receipts),
+        ("processor.state.v1", &topics.state),
+        ("postbacks.outbox.v1", &topics.outbox),
+        ("postbacks.retry.v1", &topics.retry),
+        ("postbacks.attempts.v1", &topics.attempts),
+        ("postbacks.dlq.v1", &topics.dlq),
+        ("trackledger-processor", &topics.group),
+        (
+            "trackledger-forwarder",
+            &format!("{}.forwarder", topics.group),
+        ),
+        ("trackledger-sink", &format!("{}.sink", topics.group)),
+    ];
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let mut command = Command::new(stack_env("STACK_PYTHON"));
+    command.args([
+        format!("{repo}/scripts/kafka/secure.py"),
+        "acls".into(),
+        crate::kafka_bootstrap(),
+        format!("{repo}/scripts/kafka/acls.conf"),
+    ]);
+    for (old, new) in renames {
+        command.args(["--rename".to_owned(), format!("{old}={new}")]);
+    }
+    let out = command.output().expect("scripts/kafka/secure.py runs");
+    assert!(
+        out.status.success(),
+        "granting the ACLs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,222 @@
+//! The pipeline on a secured Kafka: the stack's SASL_SSL listener (SCRAM-SHA-512, its own
+//! CA) under the ACL authorizer, each service logged in as its own principal with only the
+//! ACLs of scripts/kafka/acls.conf, and the sink writing as a password-protected ClickHouse
+//! user. Then the refusals: a wrong password, an untrusted CA and a missing ACL each stop a
+//! service at once, with the setting to mend, and without the secret in its log.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tests::pipeline::Pipeline;
+use tests::processor::ProcessorTopics;
+use tests::secured::{self, kafka_flags};
+use tests::service::ServiceProcess;
+use tests::sink::{database, wait_rows};
+use tests::{secrets, stack_env, unique_name};
+
+const DESTINATIONS: &str = r#"
+[[destination]]
+name = "webhook"
+kind = "webhook"
+url = "http://RECEIVER/webhook"
+events = ["SALE", "REFUND"]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pipeline_runs_over_sasl_ssl_with_one_principal_per_service() {
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = receiver.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(receiver, trackctl::demo::receiver::router()).await });
+    let topics = ProcessorTopics::create("secured").await;
+    secured::grant(&topics);
+    let db = database("secured");
+    let pipeline = Pipeline::start_with(
+        topics,
+        db.clone(),
+        &DESTINATIONS.replace("RECEIVER", &addr.to_string()),
+        &|service| {
+            let mut flags = kafka_flags(service);
+            if service == "sink" {
+                flags.extend(secured::clickhouse_flags());
+            }
+            flags
+        },
+    )
+    .await;
+    let base = pipeline.ingest.base_url.clone();
+    let order = unique_name("order");
+    let click_id = unique_name("click");
+    let sale = json!({"event_id": format!("{order}-sale"), "event_name": "SALE",
+        "order_id": order, "click_id": click_id, "offer_id": "keto-vsl",
+        "revenue": "50.00", "currency": "USD"});
+    tests::post_event(&base, sale.clone()).await;
+    tests::post_event(&base, sale).await; // a retry: a DUPLICATE receipt, not a second sale
+    tests::post_event(
+        &base,
+        json!({"event_id": format!("{order}-refund"), "event_name": "REFUND",
+            "order_id": order, "revenue": "20.00", "currency": "USD"}),
+    )
+    .await;
+
+    // Read back as the password-protected user the sink wrote as.
+    let warehouse = trackctl::warehouse::Warehouse {
+        clickhouse: telemetry::clickhouse::ClickHouseConnection {
+            user: stack_env("CLICKHOUSE_SECURE_USER"),
+            password_file: Some(
+                telemetry::secret::Secret::read_file(&stack_env("CLICKHOUSE_SECURE_PASSWORD_FILE"))
+                    .unwrap(),
+            ),
+            ..telemetry::clickhouse::ClickHouseConnection::new(tests::clickhouse_url())
+        },
+        database: db.clone(),
+    };
+    let ch = warehouse.client().unwrap();
+    wait_rows(&ch, "ledger", 2, Duration::from_secs(60)).await;
+    wait_rows(&ch, "receipts", 1, Duration::from_secs(60)).await;
+    wait_rows(&ch, "postback_attempts", 2, Duration::from_secs(60)).await;
+    let (net, user): (String, String) = ch
+        .query("SELECT toString(sum(signed_revenue)), currentUser() FROM ledger")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(
+        trackctl::warehouse::decimal(&net).unwrap(),
+        "30".parse().unwrap(),
+        "50.00 sold, 20.00 refunded"
+    );
+    assert_eq!(user, "trackledger");
+    let delivered: u64 = ch
+        .query("SELECT count() FROM postback_attempts WHERE http_status = 200")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(delivered, 2, "the sale and the refund were forwarded");
+    pipeline.stop().await;
+}
+
+/// Starts `bin` with `flags` and expects it to stop by itself, failing, within 20 s, with a
+/// log that names `expected` and never shows `secret`.
+fn refused(bin: &str, flags: &[String], expected: &[&str], secret: Option<&str>) {
+    let started = Instant::now();
+    let mut service = ServiceProcess::start(bin, &unique_name(&format!("refused-{bin}")), flags);
+    let status = service
+        .exited_within(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("{bin} still runs after 20 s: {}", service.log()));
+    let log = service.log();
+    assert!(!status.success(), "{bin} exited successfully: {log}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    for e in expected {
+        assert!(log.contains(e), "{bin}'s log lacks {e:?}: {log}");
+    }
+    if let Some(secret) = secret {
+        assert!(!log.contains(secret), "{bin} logged the secret: {log}");
+    }
+}
+
+#[test]
+fn a_wrong_password_stops_the_service_and_names_the_setting() {
+    let mut flags = kafka_flags("processor");
+    flags.retain(|f| !f.starts_with("--kafka-sasl-password-file"));
+    flags.push("--kafka-sasl-password=not-the-password-0451".into());
+    flags.push("--instance-id=refused".into());
+    refused(
+        "processor",
+        &flags,
+        &[
+            "refused the SASL login of Kafka user \"processor\"",
+            "KAFKA_SASL_PASSWORD",
+            "invalid credentials",
+        ],
+        Some("not-the-password-0451"),
+    );
+}
+
+#[test]
+fn an_untrusted_ca_stops_the_service_and_names_the_setting() {
+    let mut flags = kafka_flags("sink");
+    flags.retain(|f| !f.starts_with("--kafka-ssl-ca-location"));
+    flags.push(format!(
+        "--kafka-ssl-ca-location={}",
+        secured::untrusted_ca().display()
+    ));
+    flags.push(format!("--clickhouse-url={}", tests::clickhouse_url()));
+    flags.push(format!("--database={}", database("refused")));
+    refused(
+        "sink",
+        &flags,
+        &[
+            "TLS handshake with the Kafka brokers failed",
+            "KAFKA_SSL_CA_LOCATION",
+            "certificate verify failed",
+        ],
+        None,
+    );
+}
+
+#[test]
+fn a_missing_acl_stops_the_service_and_names_the_topic() {
+    // The sink's principal holds no ACL on the processor's input or state.
+    let mut flags = kafka_flags("sink");
+    flags.push("--instance-id=refused".into());
+    refused(
+        "processor",
+        &flags,
+        &[
+            "Kafka user \"sink\" (KAFKA_SASL_USERNAME) may not describe topic tracking.events.v1",
+            "ACLs",
+        ],
+        None,
+    );
+    // The forwarder's principal may use its own group only.
+    let mut flags = kafka_flags("forwarder");
+    flags.push("--group-id=someone-elses-group".into());
+    flags.push(
+        concat!(
+            "--destinations-file=",
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/destinations.toml"
+        )
+        .into(),
+    );
+    refused(
+        "forwarder",
+        &flags,
+        &["may not use consumer group someone-elses-group"],
+        None,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_stops_when_its_login_is_refused() {
+    let mut flags = kafka_flags("ingest");
+    flags.retain(|f| !f.starts_with("--kafka-sasl-password-file"));
+    flags.push("--kafka-sasl-password=not-the-password-0452".into());
+    let mut args = vec![
+        "ingest".to_owned(),
+        format!("--api-keys={}", secrets::API_KEY),
+        format!("--pii-key={}", secrets::PII_KEY),
+        format!("--quarantine-key={}", secrets::QUARANTINE_KEY),
+        concat!(
+            "--offers-file=",
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/offers.toml"
+        )
+        .into(),
+        format!(
+            "--spool-dir={}",
+            std::env::temp_dir().join(unique_name("spool")).display()
+        ),
+    ];
+    args.extend(flags);
+    let config = <ingest::Config as clap::Parser>::parse_from(args);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let served = tokio::time::timeout(
+        Duration::from_secs(20),
+        ingest::serve(config, listener, std::future::pending()),
+    )
+    .await
+    .expect("ingest still serves after 20 s");
+    let error = format!("{:#}", served.unwrap_err());
+    assert!(error.contains("KAFKA_SASL_PASSWORD"), "{error}");
+    assert!(!error.contains("not-the-password-0452"), "{error}");
+}
