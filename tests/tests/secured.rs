@@ -220,3 +220,45 @@ async fn ingest_stops_when_its_login_is_refused() {
     assert!(error.contains("KAFKA_SASL_PASSWORD"), "{error}");
     assert!(!error.contains("not-the-password-0452"), "{error}");
 }
+
+/// docs/DEPLOYMENT.md's ACL table is scripts/kafka/acls.conf, row for row: the grants the
+/// secured test proves sufficient are the ones operators read.
+#[test]
+fn the_documented_acls_are_the_tested_ones() {
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let conf = std::fs::read_to_string(format!("{repo}/scripts/kafka/acls.conf")).unwrap();
+    let tested: Vec<Vec<String>> = conf
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default())
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let name = match f[2].strip_suffix('*') {
+                Some(prefix) => format!("`{prefix}` (prefix)"),
+                None => format!("`{}`", f[2]),
+            };
+            vec![
+                format!("`{}`", f[0]),
+                f[1].to_owned(),
+                name,
+                f[3].replace(',', ", "),
+            ]
+        })
+        .collect();
+    let docs = std::fs::read_to_string(format!("{repo}/docs/DEPLOYMENT.md")).unwrap();
+    let section = docs.split("### ACLs").nth(1).unwrap();
+    let documented: Vec<Vec<String>> = section
+        .lines()
+        .skip_while(|l| !l.starts_with("| principal"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_owned())
+                .collect()
+        })
+        .collect();
+    assert!(tested.len() > 20, "{tested:?}");
+    assert_eq!(documented, tested);
+}

@@ -424,8 +424,10 @@ fn no_secret_shows_in_help() {
         ("BUYGOODS_TOKEN", "help-secret-buygoods"),
         ("S2S_TOKENS", "tracker:help-secret-s2s"),
         ("CLICKHOUSE_PASSWORD", "help-secret-clickhouse"),
+        ("KAFKA_SASL_PASSWORD", "help-secret-kafka-sasl"),
+        ("KAFKA_SSL_KEY_PASSWORD", "help-secret-kafka-key"),
     ];
-    let commands: [&[&str]; 8] = [
+    let commands: [&[&str]; 9] = [
         &["ingest", "--help"],
         &["processor", "--help"],
         &["forwarder", "--help"],
@@ -434,6 +436,7 @@ fn no_secret_shows_in_help() {
         &["trackctl", "replay", "quarantine", "--help"],
         &["trackctl", "erase", "--help"],
         &["trackctl", "recon", "--help"],
+        &["trackctl", "replay", "dlq", "--help"],
     ];
     for command in commands {
         let output = std::process::Command::new(tests::service::workspace_bin(command[0]))
