@@ -15,12 +15,23 @@ use schemas::topics;
 )]
 pub struct Cli {
     #[command(flatten)]
+    pub kafka: telemetry::kafka::KafkaConnection,
+    #[command(flatten)]
     pub common: Common,
     /// Delivery settings (without a subcommand, the forwarder delivers).
     #[command(flatten)]
     pub run: RunArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The command line, with its one Kafka connection handed to the topics' settings.
+    pub fn parse_connected() -> Self {
+        let mut cli = <Self as Parser>::parse();
+        cli.common.kafka = cli.kafka.clone();
+        cli
+    }
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -44,7 +55,9 @@ pub struct Common {
     #[arg(long, env = "FORWARDER_DLQ_TOPIC", default_value = topics::POSTBACK_DLQ, global = true)]
     pub dlq_topic: String,
 
-    #[command(flatten)]
+    /// The program's Kafka connection (its flags are the program's own: see
+    /// [`Cli::parse_connected`]).
+    #[arg(skip)]
     pub kafka: telemetry::kafka::KafkaConnection,
 }
 

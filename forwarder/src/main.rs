@@ -1,14 +1,13 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use clap::Parser;
 use forwarder::config::{Cli, Command};
 use forwarder::metrics::Metrics;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init_tracing();
-    let cli = Cli::parse();
+    let cli = Cli::parse_connected();
     if let Some(Command::Replay(filter)) = &cli.command {
         let n = forwarder::dlq::replay(&cli.common, filter).await?;
         let verb = if filter.dry_run {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use rdkafka::config::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, TopicPartitionList};
@@ -397,16 +398,22 @@ impl KafkaConnection {
         self.check_within(topics, group, CHECK_TIMEOUT)
     }
 
-    /// [`Self::check`] off the async runtime.
+    /// [`Self::check`] off the async runtime, on a thread of its own: a program stopped
+    /// while the check still waits for unreachable brokers exits without waiting for it.
     pub async fn check_async(&self, topics: &[&str], group: Option<&str>) -> anyhow::Result<()> {
         let this = self.clone();
         let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
         let group = group.map(str::to_owned);
-        tokio::task::spawn_blocking(move || {
-            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-            this.check(&topics, group.as_deref())
-        })
-        .await?
+        let (done, result) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("kafka-check".into())
+            .spawn(move || {
+                let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+                let _ = done.send(this.check(&topics, group.as_deref()));
+            })?;
+        result
+            .await
+            .map_err(|_| anyhow::anyhow!("the Kafka start-up check panicked"))?
     }
 
     pub fn check_within(
@@ -579,18 +586,46 @@ impl Refusals {
     }
 }
 
+impl Refusals {
+    fn keep(&self, refusal: Refusal) {
+        self.0.lock().expect("refusals").get_or_insert(refusal);
+    }
+}
+
+/// The refusal a librdkafka message reports, by its text: librdkafka reports a failed TLS
+/// handshake or SASL login as an error event with its own code only sometimes (a repeated
+/// failure comes as a transport failure, and identical events are suppressed), but always
+/// as a `FAIL` log line with this text.
+fn refusal_in(text: &str) -> Option<Refusal> {
+    if text.contains("SASL authentication error") || text.contains("SASL authentication failed") {
+        Some(Refusal::Authentication(text.to_owned()))
+    } else if text.contains("SSL handshake failed") || text.contains("certificate verify failed") {
+        Some(Refusal::Tls(text.to_owned()))
+    } else {
+        None
+    }
+}
+
 impl ClientContext for Refusals {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        tracing::debug!(?level, fac, "librdkafka: {message}");
+        if let Some(refusal) = refusal_in(message) {
+            self.keep(refusal);
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!("librdkafka: {error}: {reason}");
         let refusal = match error.rdkafka_error_code() {
             Some(RDKafkaErrorCode::Authentication) => Refusal::Authentication(reason.to_owned()),
             Some(RDKafkaErrorCode::SSL) => Refusal::Tls(reason.to_owned()),
             Some(RDKafkaErrorCode::GroupAuthorizationFailed) => Refusal::Group(reason.to_owned()),
-            _ => {
-                tracing::debug!("librdkafka: {error}: {reason}");
-                return;
-            }
+            _ => match refusal_in(reason) {
+                Some(refusal) => refusal,
+                None => return,
+            },
         };
-        self.0.lock().expect("refusals").get_or_insert(refusal);
+        self.keep(refusal);
     }
 }
 

@@ -48,7 +48,7 @@ async fn the_pipeline_runs_over_sasl_ssl_with_one_principal_per_service() {
     let click_id = unique_name("click");
     let sale = json!({"event_id": format!("{order}-sale"), "event_name": "SALE",
         "order_id": order, "click_id": click_id, "offer_id": "keto-vsl",
-        "revenue": "50.00", "currency": "USD"});
+        "email": "secured@example.com", "revenue": "50.00", "currency": "USD"});
     tests::post_event(&base, sale.clone()).await;
     tests::post_event(&base, sale).await; // a retry: a DUPLICATE receipt, not a second sale
     tests::post_event(
@@ -91,6 +91,53 @@ async fn the_pipeline_runs_over_sasl_ssl_with_one_principal_per_service() {
         .await
         .unwrap();
     assert_eq!(delivered, 2, "the sale and the refund were forwarded");
+
+    // trackctl as its own principal, with only the trackctl rows of the ACL table: the two
+    // replays read their topics (dry runs), and erase writes its request to the processor
+    // and watches the processor's group.
+    let trackctl = |command: &[&str]| {
+        let mut args = vec!["trackctl".to_owned()];
+        args.extend(kafka_flags("trackctl"));
+        args.extend(secured::clickhouse_flags());
+        args.push(format!("--database={db}"));
+        args.extend(command.iter().map(|a| a.to_string()));
+        <trackctl::cli::Cli as clap::Parser>::try_parse_from(args).unwrap()
+    };
+    let t = &pipeline.topics;
+    trackctl::run(trackctl(&[
+        "replay",
+        "quarantine",
+        "--dry-run",
+        &format!("--quarantine-topic={}", t.quarantine),
+    ]))
+    .await
+    .expect("trackctl replay quarantine as the trackctl principal");
+    trackctl::run(trackctl(&[
+        "replay",
+        "dlq",
+        "--dry-run",
+        &format!("--dlq-topic={}", t.dlq),
+        &format!("--outbox-topic={}", t.outbox),
+    ]))
+    .await
+    .expect("trackctl replay dlq as the trackctl principal");
+    let cli = trackctl(&[
+        "erase",
+        "--email=secured@example.com",
+        &format!("--pii-key={}", secrets::PII_KEY),
+        &format!("--events-topic={}", t.input),
+        &format!("--processor-group={}", t.group),
+        "--wait-seconds=60",
+    ]);
+    let trackctl::cli::Command::Erase(mut args) = cli.command else {
+        unreachable!()
+    };
+    args.kafka = cli.kafka;
+    let erasure = trackctl::erase::run(&args, &cli.warehouse)
+        .await
+        .expect("trackctl erase as the trackctl principal");
+    assert_eq!((erasure.events, erasure.conversions), (2, 1));
+    assert_eq!(erasure.processor_applied, 1);
     pipeline.stop().await;
 }
 

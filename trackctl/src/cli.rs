@@ -20,6 +20,9 @@ use crate::warehouse::Warehouse;
 pub struct Cli {
     #[command(flatten)]
     pub warehouse: Warehouse,
+    /// The Kafka connection of the commands that use Kafka (erase, replay, demo).
+    #[command(flatten)]
+    pub kafka: telemetry::kafka::KafkaConnection,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,8 +62,6 @@ pub enum Replay {
     Quarantine {
         #[command(flatten)]
         args: QuarantineReplay,
-        #[command(flatten)]
-        kafka: telemetry::kafka::KafkaConnection,
     },
     /// Put dead-lettered postbacks back on the outbox, with their idempotency keys.
     Dlq {

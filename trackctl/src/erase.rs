@@ -71,7 +71,8 @@ pub struct EraseArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    #[command(flatten)]
+    /// trackctl's Kafka connection (its top-level flags).
+    #[arg(skip)]
     pub kafka: telemetry::kafka::KafkaConnection,
 }
 

@@ -13,11 +13,16 @@ use cli::{Cli, Command, Replay};
 
 /// Runs one command, printing its result for a human.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let kafka = cli.kafka.clone();
     match cli.command {
         Command::Stack { action } => {
             tokio::task::spawn_blocking(move || stack::run(action)).await?
         }
-        Command::Demo { args, postbacks } => {
+        Command::Demo {
+            args,
+            mut postbacks,
+        } => {
+            postbacks.kafka = kafka;
             let run = demo::run(&args, &cli.warehouse, &postbacks, true).await?;
             println!("\n{}", demo::render(&run));
             anyhow::ensure!(
@@ -28,7 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Receiver { bind } => demo::receiver::serve(bind).await,
-        Command::Replay(Replay::Quarantine { kafka, args }) => {
+        Command::Replay(Replay::Quarantine { args }) => {
             let done = replay::quarantine(&kafka, &args).await?;
             println!(
                 "{} accepted, {} refused again (quarantined anew), {} not replayable",
@@ -36,7 +41,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Replay(Replay::Dlq { common, filter }) => {
+        Command::Replay(Replay::Dlq { mut common, filter }) => {
+            common.kafka = kafka;
             let n = forwarder::dlq::replay(&common, &filter).await?;
             let verb = if filter.dry_run {
                 "would be replayed"
@@ -53,7 +59,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("\nWrote {} and {}", csv.display(), html.display());
             Ok(())
         }
-        Command::Erase(args) => {
+        Command::Erase(mut args) => {
+            args.kafka = kafka;
             let e = erase::run(&args, &cli.warehouse).await?;
             if e.events == 0 {
                 println!("Nothing in the ledger matches; nothing was changed.");
