@@ -56,6 +56,8 @@ pub enum Command {
     Erase(EraseArgs),
 }
 
+// Parsed once per run: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Replay {
     /// Re-send quarantined requests to ingest (after fixing what refused them).
