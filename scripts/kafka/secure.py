@@ -14,9 +14,11 @@ BOOTSTRAP is the PLAINTEXT listener, whose ANONYMOUS principal is a super user o
 import os
 import secrets
 import sys
+import time
 
 from confluent_kafka.admin import (
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -92,6 +94,24 @@ def acls(bootstrap: str, path: str, renames: dict[str, str], only: set[str]) -> 
     client = admin(bootstrap)  # kept alive until every answer is in
     for future in client.create_acls(bindings).values():
         future.result(timeout=30)
+    # The controller has committed them; the broker applies its metadata a moment later.
+    # Return only once the broker itself lists every grant, so that a client started next
+    # is not refused.
+    wanted = {key(b) for b in bindings}
+    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                                  AclOperation.ANY, AclPermissionType.ANY)
+    deadline = time.monotonic() + 30
+    while True:
+        listed = {key(b) for b in client.describe_acls(everything).result(timeout=30)}
+        if wanted <= listed:
+            return
+        if time.monotonic() > deadline:
+            sys.exit(f"the broker does not list {len(wanted - listed)} of the ACLs after 30 s")
+        time.sleep(0.1)
+
+
+def key(b: AclBinding) -> tuple:
+    return (b.restype, b.name, b.resource_pattern_type, b.principal, b.operation)
 
 
 def main(argv: list[str]) -> None:

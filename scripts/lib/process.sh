@@ -27,16 +27,18 @@ stop_pid() { # pidfile name seconds
   say "$name stopped"
 }
 
-# librdkafka's TLS and SASL link the system OpenSSL: its headers are needed to build. Installs
-# them when missing and allowed to (root with apt), else says what to run.
-require_openssl_dev() {
-  pkg-config --exists openssl 2>/dev/null && return 0
+# librdkafka links the system OpenSSL (TLS, SASL) and libcurl (OAUTHBEARER's OIDC): their
+# development files are needed to build. Installs them when missing and allowed to (root
+# with apt), else says what to run.
+require_build_libraries() {
+  pkg-config --exists openssl libcurl 2>/dev/null && return 0
+  local packages=(libssl-dev libcurl4-openssl-dev pkg-config)
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "installing libssl-dev and pkg-config (once) ..."
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config >/dev/null 2>&1 ||
-      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config >/dev/null; }
+    say "installing ${packages[*]} (once) ..."
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null 2>&1 ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null; }
   else
-    die "OpenSSL's development files are missing (librdkafka links them for TLS and SASL)" \
-      "sudo apt-get install -y libssl-dev pkg-config"
+    die "OpenSSL's or libcurl's development files are missing (librdkafka links them)" \
+      "sudo apt-get install -y ${packages[*]}"
   fi
 }

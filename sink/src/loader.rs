@@ -276,7 +276,9 @@ pub async fn run(
         .client()?
         .with_setting("async_insert", "0")
         .with_setting("max_insert_block_size", "1048576");
-    let applied = migrations::apply(&client, &config.database).await?;
+    let applied = migrations::apply(&client, &config.database)
+        .await
+        .map_err(|e| config.clickhouse.diagnose(e))?;
     tracing::info!(?applied, database = %config.database, "migrations up to date");
     if config.migrate_only {
         return Ok(());

@@ -130,6 +130,27 @@ impl ClickHouseConnection {
         Ok(client)
     }
 
+    /// `error` with, on top, the settings to mend when ClickHouse refused the TLS handshake
+    /// or the login (its text never holds the password).
+    pub fn diagnose(&self, error: anyhow::Error) -> anyhow::Error {
+        let text = format!("{error:#}");
+        if text.contains("certificate") || text.contains("UnknownIssuer") {
+            error.context(format!(
+                "the TLS handshake with ClickHouse at {} failed: check the host name of \
+                 CLICKHOUSE_URL and CLICKHOUSE_CA_FILE (the CA that signed its certificate)",
+                self.url
+            ))
+        } else if text.contains("AUTHENTICATION_FAILED") {
+            error.context(format!(
+                "ClickHouse refused the login of user {:?}: check CLICKHOUSE_USER and \
+                 CLICKHOUSE_PASSWORD (or CLICKHOUSE_PASSWORD_FILE)",
+                self.user
+            ))
+        } else {
+            error
+        }
+    }
+
     /// The public roots, and the operator's CA if any.
     fn tls(&self) -> anyhow::Result<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore {

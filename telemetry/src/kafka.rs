@@ -152,6 +152,58 @@ pub struct KafkaConnection {
     )]
     pub sasl_password_file: Option<Secret>,
 
+    /// OAUTHBEARER (OIDC): the identity provider's token endpoint, asked for a token with the
+    /// client credentials grant.
+    #[arg(
+        long = "kafka-sasl-oauthbearer-token-endpoint-url",
+        env = "KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL",
+        value_name = "URL",
+        global = true,
+        help_heading = "Kafka"
+    )]
+    pub oauthbearer_token_endpoint_url: Option<String>,
+
+    /// OAUTHBEARER (OIDC): this client's id at the identity provider.
+    #[arg(
+        long = "kafka-sasl-oauthbearer-client-id",
+        env = "KAFKA_SASL_OAUTHBEARER_CLIENT_ID",
+        global = true,
+        help_heading = "Kafka"
+    )]
+    pub oauthbearer_client_id: Option<String>,
+
+    /// OAUTHBEARER (OIDC): the client's secret. Prefer the variable or the file.
+    #[arg(
+        long = "kafka-sasl-oauthbearer-client-secret",
+        env = "KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        value_parser = Secret::parse,
+        global = true,
+        help_heading = "Kafka"
+    )]
+    pub oauthbearer_client_secret: Option<Secret>,
+
+    /// OAUTHBEARER (OIDC): file holding the client's secret.
+    #[arg(
+        long = "kafka-sasl-oauthbearer-client-secret-file",
+        env = "KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET_FILE",
+        value_name = "PATH",
+        value_parser = Secret::read_file,
+        global = true,
+        help_heading = "Kafka"
+    )]
+    pub oauthbearer_client_secret_file: Option<Secret>,
+
+    /// OAUTHBEARER (OIDC): the scope asked for, if the provider wants one.
+    #[arg(
+        long = "kafka-sasl-oauthbearer-scope",
+        env = "KAFKA_SASL_OAUTHBEARER_SCOPE",
+        global = true,
+        help_heading = "Kafka"
+    )]
+    pub oauthbearer_scope: Option<String>,
+
     /// PEM file of the CA certificates that sign the brokers' certificates (default: the
     /// system's trust store).
     #[arg(
@@ -253,6 +305,11 @@ impl KafkaConnection {
             sasl_username: None,
             sasl_password: None,
             sasl_password_file: None,
+            oauthbearer_token_endpoint_url: None,
+            oauthbearer_client_id: None,
+            oauthbearer_client_secret: None,
+            oauthbearer_client_secret_file: None,
+            oauthbearer_scope: None,
             ssl_ca_location: None,
             ssl_certificate_location: None,
             ssl_key_location: None,
@@ -281,6 +338,12 @@ impl KafkaConnection {
             .or(self.sasl_password_file.as_ref())
     }
 
+    fn oauthbearer_client_secret(&self) -> Option<&Secret> {
+        self.oauthbearer_client_secret
+            .as_ref()
+            .or(self.oauthbearer_client_secret_file.as_ref())
+    }
+
     fn ssl_key_password(&self) -> Option<&Secret> {
         self.ssl_key_password
             .as_ref()
@@ -293,6 +356,13 @@ impl KafkaConnection {
         let protocol = self.security_protocol;
         if self.sasl_password.is_some() && self.sasl_password_file.is_some() {
             bail!("set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, not both");
+        }
+        if self.oauthbearer_client_secret.is_some() && self.oauthbearer_client_secret_file.is_some()
+        {
+            bail!(
+                "set KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET or \
+                 KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET_FILE, not both"
+            );
         }
         if self.ssl_key_password.is_some() && self.ssl_key_password_file.is_some() {
             bail!("set KAFKA_SSL_KEY_PASSWORD or KAFKA_SSL_KEY_PASSWORD_FILE, not both");
@@ -308,7 +378,31 @@ impl KafkaConnection {
                  (or sasl_plaintext)",
                 protocol.as_str()
             ),
-            (true, Some(SaslMechanism::OauthBearer)) | (false, None) => {}
+            (true, Some(SaslMechanism::OauthBearer)) => {
+                let missing = [
+                    (
+                        "KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL",
+                        self.oauthbearer_token_endpoint_url.is_none(),
+                    ),
+                    (
+                        "KAFKA_SASL_OAUTHBEARER_CLIENT_ID",
+                        self.oauthbearer_client_id.is_none(),
+                    ),
+                    (
+                        "KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET (or _FILE)",
+                        self.oauthbearer_client_secret().is_none(),
+                    ),
+                ];
+                let missing: Vec<&str> = missing
+                    .iter()
+                    .filter(|(_, absent)| *absent)
+                    .map(|(name, _)| *name)
+                    .collect();
+                if !missing.is_empty() {
+                    bail!("SASL OAUTHBEARER (OIDC) needs {}", missing.join(", "));
+                }
+            }
+            (false, None) => {}
             (true, Some(mechanism)) => {
                 if self.sasl_username.as_deref().unwrap_or("").is_empty() {
                     bail!("SASL {} needs KAFKA_SASL_USERNAME", mechanism.as_str());
@@ -366,6 +460,25 @@ impl KafkaConnection {
         }
         if let Some(password) = self.sasl_password() {
             config.set("sasl.password", password.expose());
+        }
+        if self.sasl_mechanism == Some(SaslMechanism::OauthBearer) {
+            config.set("sasl.oauthbearer.method", "oidc");
+            let oidc = [
+                (
+                    "sasl.oauthbearer.token.endpoint.url",
+                    &self.oauthbearer_token_endpoint_url,
+                ),
+                ("sasl.oauthbearer.client.id", &self.oauthbearer_client_id),
+                ("sasl.oauthbearer.scope", &self.oauthbearer_scope),
+            ];
+            for (key, value) in oidc {
+                if let Some(value) = value {
+                    config.set(key, value);
+                }
+            }
+            if let Some(secret) = self.oauthbearer_client_secret() {
+                config.set("sasl.oauthbearer.client.secret", secret.expose());
+            }
         }
         let files = [
             ("ssl.ca.location", &self.ssl_ca_location),
@@ -518,6 +631,11 @@ impl KafkaConnection {
     }
 
     fn principal(&self) -> String {
+        if let (Some(SaslMechanism::OauthBearer), Some(client)) =
+            (self.sasl_mechanism, &self.oauthbearer_client_id)
+        {
+            return format!("Kafka OAuth client {client:?} (KAFKA_SASL_OAUTHBEARER_CLIENT_ID)");
+        }
         match (&self.sasl_username, self.security_protocol) {
             (Some(user), p) if p.sasl() => format!("Kafka user {user:?} (KAFKA_SASL_USERNAME)"),
             (_, SecurityProtocol::Ssl) if self.ssl_certificate_location.is_some() => {
@@ -529,6 +647,16 @@ impl KafkaConnection {
 
     fn explain(&self, refusal: Refusal, group: Option<&str>) -> String {
         match refusal {
+            Refusal::Authentication(reason)
+                if self.sasl_mechanism == Some(SaslMechanism::OauthBearer) =>
+            {
+                format!(
+                    "the OAUTHBEARER login of {} failed: check \
+                     KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL, KAFKA_SASL_OAUTHBEARER_CLIENT_ID \
+                     and KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET (or _FILE) ({reason})",
+                    self.principal()
+                )
+            }
             Refusal::Authentication(reason) => format!(
                 "the Kafka brokers refused the SASL login of {}: check KAFKA_SASL_USERNAME, \
                  KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE) and \
@@ -675,6 +803,96 @@ mod tests {
         let config = flagged.config(&[]);
         std::env::remove_var("KAFKA_OPTION_RECONNECT_BACKOFF_MS");
         assert_eq!(config.get("reconnect.backoff.ms"), Some("20"));
+    }
+
+    #[test]
+    fn security_settings_become_librdkafka_properties_and_contradictions_are_named() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["x"];
+            all.extend(args);
+            Cli::try_parse_from(all).unwrap().kafka
+        };
+        let scram = parse(&[
+            "--kafka-security-protocol=SASL_SSL",
+            "--kafka-sasl-mechanism=scram-sha-512",
+            "--kafka-sasl-username=processor",
+            "--kafka-sasl-password=pw-1",
+            "--kafka-client-id=p-1",
+        ]);
+        scram.validate().unwrap();
+        let c = scram.config(&[]);
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(c.get("sasl.username"), Some("processor"));
+        assert_eq!(c.get("sasl.password"), Some("pw-1"));
+        assert_eq!(c.get("client.id"), Some("p-1"));
+        assert!(!format!("{scram:?}").contains("pw-1"));
+
+        let oidc = parse(&[
+            "--kafka-security-protocol=sasl_ssl",
+            "--kafka-sasl-mechanism=OAUTHBEARER",
+            "--kafka-sasl-oauthbearer-token-endpoint-url=https://idp.example/token",
+            "--kafka-sasl-oauthbearer-client-id=ingest",
+            "--kafka-sasl-oauthbearer-client-secret=s-1",
+            "--kafka-sasl-oauthbearer-scope=kafka",
+        ]);
+        oidc.validate().unwrap();
+        let c = oidc.config(&[]);
+        assert_eq!(c.get("sasl.oauthbearer.method"), Some("oidc"));
+        assert_eq!(
+            c.get("sasl.oauthbearer.token.endpoint.url"),
+            Some("https://idp.example/token")
+        );
+        assert_eq!(c.get("sasl.oauthbearer.client.id"), Some("ingest"));
+        assert_eq!(c.get("sasl.oauthbearer.client.secret"), Some("s-1"));
+        assert_eq!(c.get("sasl.oauthbearer.scope"), Some("kafka"));
+        assert!(!format!("{oidc:?}").contains("s-1"));
+
+        let refused = |args: &[&str], expected: &str| {
+            let e = parse(args).validate().unwrap_err().to_string();
+            assert!(e.contains(expected), "{args:?}: {e}");
+        };
+        refused(
+            &["--kafka-security-protocol=sasl_ssl"],
+            "needs KAFKA_SASL_MECHANISM",
+        );
+        refused(
+            &["--kafka-sasl-mechanism=PLAIN"],
+            "KAFKA_SECURITY_PROTOCOL=plaintext",
+        );
+        refused(
+            &[
+                "--kafka-security-protocol=sasl_ssl",
+                "--kafka-sasl-mechanism=PLAIN",
+            ],
+            "needs KAFKA_SASL_USERNAME",
+        );
+        refused(
+            &[
+                "--kafka-security-protocol=sasl_ssl",
+                "--kafka-sasl-mechanism=OAUTHBEARER",
+                "--kafka-sasl-oauthbearer-client-id=x",
+            ],
+            "needs KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL, KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET",
+        );
+        refused(
+            &["--kafka-ssl-ca-location=/etc/hostname"],
+            "KAFKA_SSL_CA_LOCATION is set but KAFKA_SECURITY_PROTOCOL=plaintext",
+        );
+        refused(
+            &[
+                "--kafka-security-protocol=ssl",
+                "--kafka-ssl-ca-location=/nonexistent/ca.pem",
+            ],
+            "KAFKA_SSL_CA_LOCATION=/nonexistent/ca.pem cannot be read",
+        );
+        refused(
+            &[
+                "--kafka-security-protocol=ssl",
+                "--kafka-ssl-certificate-location=/etc/hostname",
+            ],
+            "needs both KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION",
+        );
     }
 
     #[test]

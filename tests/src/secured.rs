@@ -25,6 +25,77 @@ pub fn kafka_flags(user: &str) -> Vec<String> {
     ]
 }
 
+/// The flags of a client logging in with OAUTHBEARER (OIDC) as `client` on the SASL_SSL
+/// listener, its token from `token_endpoint` (the stack's identity provider, unless a test
+/// runs another).
+pub fn kafka_oauth_flags(client: &str, token_endpoint: &str) -> Vec<String> {
+    vec![
+        format!(
+            "--kafka-bootstrap-servers={}",
+            stack_env("KAFKA_SECURE_BOOTSTRAP_SERVERS")
+        ),
+        "--kafka-security-protocol=sasl_ssl".into(),
+        "--kafka-sasl-mechanism=OAUTHBEARER".into(),
+        format!("--kafka-sasl-oauthbearer-token-endpoint-url={token_endpoint}"),
+        format!("--kafka-sasl-oauthbearer-client-id={client}"),
+        format!(
+            "--kafka-sasl-oauthbearer-client-secret-file={}",
+            password_file(client).display()
+        ),
+        format!("--kafka-ssl-ca-location={}", ca().display()),
+    ]
+}
+
+/// The stack's identity provider's token endpoint.
+pub fn token_endpoint() -> String {
+    stack_env("KAFKA_OIDC_TOKEN_ENDPOINT_URL")
+}
+
+/// An identity provider like the stack's, with the same issuer, that signs with a key of its
+/// own: the broker must refuse its tokens. Stopped when dropped.
+pub struct ForgingIdentityProvider {
+    child: std::process::Child,
+    pub token_endpoint: String,
+}
+
+impl ForgingIdentityProvider {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let issuer = format!("http://127.0.0.1:{}", stack_env("KAFKA_OIDC_PORT"));
+        let child = Command::new(stack_env("STACK_PYTHON"))
+            .arg(format!("{repo}/scripts/kafka/oidc.py"))
+            .args([&port.to_string(), "-"])
+            .arg(stack_env("KAFKA_SECURE_SECRETS_DIR"))
+            .args(["trackledger-kafka", &issuer])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("scripts/kafka/oidc.py runs");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the forging identity provider did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Self {
+            child,
+            token_endpoint: format!("http://127.0.0.1:{port}/token"),
+        }
+    }
+}
+
+impl Drop for ForgingIdentityProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The CA that signed the broker's certificate.
 pub fn ca() -> PathBuf {
     stack_env("KAFKA_SECURE_CA_LOCATION").into()
@@ -39,9 +110,15 @@ pub fn password_file(user: &str) -> PathBuf {
     PathBuf::from(stack_env("KAFKA_SECURE_SECRETS_DIR")).join(format!("{user}.password"))
 }
 
-/// The flags of the password-protected ClickHouse user.
+/// The flags of the password-protected ClickHouse user, over HTTPS (the stack's TLS door in
+/// front of the engine, with the stack's CA).
 pub fn clickhouse_flags() -> Vec<String> {
     vec![
+        format!("--clickhouse-url={}", stack_env("CLICKHOUSE_SECURE_URL")),
+        format!(
+            "--clickhouse-ca-file={}",
+            stack_env("CLICKHOUSE_SECURE_CA_FILE")
+        ),
         format!("--clickhouse-user={}", stack_env("CLICKHOUSE_SECURE_USER")),
         format!(
             "--clickhouse-password-file={}",

@@ -25,8 +25,9 @@ pub fn clickhouse(database: &str) -> clickhouse::Client {
 
 impl ServiceProcess {
     /// The real sink binary, loading `topics`' ledger, receipts, quarantine and attempts
-    /// topics into `database`.
+    /// topics into `database`; a `--flag=value` in `extra` replaces the default one.
     pub fn sink(topics: &ProcessorTopics, database: &str, extra: &[&str]) -> Self {
+        let overridden = |flag: &str| extra.iter().any(|e| e.split('=').next() == Some(flag));
         let mut args: Vec<String> = [
             ("--ledger-topic", topics.ledger.as_str()),
             ("--receipts-topic", topics.receipts.as_str()),
@@ -38,6 +39,7 @@ impl ServiceProcess {
             ("--batch-ms", "200"),
         ]
         .into_iter()
+        .filter(|(k, _)| !overridden(k))
         .flat_map(|(k, v)| [k.to_owned(), v.to_owned()])
         .collect();
         args.extend(extra.iter().map(|a| a.to_string()));

@@ -35,7 +35,11 @@ async fn the_pipeline_runs_over_sasl_ssl_with_one_principal_per_service() {
         db.clone(),
         &DESTINATIONS.replace("RECEIVER", &addr.to_string()),
         &|service| {
-            let mut flags = kafka_flags(service);
+            // The processor logs in with OAUTHBEARER (OIDC), the others with SCRAM.
+            let mut flags = match service {
+                "processor" => secured::kafka_oauth_flags(service, &secured::token_endpoint()),
+                _ => kafka_flags(service),
+            };
             if service == "sink" {
                 flags.extend(secured::clickhouse_flags());
             }
@@ -58,7 +62,7 @@ async fn the_pipeline_runs_over_sasl_ssl_with_one_principal_per_service() {
     )
     .await;
 
-    // Read back as the password-protected user the sink wrote as.
+    // Read back as the password-protected user the sink wrote as, over HTTPS.
     let warehouse = trackctl::warehouse::Warehouse {
         clickhouse: telemetry::clickhouse::ClickHouseConnection {
             user: stack_env("CLICKHOUSE_SECURE_USER"),
@@ -66,7 +70,8 @@ async fn the_pipeline_runs_over_sasl_ssl_with_one_principal_per_service() {
                 telemetry::secret::Secret::read_file(&stack_env("CLICKHOUSE_SECURE_PASSWORD_FILE"))
                     .unwrap(),
             ),
-            ..telemetry::clickhouse::ClickHouseConnection::new(tests::clickhouse_url())
+            ca_file: Some(stack_env("CLICKHOUSE_SECURE_CA_FILE").into()),
+            ..telemetry::clickhouse::ClickHouseConnection::new(stack_env("CLICKHOUSE_SECURE_URL"))
         },
         database: db.clone(),
     };
@@ -179,6 +184,39 @@ fn a_wrong_password_stops_the_service_and_names_the_setting() {
 }
 
 #[test]
+fn a_refused_oauthbearer_login_stops_the_service_and_names_the_settings() {
+    // A wrong client secret: the identity provider refuses to issue a token.
+    let mut flags = secured::kafka_oauth_flags("processor", &secured::token_endpoint());
+    flags.retain(|f| !f.starts_with("--kafka-sasl-oauthbearer-client-secret-file"));
+    flags.push("--kafka-sasl-oauthbearer-client-secret=not-the-secret-0454".into());
+    flags.push("--instance-id=refused".into());
+    refused(
+        "processor",
+        &flags,
+        &[
+            "the OAUTHBEARER login of Kafka OAuth client \"processor\"",
+            "KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET",
+            "invalid_client",
+        ],
+        Some("not-the-secret-0454"),
+    );
+    // A token the broker's identity provider did not sign (same issuer, another key): the
+    // broker verifies the signature against the provider's published keys and refuses it.
+    let forger = secured::ForgingIdentityProvider::start();
+    let mut flags = secured::kafka_oauth_flags("processor", &forger.token_endpoint);
+    flags.push("--instance-id=refused".into());
+    refused(
+        "processor",
+        &flags,
+        &[
+            "the OAUTHBEARER login of Kafka OAuth client",
+            "invalid_token",
+        ],
+        None,
+    );
+}
+
+#[test]
 fn an_untrusted_ca_stops_the_service_and_names_the_setting() {
     let mut flags = kafka_flags("sink");
     flags.retain(|f| !f.starts_with("--kafka-ssl-ca-location"));
@@ -197,6 +235,43 @@ fn an_untrusted_ca_stops_the_service_and_names_the_setting() {
             "certificate verify failed",
         ],
         None,
+    );
+}
+
+#[test]
+fn clickhouse_refusals_stop_the_sink_and_name_the_setting() {
+    let base = [
+        format!("--clickhouse-url={}", stack_env("CLICKHOUSE_SECURE_URL")),
+        format!("--clickhouse-user={}", stack_env("CLICKHOUSE_SECURE_USER")),
+        format!("--database={}", database("refused")),
+    ];
+    // HTTPS without the CA that signed ClickHouse's certificate.
+    let mut flags = base.to_vec();
+    flags.push(format!(
+        "--clickhouse-password-file={}",
+        stack_env("CLICKHOUSE_SECURE_PASSWORD_FILE")
+    ));
+    refused(
+        "sink",
+        &flags,
+        &["TLS handshake with ClickHouse", "CLICKHOUSE_CA_FILE"],
+        None,
+    );
+    // The right CA, the wrong password.
+    let mut flags = base.to_vec();
+    flags.push(format!(
+        "--clickhouse-ca-file={}",
+        stack_env("CLICKHOUSE_SECURE_CA_FILE")
+    ));
+    flags.push("--clickhouse-password=not-the-password-0453".into());
+    refused(
+        "sink",
+        &flags,
+        &[
+            "ClickHouse refused the login of user",
+            "CLICKHOUSE_PASSWORD",
+        ],
+        Some("not-the-password-0453"),
     );
 }
 

@@ -426,6 +426,10 @@ fn no_secret_shows_in_help() {
         ("CLICKHOUSE_PASSWORD", "help-secret-clickhouse"),
         ("KAFKA_SASL_PASSWORD", "help-secret-kafka-sasl"),
         ("KAFKA_SSL_KEY_PASSWORD", "help-secret-kafka-key"),
+        (
+            "KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET",
+            "help-secret-oauth-client",
+        ),
     ];
     let commands: [&[&str]; 9] = [
         &["ingest", "--help"],
