@@ -529,7 +529,23 @@ impl KafkaConnection {
             .map_err(|_| anyhow::anyhow!("the Kafka start-up check panicked"))?
     }
 
-    pub fn check_within(
+    /// `text` without this connection's secrets: librdkafka quotes a property's value in
+    /// some of its errors.
+    fn redact(&self, text: &str) -> String {
+        let secrets = [
+            self.sasl_password(),
+            self.oauthbearer_client_secret(),
+            self.ssl_key_password(),
+        ];
+        secrets
+            .into_iter()
+            .flatten()
+            .fold(text.to_owned(), |text, secret| {
+                text.replace(secret.expose(), "<redacted>")
+            })
+    }
+
+    fn check_within(
         &self,
         topics: &[&str],
         group: Option<&str>,
@@ -543,7 +559,10 @@ impl KafkaConnection {
         let consumer: BaseConsumer<Refusals> = self
             .config(&settings)
             .create_with_context(Refusals::default())
-            .map_err(|e| anyhow::anyhow!("the Kafka client settings are invalid: {e}"))?;
+            .map_err(|e| {
+                let reason = self.redact(&e.to_string());
+                anyhow::anyhow!("the Kafka client settings are invalid: {reason}")
+            })?;
         let deadline = Instant::now() + timeout;
         let mut pending: Vec<&str> = topics.to_vec();
         let mut partitions = TopicPartitionList::new();
@@ -892,6 +911,19 @@ mod tests {
                 "--kafka-ssl-certificate-location=/etc/hostname",
             ],
             "needs both KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION",
+        );
+    }
+
+    #[test]
+    fn client_errors_lose_the_secrets() {
+        let c = KafkaConnection {
+            sasl_password: Some(Secret::new("pw-7")),
+            oauthbearer_client_secret_file: Some(Secret::new("s-7")),
+            ..KafkaConnection::default()
+        };
+        assert_eq!(
+            c.redact(r#"bad "pw-7" for sasl.password; s-7"#),
+            r#"bad "<redacted>" for sasl.password; <redacted>"#
         );
     }
 
