@@ -2,7 +2,7 @@
 the secured tests; operators grant the same table with their own tools (docs/DEPLOYMENT.md).
 
     secure.py users  BOOTSTRAP SECRETS_DIR USER...
-        creates (or keeps) SCRAM-SHA-512 credentials; each password is read from, or first
+        creates (or keeps) SCRAM-SHA-256 and SCRAM-SHA-512 credentials; each password is read from, or first
         written to, SECRETS_DIR/USER.password (mode 600)
     secure.py acls   BOOTSTRAP ACLS_FILE [--rename OLD=NEW ...] [--only PRINCIPAL ...]
         grants the table of ACLS_FILE (see scripts/kafka/acls.conf); --rename maps a topic,
@@ -42,7 +42,7 @@ def admin(bootstrap: str) -> AdminClient:
 
 def users(bootstrap: str, secrets_dir: str, names: list[str]) -> None:
     os.makedirs(secrets_dir, mode=0o700, exist_ok=True)
-    alterations = []
+    passwords = {}
     for name in names:
         path = os.path.join(secrets_dir, f"{name}.password")
         if not os.path.exists(path):
@@ -50,12 +50,15 @@ def users(bootstrap: str, secrets_dir: str, names: list[str]) -> None:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(24) + "\n")
         with open(path) as f:
-            password = f.read().strip()
-        info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
-        alterations.append(UserScramCredentialUpsertion(name, info, password.encode()))
+            passwords[name] = f.read().strip()
     client = admin(bootstrap)  # kept alive until every answer is in
-    for future in client.alter_user_scram_credentials(alterations).values():
-        future.result(timeout=30)
+    # One request per mechanism: a request may alter each user only once.
+    for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512):
+        info = ScramCredentialInfo(mechanism, 8192)
+        alterations = [UserScramCredentialUpsertion(name, info, password.encode())
+                       for name, password in passwords.items()]
+        for future in client.alter_user_scram_credentials(alterations).values():
+            future.result(timeout=30)
 
 
 def read_table(path: str) -> list[tuple[str, str, str, list[str]]]:

@@ -561,7 +561,18 @@ impl KafkaConnection {
             .create_with_context(Refusals::default())
             .map_err(|e| {
                 let reason = self.redact(&e.to_string());
-                anyhow::anyhow!("the Kafka client settings are invalid: {reason}")
+                let settings: Vec<&str> = SETTINGS
+                    .iter()
+                    .filter(|(property, _)| reason.contains(property))
+                    .map(|(_, setting)| *setting)
+                    .collect();
+                match settings.is_empty() {
+                    true => anyhow::anyhow!("the Kafka client settings are invalid: {reason}"),
+                    false => anyhow::anyhow!(
+                        "the Kafka client settings are invalid: check {} ({reason})",
+                        settings.join(", ")
+                    ),
+                }
             })?;
         let deadline = Instant::now() + timeout;
         let mut pending: Vec<&str> = topics.to_vec();
@@ -689,6 +700,11 @@ impl KafkaConnection {
                 self.principal(),
                 group.unwrap_or("(none)"),
             ),
+            Refusal::ClientCertificate(reason) => format!(
+                "the Kafka brokers refused this client's TLS certificate: check \
+                 KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION (a certificate \
+                 signed by a CA the brokers trust) ({reason})"
+            ),
             Refusal::Tls(reason) => format!(
                 "the TLS handshake with the Kafka brokers failed: check KAFKA_SSL_CA_LOCATION \
                  (the CA that signed the brokers' certificates{}) and \
@@ -703,6 +719,19 @@ impl KafkaConnection {
         }
     }
 }
+
+/// The librdkafka properties that librdkafka's errors name, and the settings an operator
+/// mends for each.
+const SETTINGS: [(&str, &str); 5] = [
+    ("ssl.ca.location", "KAFKA_SSL_CA_LOCATION"),
+    ("ssl.certificate.location", "KAFKA_SSL_CERTIFICATE_LOCATION"),
+    (
+        "ssl.key.location",
+        "KAFKA_SSL_KEY_LOCATION and KAFKA_SSL_KEY_PASSWORD (or _FILE)",
+    ),
+    ("sasl.oauthbearer", "the KAFKA_SASL_OAUTHBEARER_* settings"),
+    ("sasl.mechanism", "KAFKA_SASL_MECHANISM"),
+];
 
 /// `trackledger-<program>`: the brokers' logs and quotas then tell the services apart.
 fn default_client_id() -> String {
@@ -720,6 +749,8 @@ fn default_client_id() -> String {
 enum Refusal {
     Authentication(String),
     Tls(String),
+    /// The brokers refused this client's certificate (missing, or from a CA they do not trust).
+    ClientCertificate(String),
     Group(String),
 }
 
@@ -746,6 +777,15 @@ impl Refusals {
 fn refusal_in(text: &str) -> Option<Refusal> {
     if text.contains("SASL authentication error") || text.contains("SASL authentication failed") {
         Some(Refusal::Authentication(text.to_owned()))
+    } else if [
+        "alert bad certificate",
+        "alert certificate required",
+        "alert unknown ca",
+    ]
+    .iter()
+    .any(|alert| text.contains(alert))
+    {
+        Some(Refusal::ClientCertificate(text.to_owned()))
     } else if text.contains("SSL handshake failed") || text.contains("certificate verify failed") {
         Some(Refusal::Tls(text.to_owned()))
     } else {

@@ -146,6 +146,95 @@ async fn the_pipeline_runs_over_sasl_ssl_with_one_principal_per_service() {
     pipeline.stop().await;
 }
 
+/// The start-up check as trackctl's principal, which may describe the events topic and the
+/// processor's group: it passes only if the login works and maps to that principal.
+fn logs_in(flags: &[String]) -> anyhow::Result<()> {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        kafka: telemetry::kafka::KafkaConnection,
+    }
+    let mut args = vec!["check".to_owned()];
+    args.extend(flags.iter().cloned());
+    let cli = <Cli as clap::Parser>::try_parse_from(args)?;
+    cli.kafka
+        .check(&[schemas::topics::EVENTS], Some("trackledger-processor"))
+}
+
+#[test]
+fn every_sasl_mechanism_and_mutual_tls_log_in_as_the_principal() {
+    for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let mut flags = kafka_flags("trackctl");
+        flags.retain(|f| !f.starts_with("--kafka-sasl-mechanism"));
+        flags.push(format!("--kafka-sasl-mechanism={mechanism}"));
+        logs_in(&flags).unwrap_or_else(|e| panic!("{mechanism}: {e:#}"));
+    }
+    logs_in(&secured::kafka_oauth_flags(
+        "trackctl",
+        &secured::token_endpoint(),
+    ))
+    .expect("OAUTHBEARER");
+    // Mutual TLS (as Aiven runs it): the certificate's CN is the principal.
+    let clients = std::path::PathBuf::from(stack_env("KAFKA_MTLS_CLIENTS_DIR"));
+    let mtls = |key: &str, extra: &[String]| {
+        let mut flags = vec![
+            format!(
+                "--kafka-bootstrap-servers={}",
+                stack_env("KAFKA_MTLS_BOOTSTRAP_SERVERS")
+            ),
+            "--kafka-security-protocol=ssl".to_owned(),
+            format!("--kafka-ssl-ca-location={}", secured::ca().display()),
+            format!(
+                "--kafka-ssl-certificate-location={}",
+                clients
+                    .join(format!("{}.crt", key.split('-').next().unwrap()))
+                    .display()
+            ),
+            format!(
+                "--kafka-ssl-key-location={}",
+                clients.join(format!("{key}.key")).display()
+            ),
+        ];
+        flags.extend(extra.iter().cloned());
+        flags
+    };
+    logs_in(&mtls("trackctl", &[])).expect("mutual TLS");
+    // An encrypted key, with its password from a file.
+    let password = clients.join("ingest-encrypted.key.password");
+    let mut flags = mtls(
+        "ingest-encrypted",
+        &[format!(
+            "--kafka-ssl-key-password-file={}",
+            password.display()
+        )],
+    );
+    // ingest may describe the events topic but not the processor's group.
+    let e = logs_in(&flags).unwrap_err().to_string();
+    assert!(
+        e.contains("may not use consumer group trackledger-processor"),
+        "{e}"
+    );
+    flags.retain(|f| !f.starts_with("--kafka-ssl-key-password-file"));
+    flags.push("--kafka-ssl-key-password=not-the-key-password".into());
+    let e = logs_in(&flags).unwrap_err().to_string();
+    assert!(
+        e.contains("check KAFKA_SSL_KEY_LOCATION and KAFKA_SSL_KEY_PASSWORD"),
+        "{e}"
+    );
+    assert!(!e.contains("not-the-key-password"), "{e}");
+    // No client certificate where the brokers require one: refused at once, by name.
+    let started = std::time::Instant::now();
+    let mut flags = mtls("trackctl", &[]);
+    flags
+        .retain(|f| !f.starts_with("--kafka-ssl-certificate") && !f.starts_with("--kafka-ssl-key"));
+    let e = logs_in(&flags).unwrap_err().to_string();
+    assert!(
+        e.contains("refused this client's TLS certificate: check KAFKA_SSL_CERTIFICATE_LOCATION"),
+        "{e}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
 /// Starts `bin` with `flags` and expects it to stop by itself, failing, within 20 s, with a
 /// log that names `expected` and never shows `secret`.
 fn refused(bin: &str, flags: &[String], expected: &[&str], secret: Option<&str>) {
