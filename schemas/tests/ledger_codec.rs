@@ -208,11 +208,32 @@ fn outbox_records_round_trip_and_embed_the_entry_schema() {
 #[test]
 fn published_ledger_schemas_never_change() {
     // Kafka holds ledger data under these fingerprints; a change is a new versioned file.
+    // The first of each pair is the specification's (checked against fastavro in
+    // tests/tests/avro_reference.rs), the second what builds before it wrote, still read.
     let hex = |fp: &[u8; 8]| fp.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    assert_eq!(hex(&entry_schema().fingerprint), "1b7b2b62917ada66");
-    assert_eq!(hex(&receipt_schema().fingerprint), "23df8a93fdb93b81");
-    assert_eq!(hex(&outbox_schema().fingerprint), "af98671683984bbb");
-    assert_eq!(hex(&attempt_schema().fingerprint), "9465a85b3b2cfca8");
+    let pinned = [
+        (entry_schema(), "731c46f40eb905c9", "1b7b2b62917ada66"),
+        (receipt_schema(), "4f756557ed8b8553", "23df8a93fdb93b81"),
+        (outbox_schema(), "8d61f403291725ec", "af98671683984bbb"),
+        (attempt_schema(), "328f7995ca101677", "9465a85b3b2cfca8"),
+    ];
+    for (version, standard, legacy) in pinned {
+        assert_eq!(hex(&version.fingerprint), standard);
+        assert_eq!(hex(&version.legacy_fingerprint), legacy);
+    }
+}
+
+#[test]
+fn entries_written_under_the_legacy_fingerprint_still_decode() {
+    let entry = entry();
+    let mut bytes = encode_entry(&entry).unwrap();
+    bytes[2..10].copy_from_slice(&entry_schema().legacy_fingerprint);
+    assert_eq!(decode_entry(&bytes).unwrap(), entry);
+    bytes[2] ^= 1;
+    assert!(
+        decode_entry(&bytes).is_err(),
+        "an unknown fingerprint is refused"
+    );
 }
 
 #[test]

@@ -66,7 +66,7 @@ fn body<'a>(version: &SchemaVersion, bytes: &'a [u8]) -> Result<&'a [u8], Decode
     if bytes[..2] != super::SINGLE_OBJECT_MARKER {
         return Err(DecodeError::NotSingleObject);
     }
-    if bytes[2..HEADER_LEN] != version.fingerprint {
+    if !version.written_with(&bytes[2..HEADER_LEN]) {
         return Err(DecodeError::UnknownSchema(super::hex(
             &bytes[2..HEADER_LEN],
         )));

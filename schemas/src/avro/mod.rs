@@ -66,11 +66,15 @@ pub trait EventCodec: Send + Sync {
     fn decode(&self, bytes: &[u8]) -> Result<TrackingEvent, DecodeError>;
 }
 
-/// One published schema version, parsed, with its fingerprint.
+/// One published schema version, parsed, with its fingerprints.
 pub struct SchemaVersion {
     pub version: u32,
     pub schema: Schema,
+    /// The specification's fingerprint, which this build writes.
     pub fingerprint: [u8; 8],
+    /// The fingerprint that builds before it wrote (apache-avro's own canonical form), still
+    /// read so that no record already on Kafka becomes unreadable.
+    pub legacy_fingerprint: [u8; 8],
 }
 
 impl SchemaVersion {
@@ -80,19 +84,61 @@ impl SchemaVersion {
         Self {
             version,
             fingerprint: fingerprint(&schema),
+            legacy_fingerprint: legacy_fingerprint(&schema),
             schema,
         }
     }
+
+    /// Whether a single-object header's fingerprint names this version.
+    pub fn written_with(&self, fingerprint: &[u8]) -> bool {
+        fingerprint == self.fingerprint || fingerprint == self.legacy_fingerprint
+    }
 }
 
-/// The CRC-64-AVRO (Rabin) fingerprint of a schema's canonical form, little-endian as the
-/// single-object spec writes it.
+/// The CRC-64-AVRO (Rabin) fingerprint of the schema's Parsing Canonical Form, exactly as the
+/// Avro specification defines it, little-endian as single-object encoding writes it: what
+/// Java's `SchemaNormalization` and fastavro compute.
+///
+/// apache-avro 0.22's own canonical form keeps logical types' attributes (`{"type":"long"}`
+/// for a timestamp, `precision` and `scale` for a decimal; AVRO-4004), so its fingerprint
+/// differs from every other implementation's. The spec's [STRIP] rule drops every attribute
+/// but the structural ones, so a logical type is its underlying type: stripping them first
+/// and letting apache-avro canonicalise the rest gives the spec's form.
 pub fn fingerprint(schema: &Schema) -> [u8; 8] {
+    let mut json = serde_json::to_value(schema).expect("a parsed schema serialises");
+    strip_logical_types(&mut json);
+    let plain = Schema::parse(&json).expect("a schema without logical types parses");
+    legacy_fingerprint(&plain)
+}
+
+/// apache-avro's fingerprint, which builds before the standard one wrote.
+pub fn legacy_fingerprint(schema: &Schema) -> [u8; 8] {
     let fp = schema.fingerprint::<Rabin>();
     fp.bytes
         .as_slice()
         .try_into()
         .expect("Rabin fingerprints are 8 bytes")
+}
+
+/// Each logical type becomes its underlying type (`{"type":"long","logicalType":...}` is
+/// `"long"`; a fixed keeps its size).
+fn strip_logical_types(json: &mut serde_json::Value) {
+    match json {
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_logical_types),
+        serde_json::Value::Object(map) => {
+            if map.remove("logicalType").is_some() {
+                map.remove("precision");
+                map.remove("scale");
+            }
+            map.values_mut().for_each(strip_logical_types);
+            if map.len() == 1 {
+                if let Some(serde_json::Value::String(primitive)) = map.get("type") {
+                    *json = serde_json::Value::String(primitive.clone());
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 static VERSIONS: LazyLock<Vec<SchemaVersion>> = LazyLock::new(|| {
@@ -137,17 +183,19 @@ impl SingleObjectCodec {
         let current = current_schema();
         let readers = published_versions()
             .iter()
-            .map(|v| {
+            .flat_map(|v| {
                 // Data written with the current schema needs no resolution step.
-                let reader = if v.fingerprint == current.fingerprint {
-                    GenericDatumReader::builder(&v.schema).build()
-                } else {
-                    GenericDatumReader::builder(&v.schema)
-                        .reader_schema(&current.schema)
-                        .build()
-                }
-                .expect("published schemas resolve against the current one");
-                (v.fingerprint, reader)
+                let reader = || {
+                    if v.fingerprint == current.fingerprint {
+                        GenericDatumReader::builder(&v.schema).build()
+                    } else {
+                        GenericDatumReader::builder(&v.schema)
+                            .reader_schema(&current.schema)
+                            .build()
+                    }
+                    .expect("published schemas resolve against the current one")
+                };
+                [(v.fingerprint, reader()), (v.legacy_fingerprint, reader())]
             })
             .collect();
         Self { readers }
@@ -171,7 +219,7 @@ impl EventCodec for SingleObjectCodec {
             return Err(DecodeError::NotSingleObject);
         }
         let fp: [u8; 8] = bytes[2..HEADER_LEN].try_into().expect("8 bytes");
-        if fp == current_schema().fingerprint {
+        if current_schema().written_with(&fp) {
             let mut r = datum::Reader::new(&bytes[HEADER_LEN..]);
             let event = datum::read_event(&mut r)?;
             if !r.rest().is_empty() {
@@ -560,8 +608,9 @@ mod tests {
         assert!(money_value("revenue", Decimal::from(999_999_999_999i64)).is_ok());
     }
 
+    /// apache-avro's own writer differs only in the fingerprint: it writes its legacy one.
     #[test]
-    fn header_matches_the_library_single_object_writer() {
+    fn the_library_single_object_writer_differs_only_in_its_fingerprint() {
         let mut w =
             apache_avro::GenericSingleObjectWriter::new_with_capacity(&current_schema().schema, 64)
                 .unwrap();
@@ -570,6 +619,11 @@ mod tests {
         let mut theirs = Vec::new();
         w.write_value(to_value(&event).unwrap(), &mut theirs)
             .unwrap();
-        assert_eq!(ours, theirs);
+        assert_eq!(ours[..2], theirs[..2]);
+        assert_eq!(ours[2..HEADER_LEN], current_schema().fingerprint);
+        assert_eq!(theirs[2..HEADER_LEN], current_schema().legacy_fingerprint);
+        assert_eq!(ours[HEADER_LEN..], theirs[HEADER_LEN..]);
+        // What it wrote still reads.
+        assert_eq!(SingleObjectCodec::new().decode(&theirs).unwrap(), event);
     }
 }
