@@ -138,7 +138,7 @@ impl ClickHouseConnection {
             error.context(format!(
                 "the TLS handshake with ClickHouse at {} failed: check the host name of \
                  CLICKHOUSE_URL and CLICKHOUSE_CA_FILE (the CA that signed its certificate)",
-                self.url
+                without_userinfo(&self.url)
             ))
         } else if text.contains("AUTHENTICATION_FAILED") {
             error.context(format!(
@@ -180,9 +180,39 @@ impl ClickHouseConnection {
     }
 }
 
+/// `url` without a `user:password@` part, which must not reach a log.
+fn without_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_loses_its_credentials() {
+        assert_eq!(
+            without_userinfo("https://u:pw@ch.example:8443/?database=x"),
+            "https://ch.example:8443/?database=x"
+        );
+        assert_eq!(
+            without_userinfo("http://127.0.0.1:8123"),
+            "http://127.0.0.1:8123"
+        );
+        let c = ClickHouseConnection::new("https://u:pw-9@ch.example:8443");
+        let e = c.diagnose(anyhow::anyhow!("invalid peer certificate: UnknownIssuer"));
+        assert!(!format!("{e:#}").contains("pw-9"), "{e:#}");
+        assert!(format!("{e:#}").contains("CLICKHOUSE_CA_FILE"));
+    }
 
     #[test]
     fn contradictions_are_named() {
