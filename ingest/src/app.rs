@@ -298,18 +298,14 @@ pub async fn serve(
     // unreachable broker must not hold up the start; a refused login or ACL stops ingest.
     let kafka = config.kafka.clone();
     let topics = [config.events_topic.clone(), config.quarantine_topic.clone()];
-    let check = tokio::spawn(async move {
-        kafka
-            .check_async(&topics.each_ref().map(String::as_str), None)
-            .await
-    });
     let refused: Arc<std::sync::Mutex<Option<anyhow::Error>>> = Default::default();
     let slot = refused.clone();
     let shutdown = async move {
         let refusal = async move {
-            match check.await {
-                Ok(Err(e)) => e,
-                _ => std::future::pending().await,
+            let topics = topics.each_ref().map(String::as_str);
+            match kafka.check_async(&topics, None).await {
+                Err(e) => e,
+                Ok(()) => std::future::pending().await,
             }
         };
         tokio::select! {

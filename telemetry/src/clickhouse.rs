@@ -15,7 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
-use crate::secret::Secret;
+use crate::secret::{self, Secret};
 
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct ClickHouseConnection {
@@ -97,9 +97,7 @@ impl ClickHouseConnection {
 
     /// A client of this connection, without a default database.
     pub fn client(&self) -> anyhow::Result<clickhouse::Client> {
-        if self.password.is_some() && self.password_file.is_some() {
-            bail!("set CLICKHOUSE_PASSWORD or CLICKHOUSE_PASSWORD_FILE, not both");
-        }
+        let password = secret::either("CLICKHOUSE_PASSWORD", &self.password, &self.password_file)?;
         let https = self.url.starts_with("https://");
         if !https && !self.url.starts_with("http://") {
             bail!(
@@ -124,7 +122,7 @@ impl ClickHouseConnection {
         let mut client = clickhouse::Client::with_http_client(hyper)
             .with_url(&self.url)
             .with_user(&self.user);
-        if let Some(password) = self.password.as_ref().or(self.password_file.as_ref()) {
+        if let Some(password) = password {
             client = client.with_password(password.expose());
         }
         Ok(client)

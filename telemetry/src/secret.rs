@@ -40,6 +40,19 @@ impl Secret {
     }
 }
 
+/// The secret of a setting given either directly (`variable`) or as a file
+/// (`variable_FILE`), never both.
+pub fn either<'a>(
+    variable: &str,
+    direct: &'a Option<Secret>,
+    file: &'a Option<Secret>,
+) -> anyhow::Result<Option<&'a Secret>> {
+    match (direct, file) {
+        (Some(_), Some(_)) => anyhow::bail!("set {variable} or {variable}_FILE, not both"),
+        (direct, file) => Ok(direct.as_ref().or(file.as_ref())),
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")

@@ -8,6 +8,23 @@ use crate::service::ServiceProcess;
 use crate::sink::database;
 use crate::{clickhouse_url, IngestServer};
 
+/// A destinations file that sends SALE and REFUND postbacks to a webhook: trackctl's demo
+/// receiver, started here on a free port for the rest of the test.
+pub async fn webhook_destinations() -> String {
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = receiver.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(receiver, trackctl::demo::receiver::router()).await });
+    format!(
+        r#"
+[[destination]]
+name = "webhook"
+kind = "webhook"
+url = "http://{addr}/webhook"
+events = ["SALE", "REFUND"]
+"#
+    )
+}
+
 pub struct Pipeline {
     pub topics: ProcessorTopics,
     pub database: String,
@@ -34,15 +51,14 @@ impl Pipeline {
         connect: &dyn Fn(&str) -> Vec<String>,
     ) -> Self {
         std::fs::write(&topics.destinations, destinations).expect("destinations file");
-        let flags = |service: &str| connect(service);
-        let sink_flags = flags("sink");
+        let sink_flags = connect("sink");
         let sink_flags: Vec<&str> = sink_flags.iter().map(String::as_str).collect();
-        let processor_flags = flags("processor");
+        let processor_flags = connect("processor");
         let processor_flags: Vec<&str> = processor_flags.iter().map(String::as_str).collect();
         let mut sink = ServiceProcess::sink(&topics, &database, &sink_flags);
         let mut processor = ServiceProcess::processor(&topics, "p1", &processor_flags);
         let mut forwarder =
-            ServiceProcess::forwarder_with(&topics, &topics.destinations, &flags("forwarder"));
+            ServiceProcess::forwarder_with(&topics, &topics.destinations, &connect("forwarder"));
         for s in [&mut sink, &mut processor, &mut forwarder] {
             s.wait_ready(Duration::from_secs(60));
         }
@@ -54,7 +70,7 @@ impl Pipeline {
             format!("--quarantine-topic={}", topics.quarantine),
             "--click-wait-ms=2000".to_owned(),
         ];
-        ingest_flags.extend(flags("ingest"));
+        ingest_flags.extend(connect("ingest"));
         let ingest_flags: Vec<&str> = ingest_flags.iter().map(String::as_str).collect();
         let ingest = IngestServer::start(&ingest_flags).await;
         Self {

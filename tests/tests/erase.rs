@@ -11,14 +11,6 @@ use tests::sink::wait_rows;
 use tests::{scan_topic, unique_name};
 use trackctl::erase::{EraseArgs, Subject};
 
-const DESTINATIONS: &str = r#"
-[[destination]]
-name = "webhook"
-kind = "webhook"
-url = "http://RECEIVER/webhook"
-events = ["SALE", "REFUND"]
-"#;
-
 struct Person {
     click_id: String,
     order: String,
@@ -122,14 +114,8 @@ async fn traces(ch: &clickhouse::Client, p: &Person, email_hash: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_erased_person_cannot_be_found_and_the_totals_stay() {
-    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = receiver.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(receiver, trackctl::demo::receiver::router()).await });
-    let pipeline = Pipeline::start(
-        "erase",
-        &DESTINATIONS.replace("RECEIVER", &addr.to_string()),
-    )
-    .await;
+    let destinations = tests::pipeline::webhook_destinations().await;
+    let pipeline = Pipeline::start("erase", &destinations).await;
     let base = pipeline.ingest.base_url.clone();
     let alice = person(&base, "alice", true).await;
     let bob = person(&base, "bob", false).await;

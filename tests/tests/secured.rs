@@ -14,38 +14,23 @@ use tests::service::ServiceProcess;
 use tests::sink::{database, wait_rows};
 use tests::{secrets, stack_env, unique_name};
 
-const DESTINATIONS: &str = r#"
-[[destination]]
-name = "webhook"
-kind = "webhook"
-url = "http://RECEIVER/webhook"
-events = ["SALE", "REFUND"]
-"#;
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pipeline_runs_over_sasl_ssl_with_one_principal_per_service() {
-    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = receiver.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(receiver, trackctl::demo::receiver::router()).await });
+    let destinations = tests::pipeline::webhook_destinations().await;
     let topics = ProcessorTopics::create("secured").await;
     secured::grant(&topics);
     let db = database("secured");
-    let pipeline = Pipeline::start_with(
-        topics,
-        db.clone(),
-        &DESTINATIONS.replace("RECEIVER", &addr.to_string()),
-        &|service| {
-            // The processor logs in with OAUTHBEARER (OIDC), the others with SCRAM.
-            let mut flags = match service {
-                "processor" => secured::kafka_oauth_flags(service, &secured::token_endpoint()),
-                _ => kafka_flags(service),
-            };
-            if service == "sink" {
-                flags.extend(secured::clickhouse_flags());
-            }
-            flags
-        },
-    )
+    let pipeline = Pipeline::start_with(topics, db.clone(), &destinations, &|service| {
+        // The processor logs in with OAUTHBEARER (OIDC), the others with SCRAM.
+        let mut flags = match service {
+            "processor" => secured::kafka_oauth_flags(service, &secured::token_endpoint()),
+            _ => kafka_flags(service),
+        };
+        if service == "sink" {
+            flags.extend(secured::clickhouse_flags());
+        }
+        flags
+    })
     .await;
     let base = pipeline.ingest.base_url.clone();
     let order = unique_name("order");

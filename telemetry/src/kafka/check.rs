@@ -18,15 +18,6 @@ use super::{KafkaConnection, SaslMechanism, SecurityProtocol};
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl KafkaConnection {
-    /// The start-up check every service and command runs before its own clients: the
-    /// settings are consistent, the brokers accept this client's TLS and SASL login, and its
-    /// principal may describe `topics` (and use `group`). A refusal ends the program at once
-    /// with the setting to mend; brokers that do not answer within [`CHECK_TIMEOUT`] are
-    /// only logged, and waited for as before.
-    pub fn check(&self, topics: &[&str], group: Option<&str>) -> anyhow::Result<()> {
-        self.check_within(topics, group, CHECK_TIMEOUT)
-    }
-
     /// [`Self::check`] off the async runtime, on a thread of its own: a program stopped
     /// while the check still waits for unreachable brokers exits without waiting for it.
     pub async fn check_async(&self, topics: &[&str], group: Option<&str>) -> anyhow::Result<()> {
@@ -45,12 +36,12 @@ impl KafkaConnection {
             .map_err(|_| anyhow::anyhow!("the Kafka start-up check panicked"))?
     }
 
-    fn check_within(
-        &self,
-        topics: &[&str],
-        group: Option<&str>,
-        timeout: Duration,
-    ) -> anyhow::Result<()> {
+    /// The start-up check every service and command runs before its own clients: the
+    /// settings are consistent, the brokers accept this client's TLS and SASL login, and its
+    /// principal may describe `topics` (and use `group`). A refusal ends the program at once
+    /// with the setting to mend; brokers that do not answer within [`CHECK_TIMEOUT`] are
+    /// only logged, and waited for as before.
+    pub fn check(&self, topics: &[&str], group: Option<&str>) -> anyhow::Result<()> {
         self.validate()?;
         let mut settings = vec![("enable.auto.commit", "false")];
         if let Some(group) = group {
@@ -74,7 +65,7 @@ impl KafkaConnection {
                     ),
                 }
             })?;
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + CHECK_TIMEOUT;
         let mut pending: Vec<&str> = topics.to_vec();
         let mut partitions = TopicPartitionList::new();
         loop {
@@ -90,7 +81,7 @@ impl KafkaConnection {
                 tracing::warn!(
                     servers = %self.bootstrap_servers,
                     "the Kafka brokers did not answer the start-up check in {}s; going on",
-                    timeout.as_secs()
+                    CHECK_TIMEOUT.as_secs()
                 );
                 return Ok(());
             }
@@ -252,9 +243,7 @@ impl Refusals {
     fn refusal(&self) -> Option<Refusal> {
         self.0.lock().expect("refusals").clone()
     }
-}
 
-impl Refusals {
     fn keep(&self, refusal: Refusal) {
         self.0.lock().expect("refusals").get_or_insert(refusal);
     }

@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use rdkafka::config::ClientConfig;
 
-use crate::secret::Secret;
+use crate::secret::{self, Secret};
 
 pub use check::CHECK_TIMEOUT;
 
@@ -349,19 +349,21 @@ impl KafkaConnection {
     /// sets it.
     pub fn validate(&self) -> anyhow::Result<()> {
         let protocol = self.security_protocol;
-        if self.sasl_password.is_some() && self.sasl_password_file.is_some() {
-            bail!("set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, not both");
-        }
-        if self.oauthbearer_client_secret.is_some() && self.oauthbearer_client_secret_file.is_some()
-        {
-            bail!(
-                "set KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET or \
-                 KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET_FILE, not both"
-            );
-        }
-        if self.ssl_key_password.is_some() && self.ssl_key_password_file.is_some() {
-            bail!("set KAFKA_SSL_KEY_PASSWORD or KAFKA_SSL_KEY_PASSWORD_FILE, not both");
-        }
+        secret::either(
+            "KAFKA_SASL_PASSWORD",
+            &self.sasl_password,
+            &self.sasl_password_file,
+        )?;
+        secret::either(
+            "KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET",
+            &self.oauthbearer_client_secret,
+            &self.oauthbearer_client_secret_file,
+        )?;
+        secret::either(
+            "KAFKA_SSL_KEY_PASSWORD",
+            &self.ssl_key_password,
+            &self.ssl_key_password_file,
+        )?;
         match (protocol.sasl(), self.sasl_mechanism) {
             (true, None) => bail!(
                 "KAFKA_SECURITY_PROTOCOL={} needs KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256, \
