@@ -108,6 +108,10 @@ pub struct Config {
 
     #[command(flatten)]
     pub kafka: telemetry::kafka::KafkaConnection,
+
+    /// The registry holding the writer schemas of Confluent-framed input records.
+    #[command(flatten)]
+    pub schema_registry: telemetry::registry::SchemaRegistryConnection,
 }
 
 impl Config {

@@ -24,10 +24,11 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use schemas::avro::ledger::{content_fingerprint, encode_entry, encode_outbox, encode_receipt};
 use schemas::erasure::{ErasureRequest, CONTROL_HEADER, ERASE};
 use schemas::validate::FieldError;
-use schemas::{conversion_key, EventCodec, LedgerEntry, QuarantineRecord, SingleObjectCodec};
+use schemas::{conversion_key, LedgerEntry, QuarantineRecord};
 
 use crate::changelog;
 use crate::config::Config;
+use crate::events::{EventReader, ReadError};
 use crate::ledger::{Occurrence, PartitionLedger, Position, StateKey};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
@@ -47,6 +48,16 @@ pub(crate) const OUTPUT_PRODUCER: [(&str, &str); 6] = [
 const QUARANTINE_BODY_CAP: usize = 64 * 1024;
 /// The quarantine reason of input the processor cannot read.
 const UNDECODABLE: &str = "undecodable_event";
+/// The first and the longest wait before the schema registry is asked again.
+const REGISTRY_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
+/// A partition paused because the registry could not be asked for its next record's schema.
+struct RegistryWait {
+    /// The record that waits: the partition resumes from it.
+    offset: i64,
+    retry_at: Instant,
+    backoff: Duration,
+}
 
 /// Why a transaction did not commit.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +74,7 @@ enum TxnError {
 struct Engine {
     config: Arc<Config>,
     metrics: Arc<Metrics>,
-    codec: SingleObjectCodec,
+    reader: EventReader,
     outbox: Outbox,
     producer: BaseProducer,
     ledgers: HashMap<i32, PartitionLedger>,
@@ -77,6 +88,10 @@ struct Engine {
     /// Set by a callback that hit an error the loop must stop on.
     fatal: Option<anyhow::Error>,
     ready: Arc<AtomicBool>,
+    /// Partitions paused until the registry answers; readiness is off while there are any.
+    waiting: HashMap<i32, RegistryWait>,
+    /// The record whose schema the registry could not give, which the loop must pause on.
+    blocked: Option<(i32, i64, String)>,
 }
 
 struct RebalanceHook {
@@ -107,6 +122,10 @@ impl ConsumerContext for RebalanceHook {
                         .ok();
                 }
                 engine.metrics.assigned_partitions.set(0);
+                // The next owner starts from the committed offsets; nothing waits here.
+                engine.waiting.clear();
+                engine.blocked = None;
+                engine.metrics.registry_waiting_partitions.set(0);
                 tracing::info!(partitions = ?partitions(tpl), "partitions revoked");
             }
             Rebalance::Assign(tpl) => {
@@ -140,6 +159,15 @@ fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
     engine
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The `events_total` outcome of a quarantine reason.
+fn label_of(reason: &'static str) -> &'static str {
+    match reason {
+        UNDECODABLE => "undecodable",
+        "validation" => "invalid",
+        other => other,
+    }
 }
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
@@ -251,33 +279,58 @@ impl Engine {
         self.begin()?;
         let partition = m.partition();
         let offset = m.offset();
-        let Some(ledger) = self.ledgers.get_mut(&partition) else {
+        if !self.ledgers.contains_key(&partition) {
             // Cannot happen: restore runs before an assignment takes effect.
             tracing::error!(partition, offset, "event from a partition without state");
             return Ok(());
-        };
+        }
         if is_erasure(m) {
             return self.erase(m);
         }
-        let decoded = match m.payload() {
-            Some(bytes) => self.codec.decode(bytes).map_err(|e| e.to_string()),
-            None => Err("the message has no value".to_owned()),
+        let read = match m.payload() {
+            Some(bytes) => self.reader.read(bytes),
+            None => Err(ReadError::Refused(crate::events::Refusal {
+                reason: UNDECODABLE,
+                errors: vec![FieldError::new("value", "the message has no value")],
+            })),
         };
-        let event = decoded
-            .and_then(|e| {
-                content_fingerprint(&e)
-                    .map(|fp| (e, fp))
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(|detail| (detail, "undecodable", UNDECODABLE));
+        if !matches!(read, Err(ReadError::RegistryUnavailable(_)))
+            && self.waiting.remove(&partition).is_some()
+        {
+            self.after_wait();
+        }
+        let event = match read {
+            Ok(event) => content_fingerprint(&event)
+                .map(|fp| (event, fp))
+                .map_err(|e| {
+                    (
+                        vec![FieldError::new("value", e.to_string())],
+                        "undecodable",
+                        UNDECODABLE,
+                    )
+                }),
+            Err(ReadError::Refused(r)) => Err((r.errors, label_of(r.reason), r.reason)),
+            Err(ReadError::RegistryUnavailable(e)) => {
+                // Neither applied nor skipped: the loop pauses the partition on this record.
+                self.blocked = Some((partition, offset, e));
+                return Ok(());
+            }
+        };
         // An amount the ledger cannot hold (a conversion's total beyond decimal(18, 6)) is
         // refused whole, state unchanged, and kept in quarantine.
+        let ledger = self.ledgers.get_mut(&partition).expect("checked above");
         let applied = event.and_then(|(event, fingerprint)| {
             let key = conversion_key(&event);
             let at = Position { partition, offset };
             ledger
                 .apply(event, key, fingerprint, at, Utc::now())
-                .map_err(|e| (e.to_string(), "amount_out_of_range", "amount_out_of_range"))
+                .map_err(|e| {
+                    (
+                        vec![FieldError::new("value", e.to_string())],
+                        "amount_out_of_range",
+                        "amount_out_of_range",
+                    )
+                })
         });
         match applied {
             Ok(outcome) => {
@@ -303,7 +356,10 @@ impl Engine {
                             self.quarantine(
                                 m,
                                 UNDECODABLE,
-                                &format!("ledger entry does not encode: {e}"),
+                                vec![FieldError::new(
+                                    "value",
+                                    format!("ledger entry does not encode: {e}"),
+                                )],
                             )?
                         }
                     }
@@ -322,8 +378,8 @@ impl Engine {
                     .with_label_values(&[outcome_label])
                     .inc();
             }
-            Err((detail, label, reason)) => {
-                self.quarantine(m, reason, &detail)?;
+            Err((errors, label, reason)) => {
+                self.quarantine(m, reason, errors)?;
                 self.metrics.events.with_label_values(&[label]).inc();
             }
         }
@@ -360,7 +416,10 @@ impl Engine {
             (Err(e), _) => self.quarantine(
                 m,
                 UNDECODABLE,
-                &format!("erasure request does not parse: {e}"),
+                vec![FieldError::new(
+                    "value",
+                    format!("erasure request does not parse: {e}"),
+                )],
             )?,
         }
         self.offsets.insert(partition, m.offset() + 1);
@@ -393,13 +452,13 @@ impl Engine {
         &self,
         m: &BorrowedMessage<'_>,
         reason: &str,
-        detail: &str,
+        errors: Vec<FieldError>,
     ) -> Result<(), TxnError> {
         let body = m.payload().unwrap_or_default();
         let kept = &body[..body.len().min(QUARANTINE_BODY_CAP)];
         let record = QuarantineRecord {
             reason: reason.into(),
-            errors: vec![FieldError::new("value", detail)],
+            errors,
             route: "processor".into(),
             method: "CONSUME".into(),
             received_at: Utc::now(),
@@ -419,7 +478,7 @@ impl Engine {
             partition = m.partition(),
             offset = m.offset(),
             reason,
-            "undecodable event quarantined"
+            "input record quarantined"
         );
         let value = serde_json::to_vec(&record).expect("quarantine records serialize");
         self.send(
@@ -457,6 +516,82 @@ impl Engine {
         }
         self.update_state_gauges();
         Ok(())
+    }
+
+    /// Pauses the partition of a record whose writer schema the registry could not give, and
+    /// rewinds it to that record, to be asked again after a growing wait.
+    fn wait_for_registry<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        (partition, offset, error): (i32, i64, String),
+    ) -> anyhow::Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.config.input_topic, partition);
+        consumer.pause(&tpl)?;
+        consumer.seek(
+            &self.config.input_topic,
+            partition,
+            Offset::Offset(offset),
+            KAFKA_TIMEOUT,
+        )?;
+        let backoff = match self.waiting.get(&partition) {
+            Some(w) => (w.backoff * 2).min(REGISTRY_BACKOFF.1),
+            None => REGISTRY_BACKOFF.0,
+        };
+        tracing::warn!(
+            partition,
+            offset,
+            retry_in_ms = backoff.as_millis() as u64,
+            error = %error,
+            "schema registry unavailable: the partition waits at this record"
+        );
+        self.waiting.insert(
+            partition,
+            RegistryWait {
+                offset,
+                retry_at: Instant::now() + backoff,
+                backoff,
+            },
+        );
+        self.ready.store(false, Ordering::SeqCst);
+        self.metrics
+            .registry_waiting_partitions
+            .set(self.waiting.len() as i64);
+        Ok(())
+    }
+
+    /// Resumes the waiting partitions whose wait is over: their record is read again.
+    fn resume_due<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        now: Instant,
+    ) -> anyhow::Result<()> {
+        for (partition, wait) in &mut self.waiting {
+            if wait.retry_at <= now {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&self.config.input_topic, *partition);
+                consumer.resume(&tpl)?;
+                // Not again until it fails again (which sets a new time).
+                wait.retry_at = now + Duration::from_secs(3600);
+                tracing::info!(
+                    partition,
+                    offset = wait.offset,
+                    "asking the schema registry again"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A partition's record was read after a wait: ready again once none waits.
+    fn after_wait(&self) {
+        self.metrics
+            .registry_waiting_partitions
+            .set(self.waiting.len() as i64);
+        if self.waiting.is_empty() && !self.ledgers.is_empty() {
+            tracing::info!("the schema registry answers again: no partition waits");
+            self.ready.store(true, Ordering::SeqCst);
+        }
     }
 
     fn commit_due(&self, now: Instant) -> bool {
@@ -612,7 +747,13 @@ pub fn run(
     let engine = Arc::new(Mutex::new(Engine {
         config: config.clone(),
         metrics: metrics.clone(),
-        codec: SingleObjectCodec::new(),
+        reader: EventReader::new(
+            config
+                .schema_registry
+                .client()
+                .context("the schema registry settings")?,
+            metrics.clone(),
+        )?,
         outbox,
         producer,
         ledgers: HashMap::new(),
@@ -623,6 +764,8 @@ pub fn run(
         txn_events: 0,
         fatal: None,
         ready,
+        waiting: HashMap::new(),
+        blocked: None,
     }));
     let session_timeout = config.session_timeout_ms.to_string();
     let consumer: BaseConsumer<RebalanceHook> = config
@@ -654,7 +797,14 @@ pub fn run(
             break Err(fatal);
         }
         let step = match polled {
-            Some(Ok(m)) => engine.process(&m),
+            Some(Ok(m)) => engine
+                .process(&m)
+                .and_then(|()| match engine.blocked.take() {
+                    Some(blocked) => engine
+                        .wait_for_registry(&consumer, blocked)
+                        .map_err(TxnError::Fatal),
+                    None => Ok(()),
+                }),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "consumer error");
                 Ok(())
@@ -663,6 +813,11 @@ pub fn run(
         };
         // One clock read per event: the clock showed in the profile.
         let now = Instant::now();
+        if !engine.waiting.is_empty() {
+            if let Err(e) = engine.resume_due(&consumer, now) {
+                break Err(e);
+            }
+        }
         let step = step.and_then(|()| {
             if now.duration_since(last_sweep) >= config.sweep_interval()
                 && !engine.ledgers.is_empty()

@@ -1,12 +1,13 @@
 //! Exactly-once dedup, lifecycle joins and the canonical ledger.
 //!
 //! [`ledger`] holds the rules (pure); [`changelog`] encodes the state; [`restore`] rebuilds
-//! it from Kafka; [`outbox`] routes entries to postback destinations; [`exactly_once`] runs
+//! it from Kafka; [`outbox`] routes entries to postback destinations; [`events`] reads the input; [`exactly_once`] runs
 //! the transactional loop; [`pass_through`] is the benchmark baseline; [`metrics`] feeds the
 //! shared `/metrics` endpoint.
 
 pub mod changelog;
 pub mod config;
+pub mod events;
 pub mod exactly_once;
 pub mod ledger;
 pub mod metrics;

@@ -24,7 +24,7 @@ fn main() -> anyhow::Result<()> {
     let app = telemetry::router(telemetry::Health {
         registry: metrics.registry.clone(),
         ready: ready.clone(),
-        not_ready: "restoring state or not assigned yet",
+        not_ready: "restoring state, not assigned yet, or waiting for the schema registry",
     });
     runtime.spawn(async move { axum::serve(listener, app).await });
     let flag = shutdown.clone();

@@ -7,7 +7,9 @@ use prometheus::{
 pub struct Metrics {
     /// Every metric above, for the `/metrics` endpoint.
     pub registry: Registry,
-    /// Input records by outcome: first, duplicate, conflict, undecodable, erasure.
+    /// Input records by outcome: first, duplicate, conflict, erasure, and the quarantined
+    /// ones by reason: undecodable, unknown_schema, incompatible_schema, invalid,
+    /// amount_out_of_range.
     pub events: IntCounterVec,
     /// Consumer lag per input partition (high watermark minus position).
     pub lag: IntGaugeVec,
@@ -27,6 +29,10 @@ pub struct Metrics {
     pub assigned_partitions: IntGauge,
     /// Postbacks written to the outbox, by destination.
     pub outbox_records: IntCounterVec,
+    /// Requests to the schema registry (cache misses) by result: ok, not_found, unavailable.
+    pub registry_requests: IntCounterVec,
+    /// Input partitions paused until the schema registry answers.
+    pub registry_waiting_partitions: IntGauge,
 }
 
 impl Default for Metrics {
@@ -94,6 +100,19 @@ impl Metrics {
                 &["destination"],
             )
             .unwrap(),
+            registry_requests: IntCounterVec::new(
+                Opts::new(
+                    "schema_registry_requests_total",
+                    "Writer schemas asked of the schema registry, by result",
+                ),
+                &["result"],
+            )
+            .unwrap(),
+            registry_waiting_partitions: IntGauge::new(
+                "schema_registry_waiting_partitions",
+                "Input partitions paused until the schema registry answers",
+            )
+            .unwrap(),
             registry: Registry::new(),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -107,6 +126,8 @@ impl Metrics {
             Box::new(m.restored_records.clone()),
             Box::new(m.assigned_partitions.clone()),
             Box::new(m.outbox_records.clone()),
+            Box::new(m.registry_requests.clone()),
+            Box::new(m.registry_waiting_partitions.clone()),
         ];
         m.registry = telemetry::registry("processor", collectors);
         m

@@ -59,10 +59,17 @@ fn malformed_messages_are_precise_errors() {
         Err(DecodeError::Truncated(5))
     ));
     let mut wrong_marker = good.clone();
-    wrong_marker[0] = 0x00;
+    wrong_marker[0] = 0x01;
     assert!(matches!(
         codec.decode(&wrong_marker),
-        Err(DecodeError::NotSingleObject)
+        Err(DecodeError::UnknownFraming)
+    ));
+    // A Confluent-framed record is recognised, and needs the registry.
+    let mut confluent = vec![0x00, 0, 0, 0, 9];
+    confluent.extend_from_slice(&good[10..]);
+    assert!(matches!(
+        codec.decode(&confluent),
+        Err(DecodeError::NeedsRegistry(9))
     ));
     let mut unknown = good.clone();
     unknown[2] ^= 0xFF;

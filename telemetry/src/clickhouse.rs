@@ -179,7 +179,7 @@ impl ClickHouseConnection {
 }
 
 /// `url` without a `user:password@` part, which must not reach a log.
-fn without_userinfo(url: &str) -> String {
+pub(crate) fn without_userinfo(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
             let authority_end = rest.find('/').unwrap_or(rest.len());

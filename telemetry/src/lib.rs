@@ -3,6 +3,7 @@
 
 pub mod clickhouse;
 pub mod kafka;
+pub mod registry;
 pub mod secret;
 pub mod topic;
 

@@ -30,6 +30,18 @@ pub fn kafka() -> telemetry::kafka::KafkaConnection {
     telemetry::kafka::KafkaConnection::new(kafka_bootstrap())
 }
 
+/// The running stack's schema registry (its Confluent-compatible API).
+pub fn registry() -> telemetry::registry::SchemaRegistry {
+    telemetry::registry::SchemaRegistryConnection::new(registry_url())
+        .client()
+        .expect("registry client")
+}
+
+/// The URL of the running stack's schema registry.
+pub fn registry_url() -> String {
+    stack_env("SCHEMA_REGISTRY_URL")
+}
+
 /// The ClickHouse HTTP URL of the running stack.
 pub fn clickhouse_url() -> String {
     stack_env("CLICKHOUSE_URL")

@@ -8,6 +8,7 @@ use crate::demo::DemoArgs;
 use crate::erase::EraseArgs;
 use crate::recon::ReconArgs;
 use crate::replay::QuarantineReplay;
+use crate::schema::SchemaCommand;
 use crate::stack::Action;
 use crate::warehouse::Warehouse;
 
@@ -54,6 +55,9 @@ pub enum Command {
     Recon(ReconArgs),
     /// Erase one person's data from ClickHouse and the processor's state.
     Erase(EraseArgs),
+    /// Register the contract in a schema registry, or check a change against it.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
 }
 
 // Parsed once per run: the variants' sizes do not matter.

@@ -1,11 +1,12 @@
 //! trackctl, the operator's command line. [`cli`] is the interface; each command lives in
-//! its own module: [`stack`], [`demo`], [`replay`], [`recon`] and [`erase`].
+//! its own module: [`stack`], [`demo`], [`replay`], [`recon`], [`erase`] and [`schema`].
 
 pub mod cli;
 pub mod demo;
 pub mod erase;
 pub mod recon;
 pub mod replay;
+pub mod schema;
 pub mod stack;
 pub mod warehouse;
 
@@ -59,6 +60,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("\nWrote {} and {}", csv.display(), html.display());
             Ok(())
         }
+        Command::Schema(command) => schema::run(command).await,
         Command::Erase(mut args) => {
             args.kafka = kafka;
             let e = erase::run(&args, &cli.warehouse).await?;

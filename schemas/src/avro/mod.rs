@@ -20,6 +20,7 @@ use crate::event::{ConsentState, EventName, PayoutStatus, RefundStatus, Tracking
 use crate::money::Money;
 
 pub mod datum;
+pub mod framing;
 pub mod ledger;
 
 /// Scale of every money field (`decimal(18, 6)` in Avro and ClickHouse).
@@ -46,12 +47,16 @@ pub enum EncodeError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    #[error("message is {0} bytes, shorter than the 10-byte single-object header")]
+    #[error("message is {0} bytes, shorter than its framing's header")]
     Truncated(usize),
+    #[error("message starts with neither the Avro single-object marker C3 01 nor the Confluent magic byte 00")]
+    UnknownFraming,
     #[error("message does not start with the Avro single-object marker C3 01")]
     NotSingleObject,
     #[error("unknown writer schema fingerprint {0}")]
     UnknownSchema(String),
+    #[error("Confluent-framed record (schema id {0}): reading it needs the schema registry")]
+    NeedsRegistry(u32),
     #[error("Avro datum cannot be read: {0}")]
     Avro(#[from] apache_avro::Error),
     #[error("{0} trailing bytes after the Avro datum")]
@@ -158,6 +163,37 @@ pub fn published_versions() -> &'static [SchemaVersion] {
     &VERSIONS
 }
 
+/// The compatibility rule every subject of the contract has in a schema registry: a new
+/// version must read everything written with the previous one.
+pub const REGISTRY_COMPATIBILITY: &str = "BACKWARD";
+
+/// One registry subject of the contract: TopicNameStrategy (`<topic>-value`), and the
+/// published schema versions of its topic's values, oldest first.
+pub struct Subject {
+    pub subject: String,
+    pub topic: &'static str,
+    pub versions: Vec<(u32, &'static str)>,
+}
+
+/// Every Avro topic of the contract, as registry subjects.
+pub fn registry_subjects() -> Vec<Subject> {
+    use crate::topics;
+    let subject = |topic: &'static str, versions: Vec<(u32, &'static str)>| Subject {
+        subject: format!("{topic}-value"),
+        topic,
+        versions,
+    };
+    vec![
+        subject(topics::EVENTS, PUBLISHED_SCHEMAS.to_vec()),
+        subject(topics::LEDGER, vec![(1, ledger::LEDGER_ENTRY_SCHEMA)]),
+        subject(topics::RECEIPTS, vec![(1, ledger::RECEIPT_SCHEMA)]),
+        subject(topics::POSTBACK_OUTBOX, vec![(1, ledger::OUTBOX_SCHEMA)]),
+        subject(topics::POSTBACK_RETRY, vec![(1, ledger::OUTBOX_SCHEMA)]),
+        subject(topics::POSTBACK_DLQ, vec![(1, ledger::OUTBOX_SCHEMA)]),
+        subject(topics::POSTBACK_ATTEMPTS, vec![(1, ledger::ATTEMPT_SCHEMA)]),
+    ]
+}
+
 /// Whether a reader using `reader` can read everything written with `writer`.
 pub fn check_can_read(writer: &Schema, reader: &Schema) -> Result<(), String> {
     SchemaCompatibility::can_read(writer, reader)
@@ -212,31 +248,20 @@ impl EventCodec for SingleObjectCodec {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<TrackingEvent, DecodeError> {
-        if bytes.len() < HEADER_LEN {
-            return Err(DecodeError::Truncated(bytes.len()));
-        }
-        if bytes[..2] != SINGLE_OBJECT_MARKER {
-            return Err(DecodeError::NotSingleObject);
-        }
-        let fp: [u8; 8] = bytes[2..HEADER_LEN].try_into().expect("8 bytes");
-        if current_schema().written_with(&fp) {
-            let mut r = datum::Reader::new(&bytes[HEADER_LEN..]);
-            let event = datum::read_event(&mut r)?;
-            if !r.rest().is_empty() {
-                return Err(DecodeError::TrailingBytes(r.rest().len()));
+        let (fp, datum) = match framing::frame(bytes)? {
+            framing::Frame::SingleObject { fingerprint, datum } => (fingerprint, datum),
+            framing::Frame::Confluent { schema_id, .. } => {
+                return Err(DecodeError::NeedsRegistry(schema_id))
             }
-            return Ok(event);
+        };
+        if current_schema().written_with(&fp) {
+            return framing::read_current(datum);
         }
         let reader = self
             .readers
             .get(&fp)
             .ok_or_else(|| DecodeError::UnknownSchema(hex(&fp)))?;
-        let mut body = &bytes[HEADER_LEN..];
-        let value = reader.read_value(&mut body)?;
-        if !body.is_empty() {
-            return Err(DecodeError::TrailingBytes(body.len()));
-        }
-        from_value(value)
+        framing::read_resolved(reader, datum)
     }
 }
 
