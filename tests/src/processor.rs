@@ -138,11 +138,22 @@ impl ProcessorTopics {
 impl ServiceProcess {
     /// The real processor binary on `topics`, as instance `instance`.
     pub fn processor(topics: &ProcessorTopics, instance: &str, extra: &[&str]) -> Self {
+        Self::processor_bin("processor", topics, instance, extra)
+    }
+
+    /// `processor`, but from `bin`: a workspace binary's name, or the path of another build
+    /// (a benchmark's previous commit).
+    pub fn processor_bin(
+        bin: &str,
+        topics: &ProcessorTopics,
+        instance: &str,
+        extra: &[&str],
+    ) -> Self {
         let mut args = topics.args();
         args.extend(["--instance-id".into(), instance.into()]);
         args.extend(["--session-timeout-ms".into(), "6000".into()]);
         args.extend(extra.iter().map(|a| a.to_string()));
-        Self::start("processor", &format!("{}-{instance}", topics.group), &args)
+        Self::start(bin, &format!("{}-{instance}", topics.group), &args)
     }
 }
 

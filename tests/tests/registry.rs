@@ -446,3 +446,95 @@ async fn a_registry_outage_pauses_the_partitions_and_loses_or_skips_nothing() {
         "{metrics}"
     );
 }
+
+/// A day published by confluent-kafka's AvroSerializer (tests/reference/confluent_producer.py)
+/// straight to the events topic, through the real processor and sink, to the cent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_day_from_pythons_avro_serializer_adds_up_in_clickhouse() {
+    let destinations = tests::pipeline::webhook_destinations().await;
+    let pipeline = tests::pipeline::Pipeline::start("reg_python", &destinations).await;
+    register_for(&pipeline.topics.input, None).await;
+    let run = tests::unique_name("py").replace('_', "-");
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/reference/confluent_producer.py"
+    );
+    let out = std::process::Command::new(tests::stack_env("STACK_PYTHON"))
+        .args([
+            script,
+            &tests::kafka_bootstrap(),
+            &tests::registry_url(),
+            &pipeline.topics.input,
+            &run,
+        ])
+        .output()
+        .expect("the stack's Python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "13");
+
+    // Eight sales, a refund and a chargeback; the two retries are duplicates; the invalid
+    // sale is quarantined.
+    let ch = pipeline.clickhouse();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let n: u64 = ch
+            .query("SELECT count() FROM ledger")
+            .fetch_one()
+            .await
+            .unwrap();
+        if n >= 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ledger has {n} of 10 entries"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // By hand: sales 49.99 + 19.99 + 29.99 + 99.00 + 9.95 + 149.50 + 24.00 + 74.25 = 456.67;
+    // less the refund (29.99) and the chargeback (99.00): 327.68. Payouts 184.00 less 12.00
+    // and 40.00: 132.00.
+    let totals: (u64, String, String, String) = ch
+        .query(
+            "SELECT count(), toString(sumIf(signed_revenue, event_name = 'SALE')), \
+             toString(sum(signed_revenue)), toString(sum(signed_payout)) FROM ledger",
+        )
+        .fetch_one()
+        .await
+        .unwrap();
+    let exact = |s: &str| s.parse::<Decimal>().unwrap().normalize().to_string();
+    assert_eq!(
+        (
+            totals.0,
+            exact(&totals.1),
+            exact(&totals.2),
+            exact(&totals.3)
+        ),
+        (10, "456.67".into(), "327.68".into(), "132".into())
+    );
+    let sale_o1 = format!("{run}-sale-o-1");
+    let receipts = tests::processor::read_receipts(&pipeline.topics);
+    // The first occurrence is the ledger entry; each retry a duplicate receipt.
+    let retries: Vec<_> = receipts.iter().filter(|r| r.event_id == sale_o1).collect();
+    assert_eq!(retries.len(), 2, "{retries:?}");
+    assert!(retries
+        .iter()
+        .all(|r| r.kind == schemas::ReceiptKind::Duplicate));
+    assert_eq!(receipts.len(), 2, "no other receipt: {receipts:?}");
+    let q = quarantined(&pipeline.topics.quarantine);
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0].reason, "validation");
+    assert_eq!(q[0].errors.len(), 1, "{:?}", q[0].errors);
+    assert_eq!(q[0].errors[0].field, "currency");
+    assert_eq!(
+        q[0].errors[0].reason,
+        "required when revenue or payout is given"
+    );
+    pipeline.stop().await;
+}

@@ -6,6 +6,11 @@
 //! and in exactly-once mode, alternating, each run with its own group and output topics.
 //! Rate = input offsets committed per second by the group, from its first commit to its last.
 //!
+//! `framing`: the same input produced twice, in single-object encoding and in the Confluent
+//! wire format (writer schema registered in the stack's registry); exactly-once runs over
+//! each alternate, and, given `--baseline-bin`, another build's processor (the previous
+//! commit's) over the single-object copy.
+//!
 //! `restore`: a changelog of N dedup keys is written once; the processor's restore reads it
 //! back, beside a plain consumer that only reads the same records (the baseline). Memory per
 //! key is the allocator's count of live bytes held by the restored state, divided by N.
@@ -67,6 +72,17 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Exactly-once events/s over Confluent-framed input beside single-object input.
+    Framing {
+        #[arg(long, default_value_t = 200_000)]
+        conversions: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Another build's processor binary (e.g. the previous commit's), run over the
+        /// single-object input in each round too.
+        #[arg(long)]
+        baseline_bin: Option<String>,
+    },
     /// Restore time and memory per dedup key.
     Restore {
         #[arg(long, default_value_t = 1_000_000)]
@@ -80,6 +96,11 @@ fn main() -> anyhow::Result<()> {
             conversions,
             rounds,
         } => throughput(conversions, rounds),
+        Command::Framing {
+            conversions,
+            rounds,
+            baseline_bin,
+        } => framing(conversions, rounds, baseline_bin.as_deref()),
         Command::Restore { keys } => restore_bench(keys),
     }
 }
@@ -91,9 +112,14 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Runs the processor in `mode` over `input` until its group has committed `total` offsets;
 /// returns input events per second.
 fn run_once(input: &str, total: i64, mode: &str) -> anyhow::Result<f64> {
+    run_bin("processor", input, total, mode)
+}
+
+/// `run_once` with the processor binary `bin`.
+fn run_bin(bin: &str, input: &str, total: i64, mode: &str) -> anyhow::Result<f64> {
     let mut topics = runtime().block_on(ProcessorTopics::create(&format!("bench-{mode}")));
     topics.input = input.to_owned();
-    let mut p = ServiceProcess::processor(&topics, "bench", &["--mode", mode]);
+    let mut p = ServiceProcess::processor_bin(bin, &topics, "bench", &["--mode", mode]);
     let consumer: BaseConsumer = tests::kafka()
         .config(&[])
         .set("group.id", &topics.group)
@@ -183,6 +209,72 @@ fn throughput(conversions: usize, rounds: usize) -> anyhow::Result<()> {
     ratios.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (ratio, base, eos) = ratios[ratios.len() / 2];
     println!("median round: pass-through {base:.0} events/s, exactly-once {eos:.0} events/s, ratio {ratio:.2}");
+    Ok(())
+}
+
+fn framing(conversions: usize, rounds: usize, baseline_bin: Option<&str>) -> anyhow::Result<()> {
+    let single = runtime()
+        .block_on(ProcessorTopics::create("bench-single"))
+        .input;
+    let confluent = runtime()
+        .block_on(ProcessorTopics::create("bench-confluent"))
+        .input;
+    let registry = tests::registry();
+    let subject = format!("{confluent}-value");
+    let id = runtime().block_on(async {
+        registry.set_compatibility(&subject, "BACKWARD").await?;
+        registry
+            .register(&subject, schemas::avro::PUBLISHED_SCHEMAS[0].1)
+            .await
+    })?;
+    let scenario = Scenario::mixed("bench", conversions);
+    let (to_single, to_confluent) = (EventProducer::new(&single), EventProducer::new(&confluent));
+    for e in &scenario.events {
+        to_single.send(e);
+        to_confluent.send_raw(
+            &schemas::conversion_key(e),
+            &schemas::avro::framing::encode_confluent(id, e)?,
+        );
+    }
+    to_single.flush();
+    to_confluent.flush();
+    let total = scenario.events.len() as i64;
+    eprintln!("[bench] input: {total} events in each framing (schema id {id})");
+    // Each round runs the variants in another order: the machine's drift within a round
+    // (Kafka's background work after the topics a run creates) then falls on each in turn.
+    let mut variants = vec![
+        ("single-object", "processor", single.as_str()),
+        ("Confluent", "processor", confluent.as_str()),
+    ];
+    if let Some(bin) = baseline_bin {
+        variants.push(("baseline build, single-object", bin, single.as_str()));
+    }
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for round in 0..rounds {
+        let mut line = Vec::new();
+        for k in 0..variants.len() {
+            let i = (round + k) % variants.len();
+            let (name, bin, input) = variants[i];
+            let rate = run_bin(bin, input, total, "exactly-once")?;
+            rates[i].push(rate);
+            line.push(format!("{name} {rate:.0}"));
+        }
+        println!("round {}: {} events/s", round + 1, line.join(", "));
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (s, c) = (median(&rates[0]), median(&rates[1]));
+    println!("median: single-object {s:.0} events/s, Confluent {c:.0} events/s, Confluent / single-object {:.2}", c / s);
+    if rates.len() == 3 {
+        let b = median(&rates[2]);
+        println!(
+            "median: baseline build {b:.0} events/s, this build / baseline {:.2}",
+            s / b
+        );
+    }
     Ok(())
 }
 
