@@ -20,11 +20,14 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8081/apis/ccompat/v7";
 #[derive(Args, Clone, PartialEq, Eq)]
 pub struct SchemaRegistryConnection {
     /// Base URL of the registry's Confluent-compatible API (Apicurio:
-    /// `http://host:8080/apis/ccompat/v7`; Confluent: `https://host`).
+    /// `http://host:8080/apis/ccompat/v7`; Confluent: `https://host`). Its value is not shown
+    /// here: it may hold credentials.
     #[arg(
         long = "schema-registry-url",
         id = "schema_registry_url",
         env = "SCHEMA_REGISTRY_URL",
+        // It may hold `user:password@`.
+        hide_env_values = true,
         default_value = DEFAULT_URL,
         global = true,
         help_heading = "Schema registry"

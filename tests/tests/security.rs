@@ -430,8 +430,14 @@ fn no_secret_shows_in_help() {
             "KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET",
             "help-secret-oauth-client",
         ),
+        ("SCHEMA_REGISTRY_PASSWORD", "help-secret-registry"),
+        // Credentials in a URL are secrets too.
+        (
+            "SCHEMA_REGISTRY_URL",
+            "https://key:help-secret-registry-url@registry.example",
+        ),
     ];
-    let commands: [&[&str]; 9] = [
+    let commands: [&[&str]; 11] = [
         &["ingest", "--help"],
         &["processor", "--help"],
         &["forwarder", "--help"],
@@ -441,6 +447,8 @@ fn no_secret_shows_in_help() {
         &["trackctl", "erase", "--help"],
         &["trackctl", "recon", "--help"],
         &["trackctl", "replay", "dlq", "--help"],
+        &["trackctl", "schema", "register", "--help"],
+        &["trackctl", "schema", "check", "--help"],
     ];
     for command in commands {
         let output = std::process::Command::new(tests::service::workspace_bin(command[0]))
