@@ -22,19 +22,22 @@ fn component(s: &str) -> String {
 ///   `transaction_id`, BuyGoods `order_id`), compared exactly;
 /// - `transaction_type`: the network's own type (`SALE`, `on_refund`, `neworder`...),
 ///   case-insensitive;
-/// - `sequence`: a rebill or payment sequence number where the network's ID alone repeats.
+/// - `sequence`: what tells apart the network's transactions that share its ID and type,
+///   and that its retries repeat: a rebill's sequence number, or the transaction time (in
+///   epoch milliseconds) of one of several partial refunds of one order. Compared exactly;
+///   `Some("2")` is what a sequence number 2 has always given.
 pub fn postback_event_id(
     network: &str,
     native_id: &str,
     transaction_type: &str,
-    sequence: Option<u32>,
+    sequence: Option<&str>,
 ) -> Uuid {
     let name = format!(
         "{}|{}|{}|{}",
         component(&network.to_ascii_lowercase()),
         component(native_id),
         component(&transaction_type.to_ascii_uppercase()),
-        sequence.map(|n| n.to_string()).unwrap_or_default()
+        sequence.map(component).unwrap_or_default()
     );
     Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes())
 }
@@ -62,7 +65,7 @@ mod tests {
     fn the_id_is_stable_across_releases() {
         // A changed derivation would double-count every retried postback after an upgrade.
         assert_eq!(
-            postback_event_id("digistore24", "T-9001", "on_payment", Some(1)).to_string(),
+            postback_event_id("digistore24", "T-9001", "on_payment", Some("1")).to_string(),
             GOLDEN
         );
     }
@@ -76,8 +79,11 @@ mod tests {
             postback_event_id("clickbank", "ABCD1234", "SALE", None),
             postback_event_id("clickbank", "ABCD1234", "RFND", None),
             postback_event_id("clickbank", "ABCD1234", "CGBK", None),
-            postback_event_id("clickbank", "ABCD1234", "BILL", Some(2)),
-            postback_event_id("clickbank", "ABCD1234", "BILL", Some(3)),
+            postback_event_id("clickbank", "ABCD1234", "BILL", Some("2")),
+            postback_event_id("clickbank", "ABCD1234", "BILL", Some("3")),
+            postback_event_id("clickbank", "ABCD1234", "RFND", Some("1763631000000")),
+            postback_event_id("clickbank", "ABCD1234", "RFND", Some("1763634600000")),
+            postback_event_id("clickbank", "ABCD1234", "RFND|1", None),
             postback_event_id("buygoods", "ABCD1234", "SALE", None),
             postback_event_id("clickbank", "ABCD1234|RFND", "", None),
             postback_event_id("clickbank", "ABCD1234", "|RFND", None),

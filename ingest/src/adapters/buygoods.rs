@@ -73,7 +73,14 @@ impl PostbackAdapter for BuyGoods {
             None => req.received_at,
         };
 
-        let event_id = postback_event_id(NETWORK, order_id, &action, None).to_string();
+        // One order can have several rebills, refunds or chargebacks (partial refunds), and
+        // BuyGoods gives them the order's ID: the transaction's own time, which a retry
+        // repeats, tells them apart. Without rr_createdate they share the order's ID.
+        let sequence = matches!(action.as_str(), "rebill" | "refund" | "chargeback")
+            .then(|| created.map(|_| occurred_at.timestamp_millis().to_string()))
+            .flatten();
+        let event_id =
+            postback_event_id(NETWORK, order_id, &action, sequence.as_deref()).to_string();
         let mut e =
             TrackingEvent::new(event_id, name, occurred_at, req.received_at, NETWORK, ROUTE);
         e.occurred_at_original = created.map(str::to_owned);
@@ -122,6 +129,35 @@ mod tests {
             Outcome::Events(mut e) => e.remove(0).0,
             Outcome::Nothing => panic!(),
         }
+    }
+
+    #[test]
+    fn rebills_and_partial_refunds_of_one_order_stay_apart_and_their_retries_do_not() {
+        let q = |action: &str, at: &str| {
+            format!("token=bg-token-123&order_id=BG7&action_type={action}&total_amount_charged=10&currency=USD&rr_createdate={at}")
+        };
+        let ids: Vec<String> = [
+            q("rebill", "2026-09-20+09:30:00"),
+            q("rebill", "2026-10-20+09:30:00"),
+            q("refund", "2026-11-21+10:00:00"),
+            q("refund", "2026-11-23+10:00:00"),
+        ]
+        .iter()
+        .map(|query| event(query).event_id)
+        .collect();
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), 4, "{ids:?}");
+        assert_eq!(event(&q("refund", "2026-11-21+10:00:00")).event_id, ids[2]);
+        // 2026-11-21 10:00:00 GMT in epoch milliseconds.
+        assert_eq!(
+            ids[2],
+            postback_event_id("buygoods", "BG7", "refund", Some("1795255200000")).to_string()
+        );
+        // A new order keeps the ID it always had.
+        assert_eq!(
+            event(&q("neworder", "2026-11-20+09:30:00")).event_id,
+            postback_event_id("buygoods", "BG7", "neworder", None).to_string()
+        );
     }
 
     #[test]

@@ -209,7 +209,13 @@ impl ClickBank {
         })?;
         let (order, rebill) = split_receipt(&receipt);
 
-        let event_id = postback_event_id(NETWORK, &receipt, &tx_type, None).to_string();
+        // ClickBank may send several RFND (or CGBK) for one receipt, partial refunds each with
+        // its own transactionTime, which its retries repeat: the time tells them apart, and a
+        // retry stays a duplicate. A sale or rebill is one per receipt and keeps its old ID.
+        let sequence = matches!(name, EventName::Refund | EventName::Chargeback)
+            .then(|| occurred_at.timestamp_millis().to_string());
+        let event_id =
+            postback_event_id(NETWORK, &receipt, &tx_type, sequence.as_deref()).to_string();
         let mut e =
             TrackingEvent::new(event_id, name, occurred_at, req.received_at, NETWORK, ROUTE);
         e.occurred_at_original = Some(time_text);
@@ -336,6 +342,41 @@ mod tests {
         assert_eq!(
             e.event_id,
             postback_event_id("clickbank", "ABCD1234-B002", "BILL", None).to_string()
+        );
+    }
+
+    #[test]
+    fn partial_refunds_of_one_receipt_stay_apart_and_their_retries_do_not() {
+        let refund = |time: &str, amount: f64| {
+            let mut n = sale("RFND", "ABCD1234");
+            n["transactionTime"] = json!(time);
+            n["totalOrderAmount"] = json!(amount);
+            parse(&n).unwrap().0
+        };
+        let first = refund("2026-11-21T10:00:00-08:00", 10.0);
+        let second = refund("2026-11-23T10:00:00-08:00", 5.0);
+        let retry = refund("2026-11-21T10:00:00-08:00", 10.0);
+        // The same instant written in another zone is the same transaction time.
+        let retry_utc = refund("2026-11-21T18:00:00Z", 10.0);
+        assert_ne!(first.event_id, second.event_id);
+        assert_eq!(first.event_id, retry.event_id);
+        assert_eq!(first.event_id, retry_utc.event_id);
+        // The documented derivation: the transaction time in epoch milliseconds.
+        assert_eq!(
+            first.event_id,
+            postback_event_id("clickbank", "ABCD1234", "RFND", Some("1795284000000")).to_string()
+        );
+        assert_eq!(first.order_id, second.order_id);
+        let chargeback = parse(&sale("CGBK", "ABCD1234")).unwrap().0;
+        assert_eq!(
+            chargeback.event_id,
+            postback_event_id("clickbank", "ABCD1234", "CGBK", Some("1795167000000")).to_string()
+        );
+        // A sale keeps the ID it always had: an upgrade does not re-count retried sales.
+        let sale_id = parse(&sale("SALE", "ABCD1234")).unwrap().0.event_id;
+        assert_eq!(
+            sale_id,
+            postback_event_id("clickbank", "ABCD1234", "SALE", None).to_string()
         );
     }
 

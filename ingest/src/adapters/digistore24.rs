@@ -242,6 +242,34 @@ mod tests {
         );
     }
 
+    /// Digistore24 gives every payment, refund and chargeback its own transaction_id: rebills
+    /// and partial refunds of one order stay apart, and a retry (the same IPN) does not.
+    #[test]
+    fn rebills_and_partial_refunds_of_one_order_stay_apart_and_their_retries_do_not() {
+        let id = |event: &str, tx: &str, seq: &str| {
+            let mut f = fields(event);
+            f.insert("transaction_id".into(), tx.into());
+            f.insert("pay_sequence_no".into(), seq.into());
+            let signed = body(f.clone(), Some(sign(&f, PASS)));
+            let Outcome::Events(events) = parse(&signed).unwrap() else {
+                panic!()
+            };
+            let (e, _) = &events[0];
+            assert_eq!(e.order_id.as_deref(), Some("DS-ORDER-1"));
+            (e.event_id.clone(), e.rebill_sequence)
+        };
+        let ids = [
+            id("on_payment", "T-1", "1"),
+            id("on_payment", "T-2", "2"),
+            id("on_refund", "T-3", "2"),
+            id("on_refund", "T-4", "2"),
+        ];
+        let unique: std::collections::HashSet<_> = ids.iter().map(|(i, _)| i).collect();
+        assert_eq!(unique.len(), 4, "{ids:?}");
+        assert_eq!(ids[1].1, Some(2), "the rebill carries its sequence");
+        assert_eq!(id("on_refund", "T-3", "2"), ids[2]);
+    }
+
     #[test]
     fn wrong_and_missing_signatures_are_refused() {
         let f = fields("on_payment");

@@ -121,9 +121,24 @@ fn parse_from(
         )
     })?;
     let txid = required(f, "txid")?;
+    // `txid` names the conversion (refunds carry their sale's); `seq` tells apart the
+    // transactions of one txid and event, a rebill or a partial refund, and a retry repeats it.
+    let seq = field(f, "seq");
+    if let Some(s) = seq {
+        if s.len() > 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        {
+            return Err(ApiError::invalid(
+                "seq",
+                "must be 1-64 characters of letters, digits and - _ . :",
+            ));
+        }
+    }
 
     let event_id =
-        postback_event_id(&format!("{NETWORK}_{source}"), txid, name.as_str(), None).to_string();
+        postback_event_id(&format!("{NETWORK}_{source}"), txid, name.as_str(), seq).to_string();
     let mut e = TrackingEvent::new(
         event_id,
         name,
@@ -136,6 +151,10 @@ fn parse_from(
     e.order_id = Some(txid.to_owned());
     e.transaction_id = Some(txid.to_owned());
     e.native_event_type = Some(event_text.to_owned());
+    e.rebill_sequence = seq
+        .filter(|_| name == EventName::Sale)
+        .and_then(|s| s.parse::<i32>().ok())
+        .filter(|n| *n >= 1);
     e.source = Some(source.to_owned());
     e.revenue = amount("amount", field(f, "amount"))?;
     e.payout = amount("payout", field(f, "payout"))?;
@@ -178,6 +197,33 @@ mod tests {
         assert_eq!(e.source.as_deref(), Some("tracker-b"));
         assert_eq!(e.revenue.unwrap().to_string(), "10.5");
         assert_eq!(e.currency.as_deref(), Some("USD"));
+    }
+
+    #[test]
+    fn seq_tells_apart_rebills_and_partial_refunds_of_one_txid() {
+        let id = |q: &str| match parse(&format!(
+            "click_id=c1&txid=T1&currency=USD&token=tok-aaaaaaaa&{q}"
+        ))
+        .unwrap()
+        {
+            Outcome::Events(events) => events[0].0.clone(),
+            Outcome::Nothing => panic!(),
+        };
+        let first = id("event=REFUND&amount=5&seq=r1");
+        let second = id("event=REFUND&amount=3&seq=r2");
+        assert_ne!(first.event_id, second.event_id);
+        assert_eq!(first.event_id, id("event=REFUND&amount=5&seq=r1").event_id);
+        assert_eq!(first.order_id.as_deref(), Some("T1"));
+        let rebill = id("event=SALE&amount=9&seq=2");
+        assert_eq!(rebill.rebill_sequence, Some(2));
+        // Without seq, the ID it always had.
+        assert_eq!(
+            id("event=SALE&amount=9").event_id,
+            postback_event_id("s2s_tracker-a", "T1", "SALE", None).to_string()
+        );
+        assert_ne!(rebill.event_id, id("event=SALE&amount=9").event_id);
+        let bad = parse("click_id=c1&txid=T1&event=SALE&seq=a%7Cb&token=tok-aaaaaaaa").unwrap_err();
+        assert_eq!(bad.errors[0].field, "seq");
     }
 
     #[test]
