@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(4, "0004_views"),
     migration!(5, "0005_postback_attempts"),
     migration!(6, "0006_click_attribution"),
+    migration!(7, "0007_cohort_stats"),
 ];
 
 impl Migration {

@@ -317,5 +317,44 @@ async fn partial_refunds_and_rebills_count_once_each_and_retries_never() {
         .await
         .unwrap();
     assert_eq!(unlinked, 0);
+
+    // By sale day: each refund on the day of the sale it reverses, a rebill on its own day.
+    // Digistore24 and S2S postbacks carry no usable time: they stand on the day received.
+    let today = chrono::Utc::now().date_naive().to_string();
+    let cohorts: Vec<(String, String, String, u64, String, String, String)> = ch
+        .query(
+            "SELECT toString(sale_day), network, currency, sales, toString(gross_revenue), \
+             toString(refund_amount), toString(net_revenue) FROM cohort_stats \
+             ORDER BY sale_day, network",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    let cohorts: Vec<_> = cohorts
+        .into_iter()
+        .map(|(d, n, c, k, g, r, net)| (d, n, c, k, exact(&g), exact(&r), exact(&net)))
+        .collect();
+    let row = |d: &str, n: &str, c: &str, k: u64, g: &str, r: &str, net: &str| {
+        (
+            d.to_owned(),
+            n.to_owned(),
+            c.to_owned(),
+            k,
+            g.to_owned(),
+            r.to_owned(),
+            net.to_owned(),
+        )
+    };
+    // ClickBank's times are 08:00-08:00 and 09:00-08:00, i.e. 16:00 and 17:00 UTC.
+    let want = vec![
+        row("2026-11-01", "buygoods", "USD", 1, "39", "10", "29"),
+        row("2026-11-08", "buygoods", "USD", 1, "39", "0", "39"),
+        row("2026-11-10", "clickbank", "USD", 1, "100", "15", "85"),
+        row("2026-11-13", "clickbank", "USD", 1, "100", "0", "100"),
+        row("2026-11-15", "buygoods", "USD", 1, "39", "0", "39"),
+        row(&today, "digistore24", "EUR", 2, "118", "29", "89"),
+        row(&today, "s2s", "CAD", 2, "160", "40", "120"),
+    ];
+    assert_eq!(cohorts, want);
     pipeline.stop().await;
 }
