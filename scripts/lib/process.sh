@@ -10,7 +10,20 @@ die() {
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# Whether process <pid> runs. A killed child that its parent has not reaped yet (a zombie)
+# still answers `kill -0`, so its state is read too: Z (zombie) and X (dead) do not run.
+pid_running() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local state
+  if [ -r "/proc/$1/stat" ]; then
+    state="$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null)"
+  else
+    state="$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)"
+  fi
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
+pid_alive() { [ -f "$1" ] && pid_running "$(cat "$1")"; }
 
 # SIGTERM, up to <seconds> to exit, then SIGKILL; the pid file goes either way.
 stop_pid() { # pidfile name seconds
@@ -18,8 +31,8 @@ stop_pid() { # pidfile name seconds
   pid_alive "$pidfile" || { rm -f "$pidfile"; say "$name is not running"; return 0; }
   pid="$(cat "$pidfile")"
   kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 $((wait_s * 5))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  if kill -0 "$pid" 2>/dev/null; then
+  for _ in $(seq 1 $((wait_s * 5))); do pid_running "$pid" || break; sleep 0.2; done
+  if pid_running "$pid"; then
     say "$name did not stop within ${wait_s}s; killing it"
     kill -KILL "$pid" 2>/dev/null || true
   fi

@@ -187,3 +187,50 @@ async fn watermarks_wait_for_a_topic_that_appears_meanwhile() {
         .await
         .unwrap();
 }
+
+/// A service killed but not yet reaped by its parent is a zombie, which still answers
+/// `kill -0`: the scripts must count it as stopped, or `scripts/services up` would say
+/// "already running" after a crash and leave the pipeline down.
+#[test]
+fn a_killed_unreaped_process_counts_as_stopped() {
+    let mut child = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let dir = std::env::temp_dir().join(unique_name("pidfile"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pidfile = dir.join("service.pid");
+    std::fs::write(&pidfile, pid.to_string()).unwrap();
+    let alive = || {
+        let lib = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/lib/process.sh");
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "LOG_TAG=test; . {lib}; pid_alive {}",
+                pidfile.display()
+            ))
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(alive(), "a running process is alive");
+    child.kill().unwrap();
+    // Not reaped yet: wait until the kernel shows it as a zombie.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        if stat.rsplit_once(") ").unwrap().1.starts_with('Z') {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never became a zombie: {stat}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(), "a zombie is not alive");
+    child.wait().unwrap();
+    assert!(!alive(), "a reaped process is not alive");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,14 +1,15 @@
 //! A stand-in for the team's tracker and webhook endpoint (`config/destinations.toml` points
 //! `tracker` and `webhook` at 127.0.0.1:18090), so that the demo's postbacks have somewhere
 //! to go. It answers 200, except that every tenth request gets a 503, which shows the
-//! forwarder's retries in `postback_attempts`.
+//! forwarder's retries in `postback_attempts`. `/healthz` always answers 200, and does not
+//! count: a health probe must neither see the deliberate 503s nor shift them.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use axum::routing::any;
+use axum::routing::{any, get};
 use axum::Router;
 
 pub fn router() -> Router {
@@ -26,6 +27,7 @@ pub fn router() -> Router {
     Router::new()
         .route("/postback", any(answer.clone()))
         .route("/webhook", any(answer))
+        .route("/healthz", get(|| async { "ok" }))
 }
 
 pub async fn serve(bind: SocketAddr) -> anyhow::Result<()> {
