@@ -17,12 +17,14 @@ use rustls::pki_types::CertificateDer;
 
 use crate::secret::{self, Secret};
 
-#[derive(Args, Debug, Clone, PartialEq, Eq)]
+#[derive(Args, Clone, PartialEq, Eq)]
 pub struct ClickHouseConnection {
     /// ClickHouse HTTP(S) interface.
     #[arg(
         long = "clickhouse-url",
         env = "CLICKHOUSE_URL",
+        // It may hold `user:password@`.
+        hide_env_values = true,
         default_value = "http://127.0.0.1:8123",
         global = true,
         help_heading = "ClickHouse"
@@ -71,6 +73,19 @@ pub struct ClickHouseConnection {
         help_heading = "ClickHouse"
     )]
     pub ca_file: Option<PathBuf>,
+}
+
+// By hand: the URL may hold `user:password@`.
+impl std::fmt::Debug for ClickHouseConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseConnection")
+            .field("url", &without_userinfo(&self.url))
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 impl Default for ClickHouseConnection {
@@ -195,6 +210,14 @@ pub(crate) fn without_userinfo(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_shows_the_urls_credentials() {
+        let c = ClickHouseConnection::new("https://sink:s3cret@ch.example:8443");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("https://ch.example:8443"), "{shown}");
+    }
 
     #[test]
     fn a_url_loses_its_credentials() {

@@ -433,6 +433,10 @@ fn no_secret_shows_in_help() {
         ("SCHEMA_REGISTRY_PASSWORD", "help-secret-registry"),
         // Credentials in a URL are secrets too.
         (
+            "CLICKHOUSE_URL",
+            "https://sink:help-secret-clickhouse-url@ch.example:8443",
+        ),
+        (
             "SCHEMA_REGISTRY_URL",
             "https://key:help-secret-registry-url@registry.example",
         ),
