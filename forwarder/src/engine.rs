@@ -26,6 +26,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::avro::ledger::{decode_outbox, encode_attempt};
 use schemas::{AttemptOutcome, OutboxRecord, PostbackAttempt};
+use telemetry::kafka::lag::{self, LagContext};
 use tokio::sync::Semaphore;
 
 use crate::config::{Common, RunArgs};
@@ -142,15 +143,16 @@ pub async fn run(
         ])
         .create()
         .context("creating the producer")?;
-    let consumer: StreamConsumer = common
+    let consumer: StreamConsumer<LagContext> = common
         .kafka
         .config(&[
             ("group.id", args.group_id.as_str()),
             ("enable.auto.commit", "false"),
             ("isolation.level", "read_committed"),
             ("auto.offset.reset", "earliest"),
+            lag::STATISTICS_INTERVAL,
         ])
-        .create()
+        .create_with_context(LagContext::new(metrics.consumer_lag.clone()))
         .context("creating the consumer")?;
     consumer.subscribe(&[&common.outbox_topic, &common.retry_topic])?;
     let shared = Arc::new(Shared {
@@ -202,7 +204,7 @@ pub async fn run(
     Ok(())
 }
 
-fn commit(shared: &Shared, consumer: &StreamConsumer) {
+fn commit(shared: &Shared, consumer: &StreamConsumer<LagContext>) {
     let tpl = shared.tracker.lock().expect("tracker").committable();
     if tpl.count() > 0 {
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {

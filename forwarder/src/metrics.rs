@@ -1,6 +1,8 @@
 //! Prometheus metrics of the forwarder, served on `GET /metrics`.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 pub struct Metrics {
     /// Every metric above, for the `/metrics` endpoint.
@@ -13,6 +15,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// Time spent waiting for a rate-limiter token, by destination.
     pub token_wait: HistogramVec,
+    /// Records not yet consumed from the outbox and retry topics, by topic and partition.
+    pub consumer_lag: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -42,6 +46,7 @@ impl Metrics {
                 &["destination"],
             )
             .unwrap(),
+            consumer_lag: telemetry::kafka::lag::gauge(),
             registry: Registry::new(),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -49,6 +54,7 @@ impl Metrics {
             Box::new(m.dead_lettered.clone()),
             Box::new(m.in_flight.clone()),
             Box::new(m.token_wait.clone()),
+            Box::new(m.consumer_lag.clone()),
         ];
         m.registry = telemetry::registry("forwarder", collectors);
         m

@@ -24,6 +24,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use schemas::avro::ledger::{decode_attempt, decode_entry, decode_receipt};
 use schemas::QuarantineRecord;
 use serde::{Deserialize, Serialize};
+use telemetry::kafka::lag::{self, LagContext};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -131,7 +132,7 @@ pub async fn stored_offsets(client: &Client, table: &str) -> anyhow::Result<Hash
 struct Inserter {
     config: Config,
     client: Client,
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagContext>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
 }
@@ -294,7 +295,7 @@ pub async fn run(
         .check_async(&topics.map(String::as_str), Some(&config.group_id))
         .await?;
     let client = client.with_database(&config.database);
-    let consumer: StreamConsumer = config
+    let consumer: StreamConsumer<LagContext> = config
         .kafka
         .config(&[
             ("group.id", config.group_id.as_str()),
@@ -303,8 +304,9 @@ pub async fn run(
             ("isolation.level", "read_committed"),
             ("fetch.max.bytes", "52428800"),
             ("queued.max.messages.kbytes", "262144"),
+            lag::STATISTICS_INTERVAL,
         ])
-        .create()
+        .create_with_context(LagContext::new(metrics.consumer_lag.clone()))
         .context("creating the consumer")?;
 
     let mut tables = tables(&config);

@@ -1,6 +1,8 @@
 //! Prometheus metrics of the sink, served on `GET /metrics`.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 pub struct Metrics {
     /// Every metric above, for the `/metrics` endpoint.
@@ -15,6 +17,8 @@ pub struct Metrics {
     pub clickhouse_up: IntGauge,
     /// Records that do not decode, by topic (kept on Kafka, skipped).
     pub undecodable: IntCounterVec,
+    /// Records not yet consumed, by topic and partition (from librdkafka's statistics).
+    pub consumer_lag: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -46,6 +50,7 @@ impl Metrics {
                 &["topic"],
             )
             .unwrap(),
+            consumer_lag: telemetry::kafka::lag::gauge(),
             registry: Registry::new(),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -54,6 +59,7 @@ impl Metrics {
             Box::new(m.insert_errors.clone()),
             Box::new(m.clickhouse_up.clone()),
             Box::new(m.undecodable.clone()),
+            Box::new(m.consumer_lag.clone()),
         ];
         m.registry = telemetry::registry("sink", collectors);
         m

@@ -3,7 +3,7 @@
 //! arrives exactly once. Its own test binary, because it stops the shared ClickHouse.
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tests::processor::ProcessorTopics;
 use tests::service::ServiceProcess;
@@ -40,6 +40,17 @@ async fn a_clickhouse_outage_delays_rows_but_loses_and_doubles_none() {
         metrics.contains("sink_clickhouse_up 0"),
         "the outage shows in the metrics"
     );
+    let ledger_lag = |metrics: &str| -> Option<i64> {
+        let lines: Vec<i64> = metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("sink_consumer_lag{")
+                    && l.contains(&format!("topic=\"{}\"", topics.ledger))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        (!lines.is_empty()).then(|| lines.iter().sum())
+    };
     assert!(
         sink.get("/readyz")
             .is_some_and(|a| a.starts_with("HTTP/1.0 503")),
@@ -56,6 +67,19 @@ async fn a_clickhouse_outage_delays_rows_but_loses_and_doubles_none() {
         .unwrap();
     wait_rows(&ch, "ledger", n, Duration::from_secs(120)).await;
     sink.wait_ready(Duration::from_secs(30));
+    // Caught up: the lag reads 0 again within a statistics interval or two.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let lag = ledger_lag(&sink.get("/metrics").unwrap_or_default());
+        if lag == Some(0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lag never came back to 0: {lag:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     sink.terminate();
     let distinct: u64 = ch
         .query("SELECT uniqExact(event_id) FROM ledger")

@@ -6,6 +6,7 @@
 //! runs.
 
 mod check;
+pub mod lag;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
