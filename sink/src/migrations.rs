@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_postback_attempts"),
     migration!(6, "0006_click_attribution"),
     migration!(7, "0007_cohort_stats"),
+    migration!(8, "0008_daily_stats_by_currency"),
 ];
 
 impl Migration {
