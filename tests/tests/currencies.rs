@@ -30,15 +30,11 @@ fn click(id: &str, offer: &str, affiliate: &str, campaign: &str, source: &str) -
     e
 }
 
+/// An event with money: `(name, id)`, `(order, offer, click)`, `(revenue, payout, currency)`.
 fn money(
-    name: EventName,
-    id: &str,
-    order: &str,
-    offer: &str,
-    click: &str,
-    revenue: &str,
-    payout: Option<&str>,
-    currency: &str,
+    (name, id): (EventName, &str),
+    (order, offer, click): (&str, &str, &str),
+    (revenue, payout, currency): (&str, Option<&str>, &str),
 ) -> TrackingEvent {
     let mut e = event(id, name, 30);
     e.order_id = Some(order.into());
@@ -75,48 +71,28 @@ async fn currencies_are_never_added_together() {
         events.push(click(k, "multi", "aff-m", "cmp-m", "fb"));
     }
     events.push(money(
-        EventName::Sale,
-        "s-usd",
-        "o-usd",
-        "multi",
-        "ka1",
-        "10.00",
-        Some("4.00"),
-        "USD",
+        (EventName::Sale, "s-usd"),
+        ("o-usd", "multi", "ka1"),
+        ("10.00", Some("4.00"), "USD"),
     ));
     events.push(money(
-        EventName::Sale,
-        "s-eur",
-        "o-eur",
-        "multi",
-        "ka2",
-        "20.00",
-        Some("8.00"),
-        "EUR",
+        (EventName::Sale, "s-eur"),
+        ("o-eur", "multi", "ka2"),
+        ("20.00", Some("8.00"), "EUR"),
     ));
     events.push(money(
-        EventName::Refund,
-        "r-eur",
-        "o-eur",
-        "multi",
-        "ka2",
-        "5.00",
-        None,
-        "EUR",
+        (EventName::Refund, "r-eur"),
+        ("o-eur", "multi", "ka2"),
+        ("5.00", None, "EUR"),
     ));
     // Traffic "single": two clicks and a sale in dollars.
     for k in ["kb1", "kb2"] {
         events.push(click(k, "single", "aff-s", "cmp-s", "tt"));
     }
     events.push(money(
-        EventName::Sale,
-        "s-b",
-        "o-b",
-        "single",
-        "kb1",
-        "5.00",
-        Some("2.00"),
-        "USD",
+        (EventName::Sale, "s-b"),
+        ("o-b", "single", "kb1"),
+        ("5.00", Some("2.00"), "USD"),
     ));
     // Traffic "clicksonly": three clicks, no money.
     for k in ["kc1", "kc2", "kc3"] {
