@@ -65,17 +65,12 @@ FROM
         FROM
         (
             SELECT
-                day,
-                offer_id,
-                affiliate_id,
-                campaign_id,
-                source,
-                event_name,
-                signed_revenue,
-                signed_payout,
-                traffic_currencies,
-                -- Money keeps its own currency; the rest goes with the traffic's one
-                -- currency, or to '' when the traffic has none or several.
+                *,
+                -- The currencies of the traffic's money, over all of its rows: money keeps
+                -- its own currency; the rest goes with the traffic's one currency, or to ''
+                -- when the traffic has none or several.
+                uniqExactIf(own_currency, own_currency != '') OVER traffic AS traffic_currencies,
+                anyIf(own_currency, own_currency != '') OVER traffic AS traffic_currency,
                 if(own_currency != '', own_currency, if(traffic_currencies = 1, traffic_currency, '')) AS row_currency
             FROM
             (
@@ -92,22 +87,8 @@ FROM
                 FROM ledger AS l
                 LEFT JOIN conversion_attribution AS a ON l.conversion_key = a.conversion_key
                 WHERE NOT l.is_test
-            ) AS e
-            LEFT JOIN
-            (
-                SELECT
-                    toDate(l.occurred_at) AS day,
-                    coalesce(l.offer_id, a.original_offer_id, a.any_offer_id, '') AS offer_id,
-                    coalesce(a.click_affiliate_id, l.affiliate_id, a.original_affiliate_id, a.any_affiliate_id, '') AS affiliate_id,
-                    coalesce(a.click_campaign_id, l.campaign_id, a.original_campaign_id, a.any_campaign_id, '') AS campaign_id,
-                    coalesce(a.click_source, l.source, a.original_source, a.any_source, '') AS source,
-                    uniqExact(ifNull(l.currency, '')) AS traffic_currencies,
-                    any(ifNull(l.currency, '')) AS traffic_currency
-                FROM ledger AS l
-                LEFT JOIN conversion_attribution AS a ON l.conversion_key = a.conversion_key
-                WHERE NOT l.is_test AND (l.signed_revenue != 0 OR l.signed_payout != 0) AND ifNull(l.currency, '') != ''
-                GROUP BY day, offer_id, affiliate_id, campaign_id, source
-            ) AS t USING (day, offer_id, affiliate_id, campaign_id, source)
+            )
+            WINDOW traffic AS (PARTITION BY day, offer_id, affiliate_id, campaign_id, source)
         )
         GROUP BY day, offer_id, affiliate_id, campaign_id, source, currency
     )
