@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use schemas::avro::framing::{frame, Frame, WriterSchema, WriterSchemaError};
 use schemas::validate::FieldError;
-use schemas::{DecodeError, EventCodec, SingleObjectCodec, TrackingEvent};
+use schemas::{DecodeError, SingleObjectCodec, TrackingEvent};
 use telemetry::registry::{RegistryError, SchemaRegistry};
 
 use crate::metrics::Metrics;
@@ -85,7 +85,9 @@ impl EventReader {
     /// The valid event a record holds.
     pub fn read(&mut self, bytes: &[u8]) -> Result<TrackingEvent, ReadError> {
         let event = match frame(bytes)? {
-            Frame::SingleObject { .. } => self.codec.decode(bytes)?,
+            Frame::SingleObject { fingerprint, datum } => {
+                self.codec.read_datum(&fingerprint, datum)?
+            }
             Frame::Confluent { schema_id, datum } => self.writer(schema_id)?.read(datum)?,
         };
         schemas::validate(&event).map_err(|e| {

@@ -248,19 +248,32 @@ impl EventCodec for SingleObjectCodec {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<TrackingEvent, DecodeError> {
-        let (fp, datum) = match framing::frame(bytes)? {
-            framing::Frame::SingleObject { fingerprint, datum } => (fingerprint, datum),
-            framing::Frame::Confluent { schema_id, .. } => {
-                return Err(DecodeError::NeedsRegistry(schema_id))
+        match framing::frame(bytes)? {
+            framing::Frame::SingleObject { fingerprint, datum } => {
+                self.read_datum(&fingerprint, datum)
             }
-        };
-        if current_schema().written_with(&fp) {
+            framing::Frame::Confluent { schema_id, .. } => {
+                Err(DecodeError::NeedsRegistry(schema_id))
+            }
+        }
+    }
+}
+
+impl SingleObjectCodec {
+    /// The datum of a single-object record whose header was already read: the writer schema
+    /// is the published version with `fingerprint`.
+    pub fn read_datum(
+        &self,
+        fingerprint: &[u8; 8],
+        datum: &[u8],
+    ) -> Result<TrackingEvent, DecodeError> {
+        if current_schema().written_with(fingerprint) {
             return framing::read_current(datum);
         }
         let reader = self
             .readers
-            .get(&fp)
-            .ok_or_else(|| DecodeError::UnknownSchema(hex(&fp)))?;
+            .get(fingerprint)
+            .ok_or_else(|| DecodeError::UnknownSchema(hex(fingerprint)))?;
         framing::read_resolved(reader, datum)
     }
 }
