@@ -15,6 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
+use crate::http_url::{self, without_userinfo};
 use crate::secret::{self, Secret};
 
 #[derive(Args, Clone, PartialEq, Eq)]
@@ -113,16 +114,7 @@ impl ClickHouseConnection {
     /// A client of this connection, without a default database.
     pub fn client(&self) -> anyhow::Result<clickhouse::Client> {
         let password = secret::either("CLICKHOUSE_PASSWORD", &self.password, &self.password_file)?;
-        let https = self.url.starts_with("https://");
-        if !https && !self.url.starts_with("http://") {
-            bail!(
-                "CLICKHOUSE_URL={} is not an http:// or https:// URL",
-                self.url
-            );
-        }
-        if self.ca_file.is_some() && !https {
-            bail!("CLICKHOUSE_CA_FILE is set but CLICKHOUSE_URL is not https://");
-        }
+        http_url::check("CLICKHOUSE", &self.url, self.ca_file.is_some())?;
         let mut http = HttpConnector::new();
         http.set_keepalive(Some(TCP_KEEPALIVE));
         http.enforce_http(false);
@@ -190,20 +182,6 @@ impl ClickHouseConnection {
             .context("TLS versions")?
             .with_root_certificates(roots)
             .with_no_client_auth())
-    }
-}
-
-/// `url` without a `user:password@` part, which must not reach a log.
-pub(crate) fn without_userinfo(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
     }
 }
 

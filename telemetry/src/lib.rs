@@ -2,6 +2,7 @@
 //! Prometheus registries, and the `/metrics`, `/healthz` and `/readyz` endpoints.
 
 pub mod clickhouse;
+mod http_url;
 pub mod kafka;
 pub mod registry;
 pub mod secret;

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::clickhouse::without_userinfo;
+use crate::http_url::{self, without_userinfo};
 use crate::secret::{self, Secret};
 
 /// The local stack's registry (scripts/stack).
@@ -132,16 +132,7 @@ impl SchemaRegistryConnection {
             &self.password,
             &self.password_file,
         )?;
-        let https = self.url.starts_with("https://");
-        if !https && !self.url.starts_with("http://") {
-            bail!(
-                "SCHEMA_REGISTRY_URL={} is not an http:// or https:// URL",
-                without_userinfo(&self.url)
-            );
-        }
-        if self.ca_file.is_some() && !https {
-            bail!("SCHEMA_REGISTRY_CA_FILE is set but SCHEMA_REGISTRY_URL is not https://");
-        }
+        http_url::check("SCHEMA_REGISTRY", &self.url, self.ca_file.is_some())?;
         let auth = match (&self.user, password) {
             (Some(user), Some(password)) => Some((user.clone(), password.clone())),
             (None, None) => None,
