@@ -47,6 +47,24 @@ pub fn clickhouse_url() -> String {
     stack_env("CLICKHOUSE_URL")
 }
 
+/// The values of `name`'s samples in a Prometheus text exposition (a service's `/metrics`)
+/// whose labels contain `labels` (`""` for all), e.g. `("sink_consumer_lag",
+/// "topic=\"t\"")`.
+pub fn metric_values(text: &str, name: &str, labels: &str) -> Vec<f64> {
+    text.lines()
+        .filter_map(|line| {
+            let (series, value) = line.strip_prefix(name)?.rsplit_once(' ')?;
+            let exact = series.is_empty() || series.starts_with('{');
+            (exact && series.contains(labels)).then(|| value.parse().ok())?
+        })
+        .collect()
+}
+
+/// The sum of [`metric_values`], 0 when there is no such sample.
+pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    metric_values(text, name, labels).iter().sum()
+}
+
 /// A name no other test run uses, for databases, groups and tables.
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())

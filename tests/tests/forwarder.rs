@@ -416,19 +416,16 @@ max_attempts = 1
     expected_keys.sort();
     assert_eq!(delivered, expected_keys);
     // Everything consumed: the outbox's lag shows, per partition, and adds up to 0.
-    let outbox_lag = |metrics: &str| -> Vec<i64> {
-        metrics
-            .lines()
-            .filter(|l| {
-                l.starts_with("forwarder_consumer_lag{")
-                    && l.contains(&format!("topic=\"{}\"", topics.outbox))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-            .collect()
+    let outbox_lag = |metrics: &str| {
+        tests::metric_values(
+            metrics,
+            "forwarder_consumer_lag",
+            &format!("topic=\"{}\"", topics.outbox),
+        )
     };
     eventually("the outbox lag reads 0", Duration::from_secs(20), || {
         let lag = outbox_lag(&forwarder.get("/metrics").unwrap_or_default());
-        !lag.is_empty() && lag.iter().sum::<i64>() == 0
+        !lag.is_empty() && lag.iter().sum::<f64>() == 0.0
     })
     .await;
     forwarder.terminate();

@@ -135,11 +135,8 @@ fn quarantined(topic: &str) -> Vec<QuarantineRecord> {
         .collect()
 }
 
-fn metric(text: &str, name: &str) -> i64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-        .map(|v| v as i64)
-        .unwrap_or(0)
+fn metric(text: &str, name: &str, labels: &str) -> i64 {
+    tests::metric(text, name, labels) as i64
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -264,7 +261,8 @@ async fn both_framings_meet_the_same_rules_and_bad_records_are_quarantined_with_
     assert_eq!(
         metric(
             &metrics,
-            "processor_schema_registry_requests_total{result=\"ok\"}"
+            "processor_schema_registry_requests_total",
+            r#"result="ok""#
         ),
         2,
         "{metrics}"
@@ -272,24 +270,26 @@ async fn both_framings_meet_the_same_rules_and_bad_records_are_quarantined_with_
     assert_eq!(
         metric(
             &metrics,
-            "processor_schema_registry_requests_total{result=\"not_found\"}"
+            "processor_schema_registry_requests_total",
+            r#"result="not_found""#
         ),
         1,
         "{metrics}"
     );
     assert_eq!(
-        metric(&metrics, "processor_events_total{outcome=\"invalid\"}"),
+        metric(&metrics, "processor_events_total", r#"outcome="invalid""#),
         2
     );
     assert_eq!(
         metric(
             &metrics,
-            "processor_events_total{outcome=\"unknown_schema\"}"
+            "processor_events_total",
+            r#"outcome="unknown_schema""#
         ),
         2
     );
     assert_eq!(
-        metric(&metrics, "processor_events_total{outcome=\"duplicate\"}"),
+        metric(&metrics, "processor_events_total", r#"outcome="duplicate""#),
         1
     );
 }
@@ -381,10 +381,11 @@ async fn a_registry_outage_pauses_the_partitions_and_loses_or_skips_nothing() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let metrics = processor.get("/metrics").unwrap_or_default();
-        if metric(&metrics, "processor_schema_registry_waiting_partitions") > 0
+        if metric(&metrics, "processor_schema_registry_waiting_partitions", "") > 0
             && metric(
                 &metrics,
-                "processor_schema_registry_requests_total{result=\"unavailable\"}",
+                "processor_schema_registry_requests_total",
+                r#"result="unavailable""#,
             ) >= 2
         {
             break;
@@ -434,13 +435,14 @@ async fn a_registry_outage_pauses_the_partitions_and_loses_or_skips_nothing() {
     assert_eq!(got, expected);
     assert!(quarantined(&topics.quarantine).is_empty());
     assert_eq!(
-        metric(&metrics, "processor_schema_registry_waiting_partitions"),
+        metric(&metrics, "processor_schema_registry_waiting_partitions", ""),
         0
     );
     assert_eq!(
         metric(
             &metrics,
-            "processor_schema_registry_requests_total{result=\"ok\"}"
+            "processor_schema_registry_requests_total",
+            r#"result="ok""#
         ),
         1,
         "{metrics}"

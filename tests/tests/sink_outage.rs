@@ -40,16 +40,13 @@ async fn a_clickhouse_outage_delays_rows_but_loses_and_doubles_none() {
         metrics.contains("sink_clickhouse_up 0"),
         "the outage shows in the metrics"
     );
-    let ledger_lag = |metrics: &str| -> Option<i64> {
-        let lines: Vec<i64> = metrics
-            .lines()
-            .filter(|l| {
-                l.starts_with("sink_consumer_lag{")
-                    && l.contains(&format!("topic=\"{}\"", topics.ledger))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-            .collect();
-        (!lines.is_empty()).then(|| lines.iter().sum())
+    let ledger_lag = |metrics: &str| -> Option<f64> {
+        let lag = tests::metric_values(
+            metrics,
+            "sink_consumer_lag",
+            &format!("topic=\"{}\"", topics.ledger),
+        );
+        (!lag.is_empty()).then(|| lag.iter().sum())
     };
     assert!(
         sink.get("/readyz")
@@ -71,7 +68,7 @@ async fn a_clickhouse_outage_delays_rows_but_loses_and_doubles_none() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let lag = ledger_lag(&sink.get("/metrics").unwrap_or_default());
-        if lag == Some(0) {
+        if lag == Some(0.0) {
             break;
         }
         assert!(

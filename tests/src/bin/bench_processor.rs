@@ -161,9 +161,9 @@ fn run_bin(bin: &str, input: &str, total: i64, mode: &str) -> anyhow::Result<f64
     if mode == "exactly-once" {
         let metrics = p.get("/metrics").unwrap_or_default();
         let value = |name: &str| -> f64 {
-            metrics
-                .lines()
-                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            tests::metric_values(&metrics, name, "")
+                .first()
+                .copied()
                 .unwrap_or(f64::NAN)
         };
         let (sum, count) = (
