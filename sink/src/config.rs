@@ -61,6 +61,9 @@ pub struct Config {
     pub metrics_bind: SocketAddr,
 
     #[command(flatten)]
+    pub reporting: crate::reporting::Reporting,
+
+    #[command(flatten)]
     pub kafka: telemetry::kafka::KafkaConnection,
 }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod loader;
 pub mod metrics;
 pub mod migrations;
+pub mod reporting;
 pub mod retry;
 pub mod rows;
 

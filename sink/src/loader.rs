@@ -281,6 +281,10 @@ pub async fn run(
         .await
         .map_err(|e| config.clickhouse.diagnose(e))?;
     tracing::info!(?applied, database = %config.database, "migrations up to date");
+    config
+        .reporting
+        .publish(&client.clone().with_database(&config.database))
+        .await?;
     if config.migrate_only {
         return Ok(());
     }

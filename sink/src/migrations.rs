@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_click_attribution"),
     migration!(7, "0007_cohort_stats"),
     migration!(8, "0008_daily_stats_by_currency"),
+    migration!(9, "0009_reporting_currency"),
 ];
 
 impl Migration {

@@ -106,3 +106,50 @@ pub fn stream_entries(
         }
     })
 }
+
+/// Runs the real `trackctl` against `database` of the stack's ClickHouse; returns whether it
+/// succeeded and what it printed (stdout, then stderr).
+pub fn trackctl(database: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(crate::service::workspace_bin("trackctl"))
+        .arg(format!("--clickhouse-url={}", clickhouse_url()))
+        .arg(format!("--database={database}"))
+        .args(args)
+        .output()
+        .expect("trackctl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Sends `events` through the real processor and sink into a new database, and returns once
+/// its ledger holds `ledger_rows` entries: the topics, the database and a client on it.
+pub async fn load_through_pipeline(
+    prefix: &str,
+    events: &[TrackingEvent],
+    ledger_rows: u64,
+) -> (ProcessorTopics, String, clickhouse::Client) {
+    let topics = ProcessorTopics::create(prefix).await;
+    let db = database(prefix);
+    let producer = EventProducer::new(&topics.input);
+    for e in events {
+        producer.send(e);
+    }
+    producer.flush();
+    let processor = ServiceProcess::processor(&topics, "a", &[]);
+    let mut sink = ServiceProcess::sink(&topics, &db, &[]);
+    sink.wait_ready(Duration::from_secs(60));
+    let t = topics.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::processor::wait_caught_up(&t, Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    let ch = clickhouse(&db);
+    wait_rows(&ch, "ledger", ledger_rows, Duration::from_secs(60)).await;
+    processor.terminate();
+    sink.terminate();
+    (topics, db, ch)
+}

@@ -4,16 +4,13 @@
 //! currency. Real processor and sink, expected values computed by hand.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use clickhouse::Row;
 use rust_decimal::Decimal;
 use schemas::{EventName, TrackingEvent, FIRST_PARTY};
 use serde::Deserialize;
-use tests::processor::{wait_caught_up, EventProducer, ProcessorTopics};
-use tests::service::ServiceProcess;
-use tests::sink::{clickhouse, database, wait_rows};
+use tests::sink::load_through_pipeline;
 
 fn event(id: &str, name: EventName, minute: u32) -> TrackingEvent {
     let at = Utc.with_ymd_and_hms(2026, 11, 20, 10, minute, 0).unwrap();
@@ -62,9 +59,6 @@ struct Stats {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn currencies_are_never_added_together() {
-    let topics = ProcessorTopics::create("currencies").await;
-    let db = database("currencies");
-    let producer = EventProducer::new(&topics.input);
     let mut events = Vec::new();
     // Traffic "multi": four clicks, a sale in dollars, a sale in euros and part of it refunded.
     for k in ["ka1", "ka2", "ka3", "ka4"] {
@@ -98,22 +92,7 @@ async fn currencies_are_never_added_together() {
     for k in ["kc1", "kc2", "kc3"] {
         events.push(click(k, "clicksonly", "aff-c", "cmp-c", "x"));
     }
-    for e in &events {
-        producer.send(e);
-    }
-    producer.flush();
-
-    let processor = ServiceProcess::processor(&topics, "a", &[]);
-    let mut sink = ServiceProcess::sink(&topics, &db, &[]);
-    sink.wait_ready(Duration::from_secs(60));
-    let t = topics.clone();
-    tokio::task::spawn_blocking(move || wait_caught_up(&t, Duration::from_secs(60)))
-        .await
-        .unwrap();
-    let ch = clickhouse(&db);
-    wait_rows(&ch, "ledger", events.len() as u64, Duration::from_secs(60)).await;
-    processor.terminate();
-    sink.terminate();
+    let (_, _, ch) = load_through_pipeline("currencies", &events, events.len() as u64).await;
 
     let rows: Vec<Stats> = ch
         .query(

@@ -16,7 +16,7 @@ use crate::warehouse::Warehouse;
 #[command(
     name = "trackctl",
     version,
-    about = "Operate a Trackledger pipeline: the local stack, demo traffic, replay, reconciliation and erasure"
+    about = "Operate a Trackledger pipeline: the local stack, demo traffic, replay, reconciliation, erasure, the schema registry and exchange rates"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -58,6 +58,16 @@ pub enum Command {
     /// Register the contract in a schema registry, or check a change against it.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Exchange rates for the views' reporting currency.
+    #[command(subcommand)]
+    Fx(Fx),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Fx {
+    /// Import rates into ClickHouse's fx_rates from a CSV file or the ECB's euro
+    /// reference-rate XML; a day and pair imported again takes the new rate.
+    Import(crate::fx::ImportArgs),
 }
 
 // Parsed once per run: the variants' sizes do not matter.

@@ -1,16 +1,18 @@
 //! trackctl, the operator's command line. [`cli`] is the interface; each command lives in
-//! its own module: [`stack`], [`demo`], [`replay`], [`recon`], [`erase`] and [`schema`].
+//! its own module: [`stack`], [`demo`], [`replay`], [`recon`], [`erase`], [`schema`] and
+//! [`fx`].
 
 pub mod cli;
 pub mod demo;
 pub mod erase;
+pub mod fx;
 pub mod recon;
 pub mod replay;
 pub mod schema;
 pub mod stack;
 pub mod warehouse;
 
-use cli::{Cli, Command, Replay};
+use cli::{Cli, Command, Fx, Replay};
 
 /// Runs one command, printing its result for a human.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -61,6 +63,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Schema(command) => schema::run(command).await,
+        Command::Fx(Fx::Import(args)) => {
+            let rates = fx::read(&args)?;
+            let done = fx::import(&cli.warehouse, &rates).await?;
+            println!(
+                "Imported {} rates of {} currency pairs for {} days ({} to {}) into fx_rates.",
+                done.rates, done.pairs, done.days, done.first_day, done.last_day
+            );
+            Ok(())
+        }
         Command::Erase(mut args) => {
             args.kafka = kafka;
             let e = erase::run(&args, &cli.warehouse).await?;
