@@ -25,11 +25,11 @@ use crate::auth_limit::AuthFailureLimiter;
 use crate::client_ip::{ClientIp, TrustedProxies};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::offers::Offers;
 use crate::producer::{EventProducer, KafkaProducer};
 use crate::quarantine::Quarantine;
 use crate::routes;
 use crate::spool::Spool;
+use schemas::offers::Offers;
 use schemas::privacy::PiiHasher;
 
 pub use crate::error::{ApiError, AuthFailed, RETRY_AFTER_SECONDS};
@@ -56,7 +56,7 @@ impl AppState {
     pub fn new(config: Config, producer: Arc<dyn EventProducer>) -> Result<Self, String> {
         config.check()?;
         let metrics = Arc::new(Metrics::new());
-        let offers = Offers::load(&config.offers_file)?;
+        let offers = Offers::load(&config.offers_file, "INGEST_OFFERS_FILE")?;
         let ceilings = AmountCeilings::new(config.max_amount, &config.max_amount_for)?;
         let quarantine_key = QuarantineKey::new(&config.quarantine_key)?;
         let spool = Arc::new(

@@ -9,7 +9,6 @@ pub mod client_ip;
 pub mod config;
 pub mod error;
 pub mod metrics;
-pub mod offers;
 pub mod producer;
 pub mod quarantine;
 pub mod routes;

@@ -13,6 +13,7 @@ pub mod input;
 pub mod key;
 pub mod ledger;
 pub mod money;
+pub mod offers;
 pub mod privacy;
 pub mod quarantine;
 pub mod samples;

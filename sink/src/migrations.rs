@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(7, "0007_cohort_stats"),
     migration!(8, "0008_daily_stats_by_currency"),
     migration!(9, "0009_reporting_currency"),
+    migration!(10, "0010_attribution_windows"),
 ];
 
 impl Migration {

@@ -1,13 +1,20 @@
-//! The settings the analyst views read from ClickHouse itself: the reporting currency and how
-//! old an exchange rate may be. The sink writes them at each start, after the migrations; the
-//! views use the latest row, so a restart with other flags changes every report at once.
+//! The settings the analyst views read from ClickHouse itself: the reporting currency, how
+//! old an exchange rate may be, and the offers' attribution windows. The sink writes them at
+//! each start, after the migrations; the views use the latest start's, so a restart with
+//! other settings changes every report at once.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use clickhouse::serde::chrono::datetime64::millis;
 use clickhouse::{Client, Row};
+use schemas::offers::Offers;
 use serde::Serialize;
+
+/// Where the offers file is looked for when `--offers-file` is not given.
+pub const DEFAULT_OFFERS_FILE: &str = "config/offers.toml";
 
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Reporting")]
@@ -21,6 +28,10 @@ pub struct Reporting {
     #[arg(long, env = "FX_MAX_RATE_AGE_DAYS", default_value_t = 7,
           value_parser = clap::value_parser!(u16).range(0..=366))]
     pub fx_max_rate_age_days: u16,
+    /// The offers file, for its attribution windows (the file ingest reads). Default:
+    /// config/offers.toml when it exists, else a 30-day window for every offer.
+    #[arg(long, env = "SINK_OFFERS_FILE")]
+    pub offers_file: Option<PathBuf>,
 }
 
 fn currency(code: &str) -> Result<String, String> {
@@ -37,21 +48,62 @@ struct Settings<'a> {
     max_rate_age_days: u16,
 }
 
+#[derive(Debug, Row, Serialize)]
+struct Window<'a> {
+    #[serde(with = "millis")]
+    set_at: DateTime<Utc>,
+    /// '' for the default.
+    offer_id: &'a str,
+    window_days: u32,
+}
+
 impl Reporting {
+    /// The offers file: the one named, or the default one if it exists, or none.
+    pub fn offers(&self) -> anyhow::Result<Offers> {
+        let path = match &self.offers_file {
+            Some(path) => path.as_path(),
+            None if Path::new(DEFAULT_OFFERS_FILE).exists() => Path::new(DEFAULT_OFFERS_FILE),
+            None => {
+                tracing::info!(
+                    "no offers file ({DEFAULT_OFFERS_FILE} is absent, SINK_OFFERS_FILE unset): every offer gets the default attribution window"
+                );
+                return Ok(Offers::default());
+            }
+        };
+        Offers::load(path, "SINK_OFFERS_FILE").map_err(anyhow::Error::msg)
+    }
+
     /// Writes the settings for the views; `client` is on the sink's database.
     pub async fn publish(&self, client: &Client) -> anyhow::Result<()> {
+        let offers = self.offers()?;
+        let set_at = Utc::now();
         let mut insert = client.insert::<Settings>("reporting_settings").await?;
         insert
             .write(&Settings {
-                set_at: Utc::now(),
+                set_at,
                 currency: &self.reporting_currency,
                 max_rate_age_days: self.fx_max_rate_age_days,
             })
             .await?;
         insert.end().await.context("writing reporting_settings")?;
+        // One insert: the views never see part of a start's windows.
+        let mut insert = client.insert::<Window>("attribution_windows").await?;
+        let default = ("", offers.default_window_days());
+        for (offer_id, window_days) in std::iter::once(default).chain(offers.windows()) {
+            insert
+                .write(&Window {
+                    set_at,
+                    offer_id,
+                    window_days,
+                })
+                .await?;
+        }
+        insert.end().await.context("writing attribution_windows")?;
         tracing::info!(
             reporting_currency = %self.reporting_currency,
             fx_max_rate_age_days = self.fx_max_rate_age_days,
+            default_attribution_window_days = offers.default_window_days(),
+            offers_with_their_own_window = offers.windows().count(),
             "reporting settings written"
         );
         Ok(())

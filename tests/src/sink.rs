@@ -124,12 +124,14 @@ pub fn trackctl(database: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Sends `events` through the real processor and sink into a new database, and returns once
-/// its ledger holds `ledger_rows` entries: the topics, the database and a client on it.
+/// Sends `events` through the real processor and sink (with `sink_args`) into a new
+/// database, and returns once its ledger holds `ledger_rows` entries: the topics, the
+/// database and a client on it.
 pub async fn load_through_pipeline(
     prefix: &str,
     events: &[TrackingEvent],
     ledger_rows: u64,
+    sink_args: &[&str],
 ) -> (ProcessorTopics, String, clickhouse::Client) {
     let topics = ProcessorTopics::create(prefix).await;
     let db = database(prefix);
@@ -139,7 +141,7 @@ pub async fn load_through_pipeline(
     }
     producer.flush();
     let processor = ServiceProcess::processor(&topics, "a", &[]);
-    let mut sink = ServiceProcess::sink(&topics, &db, &[]);
+    let mut sink = ServiceProcess::sink(&topics, &db, sink_args);
     sink.wait_ready(Duration::from_secs(60));
     let t = topics.clone();
     tokio::task::spawn_blocking(move || {

@@ -1,5 +1,6 @@
 //! `daily_stats` credits a conversion to the traffic of its click, against the real
-//! ClickHouse: a crafted ledger whose expected rows are worked out by hand below.
+//! ClickHouse: a crafted ledger whose expected rows are worked out by hand below. (With no
+//! sink started, there are no attribution windows: every known click is within.)
 
 use clickhouse::Row;
 use serde::Deserialize;
@@ -34,7 +35,8 @@ const LEDGER: &[Entry] = &[
     ("r1", "REFUND", "clickbank/order/A", None, None, None, "keto", None, "-40"),
     // A sale on c3 without any attribution of its own.
     ("s3", "SALE", "s2s/order/B", Some("c3"), None, None, "keto", None, "50"),
-    // A sale whose click is not in the ledger keeps its own attribution.
+    // A sale whose click is not in the ledger is unattributed: its own affiliate and
+    // campaign, but not its network's source.
     ("s9", "SALE", "digistore24/order/C", Some("c-unknown"), Some("aff9"), None, "keto", Some("digistore24"), "30"),
 ];
 
@@ -109,9 +111,9 @@ async fn conversions_count_under_their_clicks_traffic() {
         rows,
         vec![
             // 1 sale of 100 less a 40 refund over 2 clicks.
-            row("aff9", "", "digistore24", 0, 1, 0, "30", None),
             row("aff1", "camp1", "facebook", 2, 1, 1, "60", Some("30")),
             row("aff2", "camp2", "search", 2, 1, 0, "50", Some("25")),
+            row("aff9", "", "unattributed", 0, 1, 0, "30", None),
         ]
     );
     root.query(&format!("DROP DATABASE {db}"))

@@ -92,7 +92,7 @@ async fn currencies_are_never_added_together() {
     for k in ["kc1", "kc2", "kc3"] {
         events.push(click(k, "clicksonly", "aff-c", "cmp-c", "x"));
     }
-    let (_, _, ch) = load_through_pipeline("currencies", &events, events.len() as u64).await;
+    let (_, _, ch) = load_through_pipeline("currencies", &events, events.len() as u64, &[]).await;
 
     let rows: Vec<Stats> = ch
         .query(

@@ -199,7 +199,7 @@ async fn money_is_reported_in_one_currency_at_each_days_rate() {
             ("1.00", "", "EUR"),
         ),
     ];
-    let (topics, db, ch) = load_through_pipeline("fx", &events, events.len() as u64).await;
+    let (topics, db, ch) = load_through_pipeline("fx", &events, events.len() as u64, &[]).await;
 
     // Before any rate: only dollars convert, every other row is NULL and counted.
     let before = daily(&ch).await;

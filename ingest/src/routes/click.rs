@@ -98,7 +98,7 @@ async fn handle(
     client: IpAddr,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let offer = state.offers.get(offer_id).ok_or_else(|| {
+    let landing = state.offers.landing(offer_id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_offer",
@@ -112,7 +112,7 @@ async fn handle(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
     let mut event = click_event(offer_id, &click_id, &query, user_agent);
-    let location = offer.landing_url(&event);
+    let location = schemas::offers::landing_url(landing, &event);
 
     if let Err(errors) = schemas::validate(&event) {
         // The visitor still gets the offer; the click is kept in quarantine for replay.
