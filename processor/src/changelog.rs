@@ -2,7 +2,9 @@
 //! conversion, the latest value winning, a tombstone when it expires.
 //!
 //! Keys: `e` + the 16-byte event-key hash, or `c` + the conversion key. Values: a format
-//! byte, then postcard. The record goes to the partition number of the input it came from,
+//! byte, then postcard. Conversions are written in format 2, which appended two `Option`s
+//! (`rule_paid`, `currency`) to format 1's fields; a format-1 value still reads, as format 2
+//! with both `None`. The record goes to the partition number of the input it came from,
 //! so that whoever owns input partition *n* restores exactly changelog partition *n*.
 
 use crate::ledger::{Change, Conversion, Seen};
@@ -10,6 +12,9 @@ use crate::ledger::{Change, Conversion, Seen};
 const SEEN: u8 = b'e';
 const CONVERSION: u8 = b'c';
 const FORMAT_V1: u8 = 1;
+const FORMAT_V2: u8 = 2;
+/// Postcard's encoding of two `None`s: what a format-1 conversion lacks to be a format-2 one.
+const TWO_POSTCARD_NONES: [u8; 2] = [0, 0];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChangelogError {
@@ -46,7 +51,7 @@ pub fn key(change: &Change) -> Vec<u8> {
 pub fn value(change: &Change) -> Option<Vec<u8>> {
     let encoded = match change {
         Change::Seen(_, Some(s)) => postcard::to_extend(s, vec![FORMAT_V1]),
-        Change::Conversion(_, Some(c)) => postcard::to_extend(c, vec![FORMAT_V1]),
+        Change::Conversion(_, Some(c)) => postcard::to_extend(c, vec![FORMAT_V2]),
         Change::Seen(_, None) | Change::Conversion(_, None) => return None,
     };
     Some(encoded.expect("state values always serialize"))
@@ -55,6 +60,20 @@ pub fn value(change: &Change) -> Option<Vec<u8>> {
 fn body(value: &[u8]) -> Result<&[u8], ChangelogError> {
     match value.split_first() {
         Some((&FORMAT_V1, rest)) => Ok(rest),
+        Some((&other, _)) => Err(ChangelogError::UnknownFormat(other)),
+        None => Err(ChangelogError::UnknownFormat(0)),
+    }
+}
+
+fn conversion(value: &[u8]) -> Result<Conversion, ChangelogError> {
+    match value.split_first() {
+        Some((&FORMAT_V2, rest)) => Ok(postcard::from_bytes(rest)?),
+        Some((&FORMAT_V1, rest)) => {
+            let mut v2 = Vec::with_capacity(rest.len() + 2);
+            v2.extend_from_slice(rest);
+            v2.extend_from_slice(&TWO_POSTCARD_NONES);
+            Ok(postcard::from_bytes(&v2)?)
+        }
         Some((&other, _)) => Err(ChangelogError::UnknownFormat(other)),
         None => Err(ChangelogError::UnknownFormat(0)),
     }
@@ -71,9 +90,7 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Change, ChangelogError
         }
         Some((&CONVERSION, k)) => {
             let k = std::str::from_utf8(k).map_err(|_| ChangelogError::BadConversionKey)?;
-            let conversion = value
-                .map(|v| postcard::from_bytes::<Conversion>(body(v)?).map_err(ChangelogError::from))
-                .transpose()?;
+            let conversion = value.map(conversion).transpose()?;
             Ok(Change::Conversion(k.to_owned(), conversion))
         }
         _ => Err(ChangelogError::UnknownKey),
@@ -119,6 +136,75 @@ mod tests {
             Some(conversion),
         ));
         round_trip(Change::Conversion("buygoods/order/7".into(), None));
+    }
+
+    /// The conversion as format 1 wrote it, field for field.
+    #[derive(serde::Serialize)]
+    struct ConversionV1 {
+        sale: Option<String>,
+        lead: Option<String>,
+        gross_revenue: schemas::Money,
+        gross_payout: schemas::Money,
+        reversed_revenue: schemas::Money,
+        net_revenue: schemas::Money,
+        net_payout: schemas::Money,
+        charged_back: bool,
+        canceled: bool,
+        lead_status: Option<ConversionStatus>,
+        awaiting: Vec<Awaiting>,
+        touched_ms: i64,
+    }
+
+    #[test]
+    fn a_format_1_conversion_reads_without_a_payout_rule() {
+        let m = |micros| schemas::Money::from_micros(micros).unwrap();
+        let old = ConversionV1 {
+            sale: Some("s".into()),
+            lead: None,
+            gross_revenue: m(49_990_000),
+            gross_payout: m(20_000_000),
+            reversed_revenue: m(1),
+            net_revenue: m(49_989_999),
+            net_payout: m(20_000_000),
+            charged_back: false,
+            canceled: true,
+            lead_status: None,
+            awaiting: Vec::new(),
+            touched_ms: 7,
+        };
+        let bytes = postcard::to_extend(&old, vec![FORMAT_V1]).unwrap();
+        let k = key(&Change::Conversion("cb/order/1".into(), None));
+        let Change::Conversion(_, Some(c)) = decode(&k, Some(&bytes)).unwrap() else {
+            panic!("a conversion");
+        };
+        assert_eq!(
+            c,
+            Conversion {
+                sale: Some("s".into()),
+                gross_revenue: m(49_990_000),
+                gross_payout: m(20_000_000),
+                reversed_revenue: m(1),
+                net_revenue: m(49_989_999),
+                net_payout: m(20_000_000),
+                canceled: true,
+                touched_ms: 7,
+                rule_paid: None,
+                currency: None,
+                ..Conversion::default()
+            }
+        );
+        // And what is written now is format 2, with the rule.
+        let now = Conversion {
+            rule_paid: Some(crate::payout::RulePaid {
+                rule: "offer k: revshare 40%".into(),
+                currency: "EUR".into(),
+            }),
+            currency: Some("EUR".into()),
+            ..c
+        };
+        let change = Change::Conversion("cb/order/1".into(), Some(now));
+        assert_eq!(value(&change).unwrap()[0], FORMAT_V2);
+        round_trip(change);
     }
 
     #[test]

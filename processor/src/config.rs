@@ -62,6 +62,11 @@ pub struct Config {
     #[arg(long, env = "PROCESSOR_DESTINATIONS_FILE")]
     pub destinations_file: Option<PathBuf>,
 
+    /// The offers file (the one ingest and the sink read), for its payout rules. Default:
+    /// config/offers.toml when it exists, else no rules (payouts come from the events only).
+    #[arg(long, env = "PROCESSOR_OFFERS_FILE")]
+    pub offers_file: Option<PathBuf>,
+
     /// A transaction commits after this long, or after `max-transaction-events`.
     #[arg(long, env = "PROCESSOR_COMMIT_INTERVAL_MS", default_value_t = 200)]
     pub commit_interval_ms: u64,

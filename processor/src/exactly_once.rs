@@ -33,6 +33,7 @@ use crate::ledger::{Occurrence, PartitionLedger, Position, StateKey};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::restore::{restore, ChangelogSource};
+use schemas::offers::Offers;
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 /// The output producer's settings, shared with the pass-through baseline so that the
@@ -76,6 +77,7 @@ struct Engine {
     metrics: Arc<Metrics>,
     reader: EventReader,
     outbox: Outbox,
+    offers: Offers,
     producer: BaseProducer,
     ledgers: HashMap<i32, PartitionLedger>,
     /// The next input offset per partition, to commit with the open transaction.
@@ -323,7 +325,7 @@ impl Engine {
             let key = conversion_key(&event);
             let at = Position { partition, offset };
             ledger
-                .apply(event, key, fingerprint, at, Utc::now())
+                .apply(event, key, fingerprint, at, Utc::now(), &self.offers)
                 .map_err(|e| {
                     (
                         vec![FieldError::new("value", e.to_string())],
@@ -724,6 +726,9 @@ pub fn run(
     let config = Arc::new(config);
     let outbox = Outbox::load(config.destinations_file.as_deref())?;
     tracing::info!(destinations = ?outbox.destinations().collect::<Vec<_>>(), "postback routes loaded");
+    let offers = Offers::load_or_default(config.offers_file.as_deref(), "PROCESSOR_OFFERS_FILE")
+        .map_err(anyhow::Error::msg)?;
+    tracing::info!(payout_rules = offers.payout_rules(), "offers loaded");
     let transactional_id = config.transactional_id();
     let transaction_timeout = config.transaction_timeout_ms.to_string();
     let transactional = [
@@ -755,6 +760,7 @@ pub fn run(
             metrics.clone(),
         )?,
         outbox,
+        offers,
         producer,
         ledgers: HashMap::new(),
         offsets: HashMap::new(),

@@ -6,10 +6,14 @@ use chrono::{DateTime, Utc};
 use schemas::key::KeyKind;
 use schemas::ledger::flags;
 use schemas::money::{Money, MoneyError};
+use schemas::offers::Offers;
 use schemas::{
-    ConversionStatus, EventName, LedgerEntry, LinkStatus, Receipt, ReceiptKind, TrackingEvent,
+    ConversionStatus, EventName, LedgerEntry, LinkStatus, PayoutSource, Receipt, ReceiptKind,
+    TrackingEvent,
 };
 use serde::{Deserialize, Serialize};
+
+use crate::payout::{self, Decision, RulePaid};
 
 /// The dedup map key: a 128-bit hash of the `event_id` (xxh3, stable by specification).
 /// Keeping the hash instead of the string is what keeps a dedup key under 50 bytes.
@@ -60,6 +64,11 @@ pub struct Conversion {
     pub awaiting: Vec<Awaiting>,
     /// Last time an event touched the conversion (ms); it expires a window after.
     pub touched_ms: i64,
+    /// The payout rule that paid the conversion, for its clawbacks.
+    pub rule_paid: Option<RulePaid>,
+    /// The currency of the conversion's amounts: the first that an event of it named.
+    /// Last, with `rule_paid`: the changelog's format 2 appended both to format 1.
+    pub currency: Option<String>,
 }
 
 impl Conversion {
@@ -182,9 +191,9 @@ fn millis(t: DateTime<Utc>) -> i64 {
 }
 
 impl PartitionLedger {
-    /// Applies one event read at `at`, whose content fingerprint is `fingerprint`. An
-    /// amount, or a conversion total, outside `decimal(18, 6)` is an error, and then nothing
-    /// changed.
+    /// Applies one event read at `at`, whose content fingerprint is `fingerprint`, with the
+    /// payout rules of `offers`. An amount, or a conversion total, outside `decimal(18, 6)`
+    /// is an error, and then nothing changed.
     pub fn apply(
         &mut self,
         event: TrackingEvent,
@@ -192,6 +201,7 @@ impl PartitionLedger {
         fingerprint: u64,
         at: Position,
         now: DateTime<Utc>,
+        offers: &Offers,
     ) -> Result<Outcome, MoneyError> {
         let key = event_key(&event.event_id);
         if let Some(seen) = self.seen.get_mut(&key) {
@@ -236,11 +246,11 @@ impl PartitionLedger {
         // An amount the ledger cannot hold changes no state: the event is refused whole.
         let entry = if KeyKind::of(&conversion_key).has_lifecycle() {
             let conversion = self.conversions.entry(conversion_key.clone()).or_default();
-            let entry = join(conversion, event, conversion_key.clone(), at, now)?;
+            let entry = join(conversion, event, conversion_key.clone(), at, now, offers)?;
             changed.push(StateKey::Conversion(conversion_key));
             entry
         } else {
-            standalone(event, conversion_key, at, now)?
+            standalone(event, conversion_key, at, now, offers)?
         };
         self.seen.insert(key, seen);
         Ok(Outcome {
@@ -373,7 +383,60 @@ fn base_entry(
         recorded_at: now,
         input_partition: at.partition,
         input_offset: at.offset,
+        payout_source: PayoutSource::None,
+        payout_rule: None,
         event,
+    }
+}
+
+/// The entry's payout as the rules decide it, where the event carries none: the signed
+/// payout, and the rule (and its currency) when one applied.
+fn rule_payout(
+    offers: &Offers,
+    c: &Conversion,
+    event: &TrackingEvent,
+    signed_revenue: Money,
+    ledger_payout: Money,
+) -> Result<(Money, Decision), MoneyError> {
+    if event.payout.is_some() {
+        return Ok((ledger_payout, Decision::Silent));
+    }
+    let decision = payout::decide(offers, c, event, signed_revenue)?;
+    let amount = match &decision {
+        Decision::Paid { amount, .. } => *amount,
+        Decision::CurrencyMismatch { .. } => Money::ZERO,
+        Decision::Silent => ledger_payout,
+    };
+    Ok((amount, decision))
+}
+
+/// Records on the entry where its payout came from.
+fn mark_payout(entry: &mut LedgerEntry, decision: Decision) {
+    entry.payout_source = if entry.event.payout.is_some() {
+        PayoutSource::Event
+    } else {
+        match &decision {
+            Decision::Paid { .. } => PayoutSource::Rule,
+            Decision::CurrencyMismatch { .. } => PayoutSource::None,
+            // A reversal's share of a payout the event of its sale carried.
+            Decision::Silent if entry.signed_payout != Money::ZERO => PayoutSource::Event,
+            Decision::Silent => PayoutSource::None,
+        }
+    };
+    match decision {
+        Decision::Paid { rule, currency, .. } => {
+            entry.payout_rule = Some(rule);
+            // An amount is in the entry's currency: a fixed amount names it where the event
+            // (a lead status, a sale without revenue) did not.
+            if entry.event.currency.is_none() && entry.signed_payout != Money::ZERO {
+                entry.event.currency = Some(currency);
+            }
+        }
+        Decision::CurrencyMismatch { rule } => {
+            entry.payout_rule = Some(rule);
+            entry.flags.push(flags::PAYOUT_CURRENCY_MISMATCH.into());
+        }
+        Decision::Silent => {}
     }
 }
 
@@ -383,6 +446,7 @@ fn standalone(
     conversion_key: String,
     at: Position,
     now: DateTime<Utc>,
+    offers: &Offers,
 ) -> Result<LedgerEntry, MoneyError> {
     let status = match event.event_name {
         EventName::Click => ConversionStatus::Clicked,
@@ -390,12 +454,14 @@ fn standalone(
         _ => lead_status_of(event.event_name),
     };
     let revenue = Money::of(event.revenue)?;
-    let payout = Money::of(event.payout)?;
+    let own = Money::of(event.payout)?;
+    let (payout, decision) = rule_payout(offers, &Conversion::default(), &event, revenue, own)?;
     let mut entry = base_entry(event, conversion_key, status, at, now);
     entry.signed_revenue = revenue;
     entry.signed_payout = payout;
     entry.net_revenue = revenue;
     entry.net_payout = payout;
+    mark_payout(&mut entry, decision);
     Ok(entry)
 }
 
@@ -431,12 +497,14 @@ fn join(
     conversion_key: String,
     at: Position,
     now: DateTime<Utc>,
+    offers: &Offers,
 ) -> Result<LedgerEntry, MoneyError> {
     let name = event.event_name;
     let revenue = event.revenue.map(Money::from_decimal).transpose()?;
     let payout = event.payout.map(Money::from_decimal).transpose()?;
     let full_refund = revenue.is_none() && name.is_reversal() && name != EventName::Canceled;
-    let (signed_revenue, signed_payout) = signed_amounts(c, name, revenue, payout, full_refund);
+    let (signed_revenue, ledger_payout) = signed_amounts(c, name, revenue, payout, full_refund);
+    let (signed_payout, decision) = rule_payout(offers, c, &event, signed_revenue, ledger_payout)?;
     let remaining_revenue = c.net_revenue.max(Money::ZERO);
     let (mut gross_revenue, mut gross_payout) = (c.gross_revenue, c.gross_payout);
     let mut reversed_revenue = c.reversed_revenue;
@@ -451,6 +519,19 @@ fn join(
     let net_payout = c.net_payout.checked_add(signed_payout)?;
 
     c.touched_ms = c.touched_ms.max(millis(now));
+    if let Decision::Paid {
+        amount,
+        rule,
+        currency,
+    } = &decision
+    {
+        if amount.is_positive() {
+            c.rule_paid = Some(RulePaid {
+                rule: rule.clone(),
+                currency: currency.clone(),
+            });
+        }
+    }
     (c.gross_revenue, c.gross_payout) = (gross_revenue, gross_payout);
     c.reversed_revenue = reversed_revenue;
     (c.net_revenue, c.net_payout) = (net_revenue, net_payout);
@@ -534,6 +615,17 @@ fn join(
     entry.signed_payout = signed_payout;
     entry.net_revenue = c.net_revenue;
     entry.net_payout = c.net_payout;
+    mark_payout(&mut entry, decision);
+    // An amount the entry took from its conversion (a whole refund without one) is in the
+    // conversion's currency, named where the event did not.
+    if entry.event.currency.is_none()
+        && (entry.signed_revenue != Money::ZERO || entry.signed_payout != Money::ZERO)
+    {
+        entry.event.currency = c.currency.clone();
+    }
+    if c.currency.is_none() {
+        c.currency = entry.event.currency.clone();
+    }
     entry.conversion_status = if name == EventName::Click {
         ConversionStatus::Clicked
     } else if name == EventName::Lead || name.is_lead_status() {
@@ -579,6 +671,7 @@ mod tests {
     struct Fixture {
         ledger: PartitionLedger,
         offset: i64,
+        offers: Offers,
     }
 
     fn now() -> DateTime<Utc> {
@@ -590,6 +683,7 @@ mod tests {
             Self {
                 ledger: PartitionLedger::default(),
                 offset: 0,
+                offers: Offers::default(),
             }
         }
 
@@ -607,6 +701,7 @@ mod tests {
                         offset: self.offset,
                     },
                     now(),
+                    &self.offers,
                 )
                 .expect("amounts within decimal(18, 6)")
         }
@@ -631,6 +726,78 @@ mod tests {
         e.revenue = revenue.map(dec);
         e.payout = None;
         e
+    }
+
+    #[test]
+    fn a_rule_pays_when_the_event_does_not_and_reversals_claw_back_exactly_that() {
+        let mut f = Fixture::new();
+        f.offers = Offers::parse(
+            "[offers.keto-vsl.payout]\nrevshare_percent = \"40\"\n\
+             [offers.keto-vsl.payout.affiliates.aff-cpa]\ncpa = \"15\"\ncurrency = \"USD\"\n",
+        )
+        .unwrap();
+        let mut sale = samples::sale();
+        sale.payout = None;
+        let e = f.entry(sale.clone());
+        // 49.99 × 40% = 19.996
+        assert_eq!(e.signed_payout, money("19.996"));
+        assert_eq!(e.payout_source, PayoutSource::Rule);
+        assert_eq!(
+            e.payout_rule.as_deref(),
+            Some("offer keto-vsl: revshare 40%")
+        );
+        // A rebill pays its own share.
+        let mut rebill = sale.clone();
+        rebill.event_id = "evt-rebill".into();
+        rebill.revenue = Some(dec("10.01"));
+        let e = f.entry(rebill);
+        assert_eq!(e.signed_payout, money("4.004"));
+        // A partial refund of 20 of the 60 claws back 24 × 20 / 60 = 8.
+        let e = f.entry(reversal("r1", EventName::Refund, Some("20")));
+        assert_eq!(e.signed_payout, money("-8"));
+        assert_eq!(e.payout_source, PayoutSource::Rule);
+        assert_eq!(
+            e.payout_rule.as_deref(),
+            Some("clawback of offer keto-vsl: revshare 40%")
+        );
+        // The chargeback of the rest takes all that is left: nothing stays paid. It names no
+        // currency; its amounts are the conversion's, and so is their currency.
+        let mut chargeback = reversal("c1", EventName::Chargeback, None);
+        chargeback.currency = None;
+        let e = f.entry(chargeback);
+        assert_eq!(e.event.currency.as_deref(), Some("USD"));
+        assert_eq!(e.signed_payout, money("-16"));
+        assert_eq!(e.net_payout, Money::ZERO);
+        assert_eq!(e.net_revenue, Money::ZERO);
+
+        // The network's own payout wins over the rule, and so do its reversals' figures.
+        let mut network = samples::sale();
+        network.event_id = "evt-net".into();
+        network.order_id = Some("ord-net".into());
+        let e = f.entry(network);
+        assert_eq!(e.signed_payout, money("20"));
+        assert_eq!(e.payout_source, PayoutSource::Event);
+        assert_eq!(e.payout_rule, None);
+
+        // An affiliate's CPA in dollars: paid once, and not at all on a sale in euros.
+        let mut cpa = sale.clone();
+        cpa.event_id = "evt-cpa".into();
+        cpa.order_id = Some("ord-cpa".into());
+        cpa.affiliate_id = Some("aff-cpa".into());
+        let e = f.entry(cpa.clone());
+        assert_eq!(e.signed_payout, money("15"));
+        let mut euros = cpa;
+        euros.event_id = "evt-cpa-eur".into();
+        euros.order_id = Some("ord-cpa-eur".into());
+        euros.currency = Some("EUR".into());
+        let e = f.entry(euros);
+        assert_eq!(e.signed_payout, Money::ZERO);
+        assert_eq!(e.payout_source, PayoutSource::None);
+        assert_eq!(e.flags, vec![flags::PAYOUT_CURRENCY_MISMATCH.to_owned()]);
+        assert_eq!(
+            e.payout_rule.as_deref(),
+            Some("offer keto-vsl, affiliate aff-cpa: cpa 15 USD")
+        );
     }
 
     #[test]
@@ -862,6 +1029,7 @@ mod tests {
                 offset: 99,
             },
             now(),
+            &f.offers,
         );
         assert!(
             matches!(refused, Err(MoneyError::OutOfRange(_))),

@@ -1,6 +1,7 @@
 //! Exactly-once dedup, lifecycle joins and the canonical ledger.
 //!
-//! [`ledger`] holds the rules (pure); [`changelog`] encodes the state; [`restore`] rebuilds
+//! [`ledger`] holds the rules (pure), with [`payout`]'s offers' payout rules; [`changelog`]
+//! encodes the state; [`restore`] rebuilds
 //! it from Kafka; [`outbox`] routes entries to postback destinations; [`events`] reads the input; [`exactly_once`] runs
 //! the transactional loop; [`pass_through`] is the benchmark baseline; [`metrics`] feeds the
 //! shared `/metrics` endpoint.
@@ -13,6 +14,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod outbox;
 pub mod pass_through;
+pub mod payout;
 pub mod restore;
 
 use std::sync::atomic::AtomicBool;

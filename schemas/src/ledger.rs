@@ -38,6 +38,15 @@ contract_enum!(
 );
 
 contract_enum!(
+    /// Where an entry's payout came from.
+    PayoutSource {
+        None => "NONE",
+        Event => "EVENT",
+        Rule => "RULE",
+    }
+);
+
+contract_enum!(
     /// Why a receipt was written.
     ReceiptKind {
         Duplicate => "DUPLICATE",
@@ -68,6 +77,9 @@ pub mod flags {
     pub const AMOUNT_UNKNOWN: &str = "AMOUNT_UNKNOWN";
     /// A second LEAD (under another event_id) for a lead that already has one.
     pub const SECOND_ORIGINAL: &str = "SECOND_ORIGINAL";
+    /// The offer's payout rule has a fixed amount in another currency than the event's, so
+    /// it paid nothing: amounts of two currencies are never mixed on one entry.
+    pub const PAYOUT_CURRENCY_MISMATCH: &str = "PAYOUT_CURRENCY_MISMATCH";
 }
 
 /// One entry of the canonical ledger: the first occurrence of an event.
@@ -87,6 +99,10 @@ pub struct LedgerEntry {
     pub input_partition: i32,
     pub input_offset: i64,
     pub event: TrackingEvent,
+    /// Where `signed_payout` came from (ledger_entry v2).
+    pub payout_source: PayoutSource,
+    /// The rule that set it, when `payout_source` is `Rule`.
+    pub payout_rule: Option<String>,
 }
 
 impl LedgerEntry {
@@ -114,6 +130,12 @@ impl LedgerEntry {
             recorded_at,
             input_partition: 0,
             input_offset: 0,
+            payout_source: if event.payout.is_some() {
+                PayoutSource::Event
+            } else {
+                PayoutSource::None
+            },
+            payout_rule: None,
             event,
         })
     }

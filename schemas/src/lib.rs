@@ -27,8 +27,8 @@ pub use event_id::postback_event_id;
 pub use input::{parse_event_json, RawPii};
 pub use key::conversion_key;
 pub use ledger::{
-    AttemptOutcome, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, PostbackAttempt,
-    Receipt, ReceiptKind,
+    AttemptOutcome, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, PayoutSource,
+    PostbackAttempt, Receipt, ReceiptKind,
 };
 pub use money::Money;
 pub use quarantine::{QuarantineKey, QuarantineRecord};

@@ -1,5 +1,6 @@
 //! The offers file (`config/offers.toml`), one place for what each service needs to know
-//! about an offer: ingest its landing URL, the sink its attribution window.
+//! about an offer: ingest its landing URL, the sink its attribution window, the processor
+//! its payout rules.
 //!
 //! ```toml
 //! [attribution]
@@ -8,6 +9,13 @@
 //! [offers.keto-vsl]
 //! url = "https://offer.example/lp?cid={click_id}&s1={sub1}"
 //! attribution_window_days = 7
+//!
+//! [offers.keto-vsl.payout]   # when the event carries no payout of its own
+//! revshare_percent = "40"    # or: cpa = "25.00" and currency = "USD"
+//!
+//! [offers.keto-vsl.payout.affiliates.aff-7]   # replaces the offer's rule for aff-7
+//! cpa = "30.00"
+//! currency = "USD"
 //! ```
 //!
 //! URL macros: the event macros of `schemas::template` (`{click_id}`, `{offer_id}`,
@@ -18,13 +26,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use rust_decimal::Decimal;
 use serde::Deserialize;
 
+use crate::money::{parse_decimal, Money};
 use crate::template::{check_url_template, event_macro, fill};
 use crate::TrackingEvent;
 
 /// The window of offers that do not set theirs, when the file sets no default either.
 pub const DEFAULT_ATTRIBUTION_WINDOW_DAYS: u32 = 30;
+/// Where services look for the offers file when none is configured.
+pub const DEFAULT_OFFERS_FILE: &str = "config/offers.toml";
 /// The longest window accepted: ten years.
 pub const MAX_ATTRIBUTION_WINDOW_DAYS: u32 = 3650;
 
@@ -37,6 +49,111 @@ pub struct Offer {
     /// Days after a click within which its conversion is credited to it.
     #[serde(default)]
     pub attribution_window_days: Option<u32>,
+    /// What the offer pays its affiliates where an event carries no payout of its own.
+    #[serde(default)]
+    pub payout: Option<PayoutFile>,
+}
+
+/// A payout rule as written in the file: amounts as strings, so that they stay exact. An
+/// offer's `payout` table is one, with its affiliates' rules under `affiliates` (no
+/// serde(flatten): it would let unknown keys through).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutFile {
+    #[serde(default)]
+    pub cpa: Option<String>,
+    #[serde(default)]
+    pub revshare_percent: Option<String>,
+    #[serde(default)]
+    pub cpl: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub affiliates: BTreeMap<String, PayoutFile>,
+}
+
+/// What a sale or an approved lead pays when its event carries no payout: a fixed CPA per
+/// first sale, or a share of each sale's revenue (rebills included), and a CPL per approved
+/// lead. Fixed amounts are in `currency`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutRule {
+    /// Where it comes from: `offer <id>`, or `offer <id>, affiliate <id>`.
+    pub scope: String,
+    pub sale: Option<SalePayout>,
+    pub cpl: Option<Money>,
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SalePayout {
+    Cpa(Money),
+    /// Percent of the sale's revenue.
+    Revshare(Decimal),
+}
+
+impl PayoutRule {
+    fn from_file(scope: String, f: &PayoutFile) -> Result<Self, String> {
+        let amount = |field: &str, text: &Option<String>| -> Result<Option<Money>, String> {
+            let Some(text) = text else { return Ok(None) };
+            let money: Money = text
+                .parse()
+                .map_err(|e| format!("{scope}: payout {field}: {e}"))?;
+            if !money.is_positive() {
+                return Err(format!("{scope}: payout {field}: {text} is not positive"));
+            }
+            Ok(Some(money))
+        };
+        let cpa = amount("cpa", &f.cpa)?;
+        let cpl = amount("cpl", &f.cpl)?;
+        let revshare = match &f.revshare_percent {
+            None => None,
+            Some(text) => {
+                let p = parse_decimal(text)
+                    .map_err(|e| format!("{scope}: payout revshare_percent: {e}"))?;
+                if p <= Decimal::ZERO || p > Decimal::ONE_HUNDRED {
+                    return Err(format!(
+                        "{scope}: payout revshare_percent: {text} is outside (0, 100]"
+                    ));
+                }
+                Some(p)
+            }
+        };
+        let sale = match (cpa, revshare) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "{scope}: payout has both cpa and revshare_percent; a sale pays one of them"
+                ))
+            }
+            (Some(cpa), None) => Some(SalePayout::Cpa(cpa)),
+            (None, Some(p)) => Some(SalePayout::Revshare(p)),
+            (None, None) => None,
+        };
+        if sale.is_none() && cpl.is_none() {
+            return Err(format!(
+                "{scope}: payout sets none of cpa, revshare_percent and cpl"
+            ));
+        }
+        let fixed = cpl.is_some() || matches!(sale, Some(SalePayout::Cpa(_)));
+        if let Some(code) = &f.currency {
+            crate::validate::check_currency(code)
+                .map_err(|e| format!("{scope}: payout currency: {}", e.reason))?;
+        } else if fixed {
+            return Err(format!(
+                "{scope}: payout cpa and cpl need the currency they are in (currency = \"USD\")"
+            ));
+        }
+        Ok(Self {
+            scope,
+            sale,
+            cpl,
+            currency: f.currency.clone(),
+        })
+    }
+
+    /// How the rule reads on a ledger entry: `offer keto, affiliate a7: cpa 30 USD`.
+    pub fn describe(&self, what: &str) -> String {
+        format!("{}: {what}", self.scope)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +182,10 @@ pub struct Offers {
     attribution: Attribution,
     #[serde(default)]
     offers: BTreeMap<String, Offer>,
+    /// Checked payout rules: (offer, None) for the offer's, (offer, Some(affiliate)) for an
+    /// affiliate's.
+    #[serde(skip)]
+    payouts: BTreeMap<(String, Option<String>), PayoutRule>,
 }
 
 fn check_window(days: u32, what: &str) -> Result<(), String> {
@@ -89,8 +210,41 @@ impl Offers {
         Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// The file at `path`, or, without one, the file at [`DEFAULT_OFFERS_FILE`] if it exists,
+    /// or else no offers (every default).
+    pub fn load_or_default(path: Option<&Path>, setting: &str) -> Result<Self, String> {
+        match path {
+            Some(path) => Self::load(path, setting),
+            None if Path::new(DEFAULT_OFFERS_FILE).exists() => {
+                Self::load(Path::new(DEFAULT_OFFERS_FILE), setting)
+            }
+            None => Ok(Self::default()),
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Self, String> {
-        let offers: Offers = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut offers: Offers = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (id, offer) in &offers.offers {
+            let Some(payout) = &offer.payout else {
+                continue;
+            };
+            let has_own =
+                payout.cpa.is_some() || payout.revshare_percent.is_some() || payout.cpl.is_some();
+            if has_own || payout.affiliates.is_empty() {
+                let rule = PayoutRule::from_file(format!("offer {id}"), payout)?;
+                offers.payouts.insert((id.clone(), None), rule);
+            }
+            for (affiliate, f) in &payout.affiliates {
+                let scope = format!("offer {id}, affiliate {affiliate}");
+                if !f.affiliates.is_empty() {
+                    return Err(format!("{scope}: an affiliate's payout has no affiliates"));
+                }
+                let rule = PayoutRule::from_file(scope, f)?;
+                offers
+                    .payouts
+                    .insert((id.clone(), Some(affiliate.clone())), rule);
+            }
+        }
         check_window(offers.attribution.window_days, "[attribution] window_days")?;
         for (id, offer) in &offers.offers {
             if let Some(url) = &offer.url {
@@ -104,6 +258,24 @@ impl Offers {
             }
         }
         Ok(offers)
+    }
+
+    /// The payout rule of an offer for an affiliate: the affiliate's own, else the offer's.
+    pub fn payout_rule(&self, offer: &str, affiliate: Option<&str>) -> Option<&PayoutRule> {
+        if let Some(affiliate) = affiliate {
+            let own = self
+                .payouts
+                .get(&(offer.to_owned(), Some(affiliate.to_owned())));
+            if own.is_some() {
+                return own;
+            }
+        }
+        self.payouts.get(&(offer.to_owned(), None))
+    }
+
+    /// How many payout rules the file sets.
+    pub fn payout_rules(&self) -> usize {
+        self.payouts.len()
     }
 
     /// The landing URL template of an offer that has one.
@@ -169,6 +341,89 @@ mod tests {
         assert_eq!(offers.landing("b"), Some("https://o.example/"));
         let none = Offers::parse("").unwrap();
         assert_eq!(none.default_window_days(), 30);
+    }
+
+    #[test]
+    fn the_repository_offers_file_parses() {
+        let offers = Offers::parse(include_str!("../../config/offers.toml")).unwrap();
+        assert!(offers.landing("keto-vsl").is_some());
+        assert_eq!(offers.default_window_days(), 30);
+    }
+
+    #[test]
+    fn payout_rules_per_offer_and_affiliate() {
+        let offers = Offers::parse(
+            "[offers.k.payout]\nrevshare_percent = \"40\"\ncpl = \"2.50\"\ncurrency = \"USD\"\n\
+             [offers.k.payout.affiliates.a7]\ncpa = \"30.00\"\ncurrency = \"EUR\"\n\
+             [offers.only-aff.payout.affiliates.a1]\nrevshare_percent = \"12.5\"\n",
+        )
+        .unwrap();
+        let k = offers.payout_rule("k", Some("a1")).unwrap();
+        assert_eq!(k.scope, "offer k");
+        assert_eq!(k.sale, Some(SalePayout::Revshare("40".parse().unwrap())));
+        assert_eq!(k.cpl, Some("2.5".parse().unwrap()));
+        let a7 = offers.payout_rule("k", Some("a7")).unwrap();
+        assert_eq!(a7.scope, "offer k, affiliate a7");
+        assert_eq!(a7.sale, Some(SalePayout::Cpa("30".parse().unwrap())));
+        assert_eq!(a7.cpl, None);
+        assert_eq!(a7.currency.as_deref(), Some("EUR"));
+        assert_eq!(offers.payout_rule("k", None).unwrap().scope, "offer k");
+        assert!(offers.payout_rule("only-aff", Some("a2")).is_none());
+        assert!(offers.payout_rule("only-aff", Some("a1")).is_some());
+        assert!(offers.payout_rule("none", Some("a1")).is_none());
+        assert_eq!(offers.payout_rules(), 3);
+    }
+
+    #[test]
+    fn bad_payout_rules_are_refused() {
+        let cases = [
+            (
+                "cpa = \"10\"\nrevshare_percent = \"5\"\ncurrency = \"USD\"",
+                "offer k: payout has both cpa and revshare_percent; a sale pays one of them",
+            ),
+            (
+                "cpa = \"10\"",
+                "offer k: payout cpa and cpl need the currency they are in (currency = \"USD\")",
+            ),
+            (
+                "revshare_percent = \"120\"",
+                "offer k: payout revshare_percent: 120 is outside (0, 100]",
+            ),
+            (
+                "cpl = \"0\"\ncurrency = \"USD\"",
+                "offer k: payout cpl: 0 is not positive",
+            ),
+            (
+                "cpa = \"10\"\ncurrency = \"usd\"",
+                "offer k: payout currency: \"usd\" is not a three-letter upper-case ISO-4217 code",
+            ),
+            (
+                "currency = \"USD\"",
+                "offer k: payout sets none of cpa, revshare_percent and cpl",
+            ),
+        ];
+        for (body, reason) in cases {
+            let err = Offers::parse(&format!("[offers.k.payout]\n{body}\n")).unwrap_err();
+            assert_eq!(err, reason, "{body}");
+        }
+        let float =
+            Offers::parse("[offers.k.payout]\ncpa = 10.5\ncurrency = \"USD\"\n").unwrap_err();
+        assert!(float.contains("invalid type: floating point"), "{float}");
+        let typo = Offers::parse("[offers.k.payout]\ncpaa = \"1\"\n").unwrap_err();
+        assert!(typo.contains("unknown field `cpaa`"), "{typo}");
+        let typo =
+            Offers::parse("[offers.k.payout.affiliates.a]\ncpl = \"1\"\ncurency = \"USD\"\n")
+                .unwrap_err();
+        assert!(typo.contains("unknown field `curency`"), "{typo}");
+        let nested = Offers::parse(
+            "[offers.k.payout.affiliates.a]\ncpl = \"1\"\ncurrency = \"USD\"\n\
+             [offers.k.payout.affiliates.a.affiliates.b]\ncpl = \"2\"\ncurrency = \"USD\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            nested,
+            "offer k, affiliate a: an affiliate's payout has no affiliates"
+        );
     }
 
     #[test]

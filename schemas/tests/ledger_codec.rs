@@ -8,11 +8,12 @@ use chrono::{TimeZone, Utc};
 use schemas::avro::current_schema;
 use schemas::avro::ledger::{
     attempt_schema, decode_attempt, decode_entry, decode_outbox, decode_receipt, encode_attempt,
-    encode_entry, encode_outbox, encode_receipt, entry_schema, outbox_schema, receipt_schema,
+    encode_entry, encode_entry_v1, encode_outbox, encode_receipt, entry_schema, entry_v1_schema,
+    outbox_schema, receipt_schema,
 };
 use schemas::ledger::flags;
 use schemas::{
-    samples, AttemptOutcome, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord,
+    samples, AttemptOutcome, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, PayoutSource,
     PostbackAttempt, Receipt, ReceiptKind,
 };
 
@@ -32,7 +33,20 @@ fn entry() -> LedgerEntry {
         input_partition: 3,
         input_offset: 1_234_567,
         event: samples::refund(),
+        payout_source: PayoutSource::Rule,
+        payout_rule: Some("clawback of offer keto: revshare 40%".into()),
     }
+}
+
+/// `entry` as a v1 record carries it: v1 has no payout rule, and its source is the event's.
+fn as_v1(mut e: LedgerEntry) -> LedgerEntry {
+    e.payout_rule = None;
+    e.payout_source = if e.event.payout.is_some() {
+        PayoutSource::Event
+    } else {
+        PayoutSource::None
+    };
+    e
 }
 
 fn receipt() -> Receipt {
@@ -91,6 +105,17 @@ fn entries_round_trip_and_apache_avro_reads_them() {
             &Value::Enum(6, "PARTIALLY_REFUNDED".into())
         );
         assert_eq!(field(&fields, "input_offset"), &Value::Long(1_234_567));
+        assert_eq!(
+            field(&fields, "payout_source"),
+            &Value::Enum(2, "RULE".into())
+        );
+        assert_eq!(
+            field(&fields, "payout_rule"),
+            &Value::Union(
+                1,
+                Box::new(Value::String("clawback of offer keto: revshare 40%".into()))
+            )
+        );
         let Value::Record(event) = field(&fields, "event") else {
             panic!("event is not a record")
         };
@@ -118,13 +143,52 @@ fn receipts_round_trip_and_apache_avro_reads_them() {
 
 #[test]
 fn the_entry_embeds_the_current_event_schema() {
-    let Schema::Record(entry) = &entry_schema().schema else {
-        panic!("not a record")
+    for version in [entry_schema(), entry_v1_schema()] {
+        let Schema::Record(entry) = &version.schema else {
+            panic!("not a record")
+        };
+        let event = entry.fields.iter().find(|f| f.name == "event").unwrap();
+        assert_eq!(event.schema, current_schema().schema);
+    }
+    // v2 is v1 and two fields after it, with defaults: a v2 reader reads v1 records.
+    let (Schema::Record(v1), Schema::Record(v2)) =
+        (&entry_v1_schema().schema, &entry_schema().schema)
+    else {
+        panic!("not records")
     };
-    let event = entry.fields.iter().find(|f| f.name == "event").unwrap();
-    assert_eq!(event.schema, current_schema().schema);
-    // The event is the last field: a reader that needs only the ledger columns can stop early.
-    assert_eq!(entry.fields.last().unwrap().name, "event");
+    let names = |r: &apache_avro::schema::RecordSchema| {
+        r.fields.iter().map(|f| f.name.clone()).collect::<Vec<_>>()
+    };
+    let mut expected = names(v1);
+    expected.extend(["payout_source".to_owned(), "payout_rule".to_owned()]);
+    assert_eq!(names(v2), expected);
+    assert!(v2.fields[v1.fields.len()..]
+        .iter()
+        .all(|f| f.default.is_some()));
+    schemas::avro::check_can_read(&entry_v1_schema().schema, &entry_schema().schema).unwrap();
+}
+
+#[test]
+fn v1_entries_still_decode_with_the_payout_source_of_their_event() {
+    for event in samples::all() {
+        let mut e = entry();
+        e.event = event;
+        let bytes = encode_entry_v1(&e).unwrap();
+        assert_eq!(&bytes[2..10], &entry_v1_schema().fingerprint);
+        let decoded = decode_entry(&bytes).unwrap();
+        assert_eq!(decoded, as_v1(e.clone()));
+        assert_eq!(
+            decoded.payout_source,
+            if e.event.payout.is_some() {
+                PayoutSource::Event
+            } else {
+                PayoutSource::None
+            }
+        );
+        // And apache-avro reads them with the v1 schema.
+        let fields = apache_read(&entry_v1_schema().schema, &bytes[10..]);
+        assert_eq!(field(&fields, "input_offset"), &Value::Long(1_234_567));
+    }
 }
 
 #[test]
@@ -150,6 +214,15 @@ fn enum_symbols_match_the_schemas() {
         symbols(&entry_schema().schema, "conversion_status"),
         names(
             &ConversionStatus::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+        )
+    );
+    assert_eq!(
+        symbols(&entry_schema().schema, "payout_source"),
+        names(
+            &PayoutSource::ALL
                 .iter()
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
@@ -188,7 +261,12 @@ fn outbox_records_round_trip_and_embed_the_entry_schema() {
     };
     let bytes = encode_outbox(&record).unwrap();
     assert_eq!(&bytes[2..10], &outbox_schema().fingerprint);
-    assert_eq!(decode_outbox(&bytes).unwrap(), record);
+    // The outbox embeds the entry as ledger_entry.v1 has it.
+    let v1 = OutboxRecord {
+        entry: as_v1(record.entry.clone()),
+        ..record
+    };
+    assert_eq!(decode_outbox(&bytes).unwrap(), v1);
     let fields = apache_read(&outbox_schema().schema, &bytes[10..]);
     assert_eq!(
         field(&fields, "destination"),
@@ -198,7 +276,7 @@ fn outbox_records_round_trip_and_embed_the_entry_schema() {
         panic!("not a record")
     };
     let entry_field = outbox.fields.iter().find(|f| f.name == "entry").unwrap();
-    assert_eq!(entry_field.schema, entry_schema().schema);
+    assert_eq!(entry_field.schema, entry_v1_schema().schema);
     assert!(
         decode_entry(&bytes).is_err(),
         "an outbox record is not an entry"
@@ -212,7 +290,8 @@ fn published_ledger_schemas_never_change() {
     // tests/tests/avro_reference.rs), the second what builds before it wrote, still read.
     let hex = |fp: &[u8; 8]| fp.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let pinned = [
-        (entry_schema(), "731c46f40eb905c9", "1b7b2b62917ada66"),
+        (entry_v1_schema(), "731c46f40eb905c9", "1b7b2b62917ada66"),
+        (entry_schema(), "58ba322a11214991", "a0247ca17807d451"),
         (receipt_schema(), "4f756557ed8b8553", "23df8a93fdb93b81"),
         (outbox_schema(), "8d61f403291725ec", "af98671683984bbb"),
         (attempt_schema(), "328f7995ca101677", "9465a85b3b2cfca8"),
@@ -226,9 +305,9 @@ fn published_ledger_schemas_never_change() {
 #[test]
 fn entries_written_under_the_legacy_fingerprint_still_decode() {
     let entry = entry();
-    let mut bytes = encode_entry(&entry).unwrap();
-    bytes[2..10].copy_from_slice(&entry_schema().legacy_fingerprint);
-    assert_eq!(decode_entry(&bytes).unwrap(), entry);
+    let mut bytes = encode_entry_v1(&entry).unwrap();
+    bytes[2..10].copy_from_slice(&entry_v1_schema().legacy_fingerprint);
+    assert_eq!(decode_entry(&bytes).unwrap(), as_v1(entry));
     bytes[2] ^= 1;
     assert!(
         decode_entry(&bytes).is_err(),

@@ -10,11 +10,8 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use clickhouse::serde::chrono::datetime64::millis;
 use clickhouse::{Client, Row};
-use schemas::offers::Offers;
+use schemas::offers::{Offers, DEFAULT_OFFERS_FILE};
 use serde::Serialize;
-
-/// Where the offers file is looked for when `--offers-file` is not given.
-pub const DEFAULT_OFFERS_FILE: &str = "config/offers.toml";
 
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Reporting")]
@@ -60,17 +57,13 @@ struct Window<'a> {
 impl Reporting {
     /// The offers file: the one named, or the default one if it exists, or none.
     pub fn offers(&self) -> anyhow::Result<Offers> {
-        let path = match &self.offers_file {
-            Some(path) => path.as_path(),
-            None if Path::new(DEFAULT_OFFERS_FILE).exists() => Path::new(DEFAULT_OFFERS_FILE),
-            None => {
-                tracing::info!(
-                    "no offers file ({DEFAULT_OFFERS_FILE} is absent, SINK_OFFERS_FILE unset): every offer gets the default attribution window"
-                );
-                return Ok(Offers::default());
-            }
-        };
-        Offers::load(path, "SINK_OFFERS_FILE").map_err(anyhow::Error::msg)
+        if self.offers_file.is_none() && !Path::new(DEFAULT_OFFERS_FILE).exists() {
+            tracing::info!(
+                "no offers file ({DEFAULT_OFFERS_FILE} is absent, SINK_OFFERS_FILE unset): every offer gets the default attribution window"
+            );
+        }
+        Offers::load_or_default(self.offers_file.as_deref(), "SINK_OFFERS_FILE")
+            .map_err(anyhow::Error::msg)
     }
 
     /// Writes the settings for the views; `client` is on the sink's database.

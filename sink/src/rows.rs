@@ -43,6 +43,8 @@ pub struct LedgerRow {
     pub conversion_status: &'static str,
     pub net_revenue: i64,
     pub net_payout: i64,
+    pub payout_source: &'static str,
+    pub payout_rule: Option<String>,
     pub flags: Vec<String>,
     #[serde(with = "millis")]
     pub occurred_at: DateTime<Utc>,
@@ -113,6 +115,8 @@ impl LedgerRow {
             conversion_status: entry.conversion_status.as_str(),
             net_revenue: entry.net_revenue.micros(),
             net_payout: entry.net_payout.micros(),
+            payout_source: entry.payout_source.as_str(),
+            payout_rule: entry.payout_rule,
             flags: entry.flags,
             occurred_at: e.occurred_at,
             received_at: e.received_at,
@@ -353,6 +357,8 @@ mod tests {
             input_partition: 1,
             input_offset: 2,
             event: samples::refund(),
+            payout_source: schemas::PayoutSource::Rule,
+            payout_rule: Some("clawback of offer k: cpa 8 USD".into()),
         };
         let row = LedgerRow::new(
             entry,
@@ -366,6 +372,11 @@ mod tests {
         assert_eq!(row.net_payout, 12_000_000);
         assert_eq!(row.link_status, "LINKED");
         assert_eq!(row.conversion_status, "PARTIALLY_REFUNDED");
+        assert_eq!(row.payout_source, "RULE");
+        assert_eq!(
+            row.payout_rule.as_deref(),
+            Some("clawback of offer k: cpa 8 USD")
+        );
         assert_eq!((row.kafka_partition, row.kafka_offset), (4, 99));
         assert_eq!(TableRow::month(&row), 202611);
     }

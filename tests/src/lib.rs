@@ -153,6 +153,39 @@ pub async fn post_event(base: &str, body: serde_json::Value) {
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
 }
 
+/// Posts a ClickBank instant notification (v8, USD, vendor ketovsl, affiliate aff12, item
+/// keto-vsl) to ingest, encrypted with the test secret; it must be accepted.
+pub async fn post_clickbank(
+    base: &str,
+    receipt: &str,
+    tx_type: &str,
+    time: &str,
+    total: &str,
+    account: &str,
+) {
+    let notice = serde_json::json!({
+        "transactionTime": time, "receipt": receipt, "transactionType": tx_type,
+        "vendor": "ketovsl", "affiliate": "aff12", "role": "VENDOR",
+        "totalOrderAmount": total.parse::<f64>().unwrap(),
+        "totalAccountAmount": account.parse::<f64>().unwrap(),
+        "currency": "USD", "attemptCount": 1, "version": 8.0,
+        "lineItems": [{"itemNo": "keto-vsl"}]
+    });
+    let body = ingest::adapters::clickbank::encrypt_notification(
+        secrets::CLICKBANK,
+        notice.to_string().as_bytes(),
+        [3; 16],
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/postbacks/clickbank"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+}
+
 /// The API key, PII key and network secrets the test servers use.
 pub mod secrets {
     pub const API_KEY: &str = "test-api-key-0001";

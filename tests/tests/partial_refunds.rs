@@ -6,39 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ingest::adapters::clickbank::encrypt_notification;
 use ingest::adapters::digistore24::sign;
 use rust_decimal::Decimal;
-use serde_json::json;
 use tests::pipeline::{webhook_destinations, Pipeline};
 use tests::secrets;
 
-async fn clickbank(
-    base: &str,
-    receipt: &str,
-    tx_type: &str,
-    time: &str,
-    total: &str,
-    account: &str,
-) {
-    let notice = json!({
-        "transactionTime": time, "receipt": receipt, "transactionType": tx_type,
-        "vendor": "ketovsl", "affiliate": "aff12", "role": "VENDOR",
-        "totalOrderAmount": total.parse::<f64>().unwrap(),
-        "totalAccountAmount": account.parse::<f64>().unwrap(),
-        "currency": "USD", "attemptCount": 1, "version": 8.0,
-        "lineItems": [{"itemNo": "keto-vsl"}]
-    });
-    let body = encrypt_notification(secrets::CLICKBANK, notice.to_string().as_bytes(), [3; 16]);
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/v1/postbacks/clickbank"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
-}
+use tests::post_clickbank as clickbank;
 
 async fn digistore24(
     base: &str,

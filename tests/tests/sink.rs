@@ -188,7 +188,7 @@ async fn the_pipeline_lands_exactly_in_the_analyst_views() {
                 .trim_end_matches(';')
         })
         .collect();
-    assert_eq!(queries.len(), 13);
+    assert_eq!(queries.len(), 14);
     for q in queries {
         ch.query(q)
             .execute()
@@ -363,4 +363,60 @@ async fn a_permanent_clickhouse_error_stops_the_sink_with_the_reason() {
     let sink = ServiceProcess::sink(&topics, &db, &[]);
     wait_rows(&clickhouse(&db), "ledger", 1, Duration::from_secs(60)).await;
     sink.terminate();
+}
+
+/// Ledger records an older processor wrote (ledger_entry v1, before payout sources) still
+/// load, and read as the event's payout (EVENT) or no payout (NONE); v2 records keep theirs.
+#[tokio::test(flavor = "multi_thread")]
+async fn ledger_records_of_the_first_schema_still_load() {
+    use schemas::avro::ledger::{encode_entry, encode_entry_v1};
+    use schemas::{samples, ConversionStatus, LedgerEntry, PayoutSource};
+
+    let topics = ProcessorTopics::create("sink_v1").await;
+    let db = database("sink_v1");
+    let now = chrono::Utc::now();
+    let opening =
+        |e: schemas::TrackingEvent| LedgerEntry::opening(e, ConversionStatus::Sold, now).unwrap();
+    let paid = opening(samples::sale());
+    let mut unpaid_event = samples::sale();
+    unpaid_event.event_id = "evt-unpaid".into();
+    unpaid_event.order_id = Some("ord-unpaid".into());
+    unpaid_event.payout = None;
+    let unpaid = opening(unpaid_event);
+    let mut ruled_event = samples::sale();
+    ruled_event.event_id = "evt-ruled".into();
+    ruled_event.order_id = Some("ord-ruled".into());
+    ruled_event.payout = None;
+    let mut ruled = opening(ruled_event);
+    ruled.signed_payout = "5".parse().unwrap();
+    ruled.payout_source = PayoutSource::Rule;
+    ruled.payout_rule = Some("offer keto-vsl: revshare 10%".into());
+    let producer = EventProducer::new(&topics.ledger);
+    producer.send_raw(&paid.conversion_key, &encode_entry_v1(&paid).unwrap());
+    producer.send_raw(&unpaid.conversion_key, &encode_entry_v1(&unpaid).unwrap());
+    producer.send_raw(&ruled.conversion_key, &encode_entry(&ruled).unwrap());
+    producer.flush();
+
+    let mut sink = ServiceProcess::sink(&topics, &db, &[]);
+    sink.wait_ready(Duration::from_secs(60));
+    let ch = clickhouse(&db);
+    wait_rows(&ch, "ledger", 3, Duration::from_secs(60)).await;
+    sink.terminate();
+    let rows: Vec<(String, String, Option<String>)> = ch
+        .query("SELECT event_id, payout_source, payout_rule FROM ledger ORDER BY event_id")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "evt-ruled".into(),
+                "RULE".into(),
+                Some("offer keto-vsl: revshare 10%".into())
+            ),
+            ("evt-sale-1001".into(), "EVENT".into(), None),
+            ("evt-unpaid".into(), "NONE".into(), None),
+        ]
+    );
 }

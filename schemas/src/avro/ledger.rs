@@ -11,12 +11,15 @@ use super::datum::{self, long, opt_int, opt_string, string, string_array, timest
 use super::{DecodeError, EncodeError, SchemaVersion, HEADER_LEN};
 use crate::event::TrackingEvent;
 use crate::ledger::{
-    AttemptOutcome, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, PostbackAttempt,
-    Receipt, ReceiptKind,
+    AttemptOutcome, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, PayoutSource,
+    PostbackAttempt, Receipt, ReceiptKind,
 };
 
-/// The published ledger-entry schema this build writes.
-pub const LEDGER_ENTRY_SCHEMA: &str = include_str!("../../avro/ledger_entry.v1.avsc");
+/// The published ledger-entry schema this build writes: v1's fields, then the payout's source
+/// and rule.
+pub const LEDGER_ENTRY_SCHEMA: &str = include_str!("../../avro/ledger_entry.v2.avsc");
+/// The first ledger-entry schema, still read; the outbox embeds an entry in this shape.
+pub const LEDGER_ENTRY_V1_SCHEMA: &str = include_str!("../../avro/ledger_entry.v1.avsc");
 /// The published receipt schema this build writes.
 pub const RECEIPT_SCHEMA: &str = include_str!("../../avro/receipt.v1.avsc");
 /// The published attempt schema this build writes.
@@ -25,13 +28,19 @@ pub const ATTEMPT_SCHEMA: &str = include_str!("../../avro/postback_attempt.v1.av
 pub const OUTBOX_SCHEMA: &str = include_str!("../../avro/postback_outbox.v1.avsc");
 
 static ENTRY: LazyLock<SchemaVersion> =
-    LazyLock::new(|| SchemaVersion::parse(1, LEDGER_ENTRY_SCHEMA));
+    LazyLock::new(|| SchemaVersion::parse(2, LEDGER_ENTRY_SCHEMA));
+static ENTRY_V1: LazyLock<SchemaVersion> =
+    LazyLock::new(|| SchemaVersion::parse(1, LEDGER_ENTRY_V1_SCHEMA));
 static RECEIPT: LazyLock<SchemaVersion> = LazyLock::new(|| SchemaVersion::parse(1, RECEIPT_SCHEMA));
 static OUTBOX: LazyLock<SchemaVersion> = LazyLock::new(|| SchemaVersion::parse(1, OUTBOX_SCHEMA));
 static ATTEMPT: LazyLock<SchemaVersion> = LazyLock::new(|| SchemaVersion::parse(1, ATTEMPT_SCHEMA));
 
 pub fn entry_schema() -> &'static SchemaVersion {
     &ENTRY
+}
+
+pub fn entry_v1_schema() -> &'static SchemaVersion {
+    &ENTRY_V1
 }
 
 pub fn receipt_schema() -> &'static SchemaVersion {
@@ -84,6 +93,15 @@ fn finish<T>(r: &Reader<'_>, value: T) -> Result<T, DecodeError> {
 pub fn encode_entry(e: &LedgerEntry) -> Result<Vec<u8>, EncodeError> {
     let mut out = header(&ENTRY, 768);
     write_entry(e, &mut out)?;
+    long(&mut out, i64::from(e.payout_source.index()));
+    opt_string(&mut out, &e.payout_rule);
+    Ok(out)
+}
+
+/// An entry in v1's shape, for records written before v2.
+pub fn encode_entry_v1(e: &LedgerEntry) -> Result<Vec<u8>, EncodeError> {
+    let mut out = header(&ENTRY_V1, 768);
+    write_entry(e, &mut out)?;
     Ok(out)
 }
 
@@ -104,9 +122,16 @@ fn write_entry(e: &LedgerEntry, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     datum::write_event(&e.event, out)
 }
 
+/// An entry written with v2, or with v1 (whose payout source reads as NONE, or EVENT for a
+/// payout the event carried).
 pub fn decode_entry(bytes: &[u8]) -> Result<LedgerEntry, DecodeError> {
-    let mut r = Reader::new(body(&ENTRY, bytes)?);
-    let entry = read_entry(&mut r)?;
+    let v1 = bytes.len() >= HEADER_LEN && ENTRY_V1.written_with(&bytes[2..HEADER_LEN]);
+    let mut r = Reader::new(body(if v1 { &ENTRY_V1 } else { &ENTRY }, bytes)?);
+    let mut entry = read_entry(&mut r)?;
+    if !v1 {
+        entry.payout_source = r.at("payout_source").symbol(PayoutSource::ALL)?;
+        entry.payout_rule = r.at("payout_rule").opt_string()?;
+    }
     finish(&r, entry)
 }
 
@@ -126,6 +151,14 @@ fn read_entry(r: &mut Reader<'_>) -> Result<LedgerEntry, DecodeError> {
         input_partition: r.at("input_partition").int()?,
         input_offset: r.at("input_offset").long()?,
         event: datum::read_event(r)?,
+        payout_source: PayoutSource::None,
+        payout_rule: None,
+    })
+    .map(|mut e| {
+        if e.event.payout.is_some() {
+            e.payout_source = PayoutSource::Event;
+        }
+        e
     })
 }
 

@@ -185,7 +185,13 @@ pub fn registry_subjects() -> Vec<Subject> {
     };
     vec![
         subject(topics::EVENTS, PUBLISHED_SCHEMAS.to_vec()),
-        subject(topics::LEDGER, vec![(1, ledger::LEDGER_ENTRY_SCHEMA)]),
+        subject(
+            topics::LEDGER,
+            vec![
+                (1, ledger::LEDGER_ENTRY_V1_SCHEMA),
+                (2, ledger::LEDGER_ENTRY_SCHEMA),
+            ],
+        ),
         subject(topics::RECEIPTS, vec![(1, ledger::RECEIPT_SCHEMA)]),
         subject(topics::POSTBACK_OUTBOX, vec![(1, ledger::OUTBOX_SCHEMA)]),
         subject(topics::POSTBACK_RETRY, vec![(1, ledger::OUTBOX_SCHEMA)]),
