@@ -405,6 +405,42 @@ async fn a_month_of_currencies_refunds_rebills_windows_and_payout_rules_to_the_c
     std::fs::write(&ecb, ECB).unwrap();
     let (ok, out) = trackctl(&db, &["fx", "import", "--file", ecb.to_str().unwrap()]);
     assert!(ok, "{out}");
+    // The rate views: Canadian dollars into US dollars through the euro, on the 3rd.
+    let rate: (String, String, String) = ch
+        .query(
+            "SELECT toString(numerator), toString(denominator), source FROM fx_reporting_rates \
+             WHERE day = '2026-11-03' AND currency = 'CAD'",
+        )
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(
+        (n(&rate.0), n(&rate.1), rate.2.as_str()),
+        (n("1.04"), n("1.46"), "ecb")
+    );
+    // And the credit of each sale: the euro sale outside its window, ClickBank's without a
+    // click, the Canadian one to its click.
+    let credit: Vec<(String, String, String)> = ch
+        .query(
+            "SELECT attribution, source, own_currency FROM credited_entries \
+             WHERE event_name = 'SALE' ORDER BY attribution, own_currency",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    let credit: Vec<_> = credit
+        .iter()
+        .map(|(a, s, c)| (a.as_str(), s.as_str(), c.as_str()))
+        .collect();
+    assert_eq!(
+        credit,
+        vec![
+            ("click", "fb", "CAD"),
+            ("click", "fb", "CAD"),
+            ("no_click", "unattributed", "USD"),
+            ("outside_window", "unattributed", "EUR"),
+        ]
+    );
     let usd = |amount: &str, eur_usd: &str, eur_cur: &str| {
         (dec(amount) * dec(eur_usd) / dec(eur_cur))
             .round_dp_with_strategy(6, RoundingStrategy::MidpointAwayFromZero)
