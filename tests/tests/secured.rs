@@ -458,3 +458,74 @@ fn the_documented_acls_are_the_tested_ones() {
     assert!(tested.len() > 20, "{tested:?}");
     assert_eq!(documented, tested);
 }
+
+/// The ClickHouse grants docs/DEPLOYMENT.md gives a production user are enough, and needed
+/// no more: scripts/clickhouse/users.xml holds a user with exactly those (on the database
+/// granted_check), as whom the sink applies every migration, twice, and trackctl imports
+/// rates and reads the views.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_documented_clickhouse_grants_are_enough() {
+    let users = include_str!("../../scripts/clickhouse/users.xml");
+    let deployment = include_str!("../../docs/DEPLOYMENT.md");
+    let grants: Vec<&str> = users
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("<query>")?.strip_suffix("</query>"))
+        .collect();
+    assert_eq!(grants.len(), 2, "{grants:?}");
+    for grant in &grants {
+        let documented = format!(
+            "`{} TO trackledger`",
+            grant.replace("granted_check.*", "trackledger.*")
+        );
+        assert!(
+            deployment.contains(&documented),
+            "docs/DEPLOYMENT.md does not give {documented}"
+        );
+    }
+
+    let root = clickhouse::Client::default().with_url(tests::clickhouse_url());
+    root.query("DROP DATABASE IF EXISTS granted_check")
+        .execute()
+        .await
+        .unwrap();
+    let as_granted = [
+        format!("--clickhouse-url={}", tests::clickhouse_url()),
+        "--clickhouse-user=trackledger_granted".to_owned(),
+        format!(
+            "--clickhouse-password-file={}",
+            tests::stack_env("CLICKHOUSE_SECURE_PASSWORD_FILE")
+        ),
+        "--database=granted_check".to_owned(),
+    ];
+    for _ in 0..2 {
+        let out = std::process::Command::new(tests::service::workspace_bin("sink"))
+            .args(&as_granted)
+            .arg("--migrate-only")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rates = std::env::temp_dir().join(tests::unique_name("granted-rates.csv"));
+    std::fs::write(&rates, "day,base,quote,rate\n2026-11-20,EUR,USD,1.05\n").unwrap();
+    let out = std::process::Command::new(tests::service::workspace_bin("trackctl"))
+        .args(&as_granted)
+        .args(["fx", "import", "--file", rates.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&rates).ok();
+    let n: u64 = root
+        .query("SELECT count() FROM granted_check.fx_rates")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
