@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(9, "0009_reporting_currency"),
     migration!(10, "0010_attribution_windows"),
     migration!(11, "0011_payout_source"),
+    migration!(12, "0012_gate"),
 ];
 
 impl Migration {

@@ -247,6 +247,28 @@ async fn a_crafted_report_gives_the_labelled_discrepancies_and_kpis() {
     assert_eq!(r.skipped.get("CANCEL-REBILL"), Some(&1));
     assert_eq!(r.unreadable.len(), 1);
 
+    // The result is kept for `trackctl gate`, figures as computed by hand above.
+    let ch = clickhouse::Client::default()
+        .with_url(clickhouse_url())
+        .with_database(&db);
+    let stored: (String, String, String, u64, u64, f64, u64, Option<f64>) = ch
+        .query(
+            "SELECT network, toString(from_day), toString(to_day), compared_lines, \
+             mismatched_lines, mismatch_percent, reversals_not_synced, refund_sync_lag_max_hours \
+             FROM recon_results",
+        )
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(
+        (stored.0.as_str(), stored.1.as_str(), stored.2.as_str()),
+        ("clickbank", "2026-11-20", "2026-11-22")
+    );
+    assert_eq!(stored.3, CASES.len() as u64);
+    assert_eq!(stored.4, mismatched as u64);
+    assert!((stored.5 - 100.0 * mismatched / total).abs() < 1e-9);
+    assert_eq!((stored.6, stored.7), (1, Some(24.0)));
+
     // The files: a CSV line per compared line, and a self-contained HTML page.
     let (csv_path, html_path) = recon::write_reports(&r, &args.out_dir).unwrap();
     let csv = std::fs::read_to_string(&csv_path).unwrap();

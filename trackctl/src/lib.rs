@@ -1,11 +1,12 @@
 //! trackctl, the operator's command line. [`cli`] is the interface; each command lives in
-//! its own module: [`stack`], [`demo`], [`replay`], [`recon`], [`erase`], [`schema`] and
-//! [`fx`].
+//! its own module: [`stack`], [`demo`], [`replay`], [`recon`], [`gate`], [`erase`],
+//! [`schema`] and [`fx`].
 
 pub mod cli;
 pub mod demo;
 pub mod erase;
 pub mod fx;
+pub mod gate;
 pub mod recon;
 pub mod replay;
 pub mod schema;
@@ -63,6 +64,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Schema(command) => schema::run(command).await,
+        Command::Gate(args) => {
+            let gate = gate::run(&args, &cli.warehouse).await?;
+            print!("{}", gate::table(&gate));
+            if let Some(path) = &args.json {
+                std::fs::write(path, serde_json::to_vec_pretty(&gate)?)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                println!("Wrote {}", path.display());
+            }
+            anyhow::ensure!(
+                gate.verdict != gate::Verdict::Fail,
+                "the gate failed: hold the rollout"
+            );
+            Ok(())
+        }
         Command::Fx(Fx::Import(args)) => {
             let rates = fx::read(&args)?;
             let done = fx::import(&cli.warehouse, &rates).await?;

@@ -227,7 +227,7 @@ pub async fn run(args: &ReconArgs, warehouse: &Warehouse) -> anyhow::Result<Reco
     let ledger = ledger_lines(warehouse, &mapping, args.from, args.to).await?;
     let comparison = compare::compare(&inside, &ledger, args.tolerance);
     let kpis = kpis(warehouse, &mapping.network, args.from, args.to, &comparison).await?;
-    Ok(Recon {
+    let recon = Recon {
         network: mapping.network,
         from: args.from,
         to: args.to,
@@ -236,7 +236,63 @@ pub async fn run(args: &ReconArgs, warehouse: &Warehouse) -> anyhow::Result<Reco
         report_lines_outside_range: outside.len(),
         skipped: report.skipped,
         unreadable: report.unreadable,
-    })
+    };
+    store(warehouse, &recon, args).await?;
+    Ok(recon)
+}
+
+#[derive(Debug, clickhouse::Row, serde::Serialize)]
+struct ReconResult<'a> {
+    #[serde(with = "clickhouse::serde::chrono::datetime64::millis")]
+    run_at: DateTime<Utc>,
+    network: &'a str,
+    shape: &'a str,
+    report: String,
+    /// Days since 1970-01-01 (`Date`).
+    from_day: u16,
+    to_day: u16,
+    compared_lines: u64,
+    mismatched_lines: u64,
+    mismatch_percent: f64,
+    reversals_not_synced: u64,
+    refund_sync_lag_p50_hours: Option<f64>,
+    refund_sync_lag_max_hours: Option<f64>,
+}
+
+fn days_since_epoch(d: NaiveDate) -> u16 {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
+    u16::try_from((d - epoch).num_days().max(0)).unwrap_or(u16::MAX)
+}
+
+/// Keeps the run's result in ClickHouse (`recon_results`), where `trackctl gate` reads the
+/// latest mismatch of each network.
+async fn store(warehouse: &Warehouse, recon: &Recon, args: &ReconArgs) -> anyhow::Result<()> {
+    let compared = recon.comparison.findings.len() as u64;
+    let matched = recon.comparison.count(Category::Matched) as u64;
+    let mut insert = warehouse
+        .client()?
+        .insert::<ReconResult>("recon_results")
+        .await?;
+    insert
+        .write(&ReconResult {
+            run_at: Utc::now(),
+            network: &recon.network,
+            shape: &args.shape,
+            report: args.report.display().to_string(),
+            from_day: days_since_epoch(recon.from),
+            to_day: days_since_epoch(recon.to),
+            compared_lines: compared,
+            mismatched_lines: compared - matched,
+            mismatch_percent: recon.kpis.mismatch_percent,
+            reversals_not_synced: recon.kpis.reversals_not_synced as u64,
+            refund_sync_lag_p50_hours: recon.kpis.refund_sync_lag_hours.map(|l| l.0),
+            refund_sync_lag_max_hours: recon.kpis.refund_sync_lag_hours.map(|l| l.1),
+        })
+        .await?;
+    insert
+        .end()
+        .await
+        .context("storing the result in recon_results (has the sink applied its migrations?)")
 }
 
 /// Writes `<out_dir>/recon-<network>-<from>-<to>.{csv,html}`; returns both paths.
