@@ -103,7 +103,15 @@ pub fn router(health: Health) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(|State(h): State<Health>| async move { render(&h.registry) }),
+            get(|State(h): State<Health>| async move {
+                // What /readyz says, for alerts: Prometheus scrapes metrics, not /readyz.
+                format!(
+                    "{}# HELP trackledger_ready 1 while /readyz answers 200\n\
+                     # TYPE trackledger_ready gauge\ntrackledger_ready {}\n",
+                    render(&h.registry),
+                    u8::from(h.ready.load(Ordering::SeqCst))
+                )
+            }),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route(

@@ -69,6 +69,11 @@ impl ServiceProcess {
         }
     }
 
+    /// Where its `/metrics`, `/healthz` and `/readyz` answer.
+    pub fn metrics_address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
     /// The status line of `GET path` on the processor's metrics port, if it answers.
     pub fn get(&self, path: &str) -> Option<String> {
         use std::io::{Read, Write};
