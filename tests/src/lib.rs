@@ -388,3 +388,34 @@ pub fn scan_topic(
     }
     found
 }
+
+/// Renders `page` (an HTML file or a URL) in headless Chromium with scripts/screenshot, in a
+/// `window` ("width,height"), checks the PNG is not blank, and copies it to the path in the
+/// environment variable `keep_env` when that is set (to refresh a screenshot in docs).
+pub fn screenshot(page: &str, window: &str, keep_env: &str) {
+    let png = std::env::temp_dir().join(format!("{}.png", unique_name("screenshot")));
+    let status = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/screenshot"
+    ))
+    .env("SCREENSHOT_WINDOW", window)
+    .arg(page)
+    .arg(&png)
+    .status()
+    .unwrap();
+    assert!(
+        status.success(),
+        "scripts/screenshot failed: install chromium-headless-shell"
+    );
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(
+        bytes.len() > 20_000,
+        "a {} byte screenshot is blank",
+        bytes.len()
+    );
+    if let Ok(keep) = std::env::var(keep_env) {
+        std::fs::copy(&png, keep).unwrap();
+    }
+    std::fs::remove_file(&png).ok();
+}

@@ -287,27 +287,9 @@ async fn a_crafted_report_gives_the_labelled_discrepancies_and_kpis() {
     );
 
     // Rendered by a real browser: headless Chromium (CI installs it).
-    let png = dir.join("recon.png");
-    let status = std::process::Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/recon-screenshot"
-    ))
-    .arg(&html_path)
-    .arg(&png)
-    .status()
-    .unwrap();
-    assert!(
-        status.success(),
-        "scripts/recon-screenshot failed: install chromium-headless-shell"
+    tests::screenshot(
+        html_path.to_str().unwrap(),
+        "1100,1300",
+        "RECON_SCREENSHOT_OUT",
     );
-    let bytes = std::fs::read(&png).unwrap();
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
-    assert!(
-        bytes.len() > 20_000,
-        "a {} byte screenshot is blank",
-        bytes.len()
-    );
-    if let Ok(keep) = std::env::var("RECON_SCREENSHOT_OUT") {
-        std::fs::copy(&png, keep).unwrap();
-    }
 }

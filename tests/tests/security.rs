@@ -431,6 +431,7 @@ fn no_secret_shows_in_help() {
             "help-secret-oauth-client",
         ),
         ("SCHEMA_REGISTRY_PASSWORD", "help-secret-registry"),
+        ("TRACKCTL_DASHBOARD_TOKEN", "help-secret-dashboard"),
         // Credentials in a URL are secrets too.
         (
             "CLICKHOUSE_URL",
@@ -441,7 +442,7 @@ fn no_secret_shows_in_help() {
             "https://key:help-secret-registry-url@registry.example",
         ),
     ];
-    let commands: [&[&str]; 11] = [
+    let commands: [&[&str]; 12] = [
         &["ingest", "--help"],
         &["processor", "--help"],
         &["forwarder", "--help"],
@@ -453,6 +454,7 @@ fn no_secret_shows_in_help() {
         &["trackctl", "replay", "dlq", "--help"],
         &["trackctl", "schema", "register", "--help"],
         &["trackctl", "schema", "check", "--help"],
+        &["trackctl", "dashboard", "--help"],
     ];
     for command in commands {
         let output = std::process::Command::new(tests::service::workspace_bin(command[0]))

@@ -16,7 +16,7 @@ use crate::warehouse::Warehouse;
 #[command(
     name = "trackctl",
     version,
-    about = "Operate a Trackledger pipeline: the local stack, demo traffic, replay, reconciliation, the rollout gate, erasure, the schema registry and exchange rates"
+    about = "Operate a Trackledger pipeline: the local stack, demo traffic, replay, reconciliation, the rollout gate, a dashboard, erasure, the schema registry and exchange rates"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -58,6 +58,8 @@ pub enum Command {
     /// Register the contract in a schema registry, or check a change against it.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Serve a read-only page of the business view (revenue, EPC, rates, postbacks, the gate).
+    Dashboard(crate::dashboard::DashboardArgs),
     /// Evaluate the rollout KPIs over a window; exit 1 if any fails.
     Gate(crate::gate::GateArgs),
     /// Exchange rates for the views' reporting currency.

@@ -74,7 +74,7 @@ pub enum Kpi {
 }
 
 impl Kpi {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Kpi::PostbackSuccess => "postback success",
             Kpi::Mismatch => "mismatch vs payout report",

@@ -1,8 +1,9 @@
 //! trackctl, the operator's command line. [`cli`] is the interface; each command lives in
-//! its own module: [`stack`], [`demo`], [`replay`], [`recon`], [`gate`], [`erase`],
-//! [`schema`] and [`fx`].
+//! its own module: [`stack`], [`demo`], [`replay`], [`recon`], [`gate`], [`dashboard`],
+//! [`erase`], [`schema`] and [`fx`].
 
 pub mod cli;
+pub mod dashboard;
 pub mod demo;
 pub mod erase;
 pub mod fx;
@@ -64,6 +65,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Schema(command) => schema::run(command).await,
+        Command::Dashboard(args) => dashboard::serve(cli.warehouse.clone(), &args).await,
         Command::Gate(args) => {
             let gate = gate::run(&args, &cli.warehouse).await?;
             print!("{}", gate::table(&gate));

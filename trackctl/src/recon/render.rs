@@ -168,7 +168,8 @@ pub fn csv(r: &Recon) -> anyhow::Result<Vec<u8>> {
     Ok(w.into_inner()?)
 }
 
-fn escape(s: &str) -> String {
+/// Text made safe inside HTML elements and attributes.
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
