@@ -271,6 +271,34 @@ async fn prometheus_scrapes_the_services_and_evaluates_every_rule() {
         )
         .await;
 
+    // Every query of the Grafana pipeline dashboard is valid PromQL over these series.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(rules_dir().join("../grafana/dashboards/pipeline.json")).unwrap(),
+    )
+    .unwrap();
+    let mut exprs = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let answer: Value = reqwest::Client::new()
+                .get(format!("{}/api/v1/query", prometheus.url))
+                .query(&[("query", expr)])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(
+                answer["status"], "success",
+                "{}: Prometheus refuses {expr}: {answer}",
+                panel["title"]
+            );
+            exprs += 1;
+        }
+    }
+    assert_eq!(exprs, 15);
+
     // The sink stops: its scrapes fail, and the alert is pending (it fires after 2 minutes).
     let Pipeline {
         ingest,
