@@ -20,10 +20,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use schemas::avro::ledger::{decode_outbox, encode_attempt};
 use schemas::{AttemptOutcome, OutboxRecord, PostbackAttempt};
 use telemetry::kafka::lag::{self, LagContext};
@@ -48,33 +50,68 @@ struct Target {
     concurrency: Semaphore,
 }
 
-/// Unresolved offsets per (topic, partition), and the highest offset seen.
+/// Unresolved offsets per (topic, partition) this instance owns, and the highest offset seen.
 #[derive(Default)]
 struct Tracker {
-    open: HashMap<(String, i32), (BTreeSet<i64>, i64)>,
+    open: HashMap<(String, i32), Owned>,
+    /// Numbers each ownership of a partition: a job of an earlier one is stale.
+    next_epoch: u64,
+}
+
+struct Owned {
+    unresolved: BTreeSet<i64>,
+    last: i64,
+    epoch: u64,
 }
 
 impl Tracker {
-    fn opened(&mut self, topic: &str, partition: i32, offset: i64) {
-        let (set, last) = self
+    /// Records an offset read; returns the epoch of the partition's ownership.
+    fn opened(&mut self, topic: &str, partition: i32, offset: i64) -> u64 {
+        let next_epoch = &mut self.next_epoch;
+        let owned = self
             .open
             .entry((topic.to_owned(), partition))
-            .or_insert_with(|| (BTreeSet::new(), -1));
-        set.insert(offset);
-        *last = (*last).max(offset);
+            .or_insert_with(|| {
+                *next_epoch += 1;
+                Owned {
+                    unresolved: BTreeSet::new(),
+                    last: -1,
+                    epoch: *next_epoch,
+                }
+            });
+        owned.unresolved.insert(offset);
+        owned.last = owned.last.max(offset);
+        owned.epoch
     }
 
-    fn resolved(&mut self, topic: &str, partition: i32, offset: i64) {
-        if let Some((set, _)) = self.open.get_mut(&(topic.to_owned(), partition)) {
-            set.remove(&offset);
+    /// Whether the partition is still owned under `epoch`.
+    fn owns(&self, topic: &str, partition: i32, epoch: u64) -> bool {
+        self.open
+            .get(&(topic.to_owned(), partition))
+            .is_some_and(|o| o.epoch == epoch)
+    }
+
+    fn resolved(&mut self, topic: &str, partition: i32, offset: i64, epoch: u64) {
+        if let Some(owned) = self.open.get_mut(&(topic.to_owned(), partition)) {
+            if owned.epoch == epoch {
+                owned.unresolved.remove(&offset);
+            }
+        }
+    }
+
+    /// Forgets partitions this instance no longer owns: their next owner commits them, and a
+    /// commit from here would move its position (back, or past what it has not resolved).
+    fn revoked(&mut self, partitions: &[(String, i32)]) {
+        for p in partitions {
+            self.open.remove(p);
         }
     }
 
     /// The offsets that may be committed: before the first unresolved record.
     fn committable(&self) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), (set, last)) in &self.open {
-            let next = set.first().copied().unwrap_or(last + 1);
+        for ((topic, partition), owned) in &self.open {
+            let next = owned.unresolved.first().copied().unwrap_or(owned.last + 1);
             tpl.add_partition_offset(topic, *partition, Offset::Offset(next))
                 .ok();
         }
@@ -87,6 +124,8 @@ struct Job {
     topic: String,
     partition: i32,
     offset: i64,
+    /// The ownership of the partition it was read under.
+    epoch: u64,
     key: Vec<u8>,
     value: Vec<u8>,
     attempt: u32,
@@ -98,8 +137,52 @@ struct Shared {
     targets: HashMap<String, Arc<Target>>,
     producer: FutureProducer,
     http: reqwest::Client,
-    tracker: Mutex<Tracker>,
+    tracker: Arc<Mutex<Tracker>>,
     metrics: Arc<Metrics>,
+}
+
+/// The consumer's context: the lag gauge, and at a revocation, the resolved offsets of the
+/// partitions being revoked committed, then forgotten.
+struct ForwarderContext {
+    lag: LagContext,
+    tracker: Arc<Mutex<Tracker>>,
+}
+
+impl ClientContext for ForwarderContext {
+    fn stats(&self, statistics: Statistics) {
+        self.lag.stats(statistics);
+    }
+}
+
+impl ConsumerContext for ForwarderContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let revoked: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let mut tracker = self.tracker.lock().expect("tracker");
+        let mut committable = TopicPartitionList::new();
+        for e in tracker.committable().elements() {
+            if revoked.contains(&(e.topic().to_owned(), e.partition())) {
+                committable
+                    .add_partition_offset(e.topic(), e.partition(), e.offset())
+                    .ok();
+            }
+        }
+        if committable.count() > 0 {
+            // The next owner starts from here; what is still in flight here is sent again
+            // by it, under the same idempotency key.
+            if let Err(e) = consumer.commit(&committable, CommitMode::Sync) {
+                tracing::warn!(error = %e, "committing revoked partitions failed");
+            }
+        }
+        tracker.revoked(&revoked);
+        tracing::info!(partitions = revoked.len(), "partitions revoked");
+    }
 }
 
 /// Delivers until `shutdown` is set; what is unresolved then is re-read at the next start.
@@ -143,7 +226,8 @@ pub async fn run(
         ])
         .create()
         .context("creating the producer")?;
-    let consumer: StreamConsumer<LagContext> = common
+    let tracker = Arc::new(Mutex::new(Tracker::default()));
+    let consumer: StreamConsumer<ForwarderContext> = common
         .kafka
         .config(&[
             ("group.id", args.group_id.as_str()),
@@ -152,7 +236,10 @@ pub async fn run(
             ("auto.offset.reset", "earliest"),
             lag::STATISTICS_INTERVAL,
         ])
-        .create_with_context(LagContext::new(metrics.consumer_lag.clone()))
+        .create_with_context(ForwarderContext {
+            lag: LagContext::new(metrics.consumer_lag.clone()),
+            tracker: tracker.clone(),
+        })
         .context("creating the consumer")?;
     consumer.subscribe(&[&common.outbox_topic, &common.retry_topic])?;
     let shared = Arc::new(Shared {
@@ -164,7 +251,7 @@ pub async fn run(
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()?,
-        tracker: Mutex::new(Tracker::default()),
+        tracker,
         metrics,
     });
     let in_flight = Arc::new(Semaphore::new(args.max_in_flight));
@@ -204,7 +291,7 @@ pub async fn run(
     Ok(())
 }
 
-fn commit(shared: &Shared, consumer: &StreamConsumer<LagContext>) {
+fn commit(shared: &Shared, consumer: &StreamConsumer<ForwarderContext>) {
     let tpl = shared.tracker.lock().expect("tracker").committable();
     if tpl.count() > 0 {
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
@@ -214,16 +301,18 @@ fn commit(shared: &Shared, consumer: &StreamConsumer<LagContext>) {
 }
 
 fn job(shared: &Shared, m: &BorrowedMessage<'_>) -> Job {
-    shared
-        .tracker
-        .lock()
-        .expect("tracker")
-        .opened(m.topic(), m.partition(), m.offset());
+    let epoch =
+        shared
+            .tracker
+            .lock()
+            .expect("tracker")
+            .opened(m.topic(), m.partition(), m.offset());
     let from_retry = m.topic() == shared.common.retry_topic;
     Job {
         topic: m.topic().to_owned(),
         partition: m.partition(),
         offset: m.offset(),
+        epoch,
         key: m.key().unwrap_or_default().to_vec(),
         value: m.payload().unwrap_or_default().to_vec(),
         attempt: if from_retry {
@@ -248,11 +337,26 @@ async fn deliver(shared: &Shared, job: Job) {
         tracing::error!(error = %e, "postback not resolved; it will be re-read after a restart");
         return;
     }
-    shared
+    shared.tracker.lock().expect("tracker").resolved(
+        &job.topic,
+        job.partition,
+        job.offset,
+        job.epoch,
+    );
+}
+
+/// Whether the job's partition went to another instance since it was read: that instance
+/// reads the record again from the last commit, so this one lets it be, unsent.
+fn abandoned(shared: &Shared, job: &Job) -> bool {
+    let gone = !shared
         .tracker
         .lock()
         .expect("tracker")
-        .resolved(&job.topic, job.partition, job.offset);
+        .owns(&job.topic, job.partition, job.epoch);
+    if gone {
+        shared.metrics.abandoned.inc();
+    }
+    gone
 }
 
 async fn attempt(shared: &Shared, job: &Job) -> anyhow::Result<()> {
@@ -270,6 +374,9 @@ async fn attempt(shared: &Shared, job: &Job) -> anyhow::Result<()> {
         if let Ok(wait) = at.signed_duration_since(Utc::now()).to_std() {
             tokio::time::sleep(wait).await;
         }
+    }
+    if abandoned(shared, job) {
+        return Ok(());
     }
     let policy = RetryPolicy::of(&target.destination);
     let occurred_at = record.entry.event.occurred_at;
@@ -296,6 +403,9 @@ async fn attempt(shared: &Shared, job: &Job) -> anyhow::Result<()> {
         .token_wait
         .with_label_values(&[&record.destination])
         .observe(waited.elapsed().as_secs_f64());
+    if abandoned(shared, job) {
+        return Ok(());
+    }
 
     let started = Instant::now();
     let answer = send(shared, &target.destination, request).await;
@@ -532,15 +642,43 @@ mod tests {
     #[test]
     fn only_resolved_prefixes_are_committed() {
         let mut t = Tracker::default();
+        let mut epoch = 0;
         for o in [10, 11, 12] {
-            t.opened("outbox", 0, o);
+            epoch = t.opened("outbox", 0, o);
         }
-        t.resolved("outbox", 0, 11);
+        t.resolved("outbox", 0, 11, epoch);
         let at = |t: &Tracker| t.committable().elements()[0].offset();
         assert_eq!(at(&t), Offset::Offset(10));
-        t.resolved("outbox", 0, 10);
+        t.resolved("outbox", 0, 10, epoch);
         assert_eq!(at(&t), Offset::Offset(12));
-        t.resolved("outbox", 0, 12);
+        t.resolved("outbox", 0, 12, epoch);
         assert_eq!(at(&t), Offset::Offset(13));
+    }
+
+    #[test]
+    fn a_revoked_partition_is_never_committed_from_here_again() {
+        let mut t = Tracker::default();
+        let first = t.opened("outbox", 0, 5);
+        t.opened("outbox", 1, 7);
+        t.resolved("outbox", 0, 5, first);
+        t.revoked(&[("outbox".to_owned(), 0)]);
+        assert!(!t.owns("outbox", 0, first));
+        let committable: Vec<(String, i32, Offset)> = t
+            .committable()
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition(), e.offset()))
+            .collect();
+        assert_eq!(
+            committable,
+            vec![("outbox".to_owned(), 1, Offset::Offset(7))]
+        );
+        // A task of the revoked partition finishing later changes nothing, even once the
+        // partition is back: that is another ownership.
+        let again = t.opened("outbox", 0, 6);
+        assert_ne!(again, first);
+        t.resolved("outbox", 0, 6, first);
+        assert!(!t.owns("outbox", 0, first) && t.owns("outbox", 0, again));
+        assert_eq!(t.committable().count(), 2);
     }
 }

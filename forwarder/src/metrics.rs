@@ -1,7 +1,7 @@
 //! Prometheus metrics of the forwarder, served on `GET /metrics`.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 pub struct Metrics {
@@ -13,6 +13,9 @@ pub struct Metrics {
     pub dead_lettered: IntCounterVec,
     /// Postbacks held now: waiting for their time, a token, or an answer.
     pub in_flight: IntGauge,
+    /// Postbacks let go unsent because their partition moved to another instance, which
+    /// reads them again.
+    pub abandoned: IntCounter,
     /// Time spent waiting for a rate-limiter token, by destination.
     pub token_wait: HistogramVec,
     /// Records not yet consumed from the outbox and retry topics, by topic and partition.
@@ -39,6 +42,11 @@ impl Metrics {
             )
             .unwrap(),
             in_flight: IntGauge::new("in_flight", "Postbacks held now").unwrap(),
+            abandoned: IntCounter::new(
+                "abandoned_total",
+                "Postbacks let go unsent: their partition moved to another instance",
+            )
+            .unwrap(),
             token_wait: HistogramVec::new(
                 HistogramOpts::new("token_wait_seconds", "Wait for a rate-limiter token").buckets(
                     vec![0.0, 0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0],
@@ -53,6 +61,7 @@ impl Metrics {
             Box::new(m.attempts.clone()),
             Box::new(m.dead_lettered.clone()),
             Box::new(m.in_flight.clone()),
+            Box::new(m.abandoned.clone()),
             Box::new(m.token_wait.clone()),
             Box::new(m.consumer_lag.clone()),
         ];

@@ -475,3 +475,69 @@ async fn killing_the_forwarder_mid_retry_loses_nothing_and_sends_nothing_early()
         );
     }
 }
+
+/// A second forwarder joins while the first delivers: partitions move between them. Every
+/// postback is delivered, the repeats are counted, and the group's committed offsets end at
+/// the end of the outbox: the first instance, which stops last, never commits a partition it
+/// gave away (which would rewind or skip its new owner's position).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebalance_moves_partitions_without_rewinding_their_offsets() {
+    let (receiver, port) = start_receiver().await;
+    let topics = ProcessorTopics::create("fwd-rebalance").await;
+    let file = destinations_file(&topics, port);
+    let ids = enqueue(&topics, "ok", 200);
+
+    let first = ServiceProcess::forwarder(&topics, &file);
+    eventually("the first deliveries", Duration::from_secs(30), || {
+        receiver.hits("ok").len() >= 40
+    })
+    .await;
+    let second = ServiceProcess::forwarder(&topics, &file);
+    eventually("every postback delivered", Duration::from_secs(90), || {
+        let hits = receiver.hits("ok");
+        ids.iter()
+            .all(|id| hits.iter().any(|h| &h.key == id && h.status == 200))
+    })
+    .await;
+    // The one that joined stops first; the first instance, stopping last, commits at exit.
+    second.terminate();
+    first.terminate();
+
+    let hits = receiver.hits("ok");
+    let repeats = hits.len() - ids.len();
+    println!(
+        "{} postbacks, {repeats} sent again across the rebalance",
+        ids.len()
+    );
+    assert!(repeats <= ids.len() / 2, "{repeats} repeats");
+
+    use rdkafka::consumer::Consumer;
+    let group: rdkafka::consumer::BaseConsumer = tests::kafka()
+        .config(&[])
+        .set("group.id", format!("{}.forwarder", topics.group))
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..tests::processor::PARTITIONS {
+        tpl.add_partition(&topics.outbox, p);
+    }
+    let committed = group
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    for e in committed.elements() {
+        let (_, high) = group
+            .fetch_watermarks(&topics.outbox, e.partition(), Duration::from_secs(10))
+            .unwrap();
+        let at = match e.offset() {
+            rdkafka::Offset::Offset(o) => o,
+            _ if high == 0 => 0,
+            other => panic!("partition {} committed at {other:?}", e.partition()),
+        };
+        assert_eq!(
+            at,
+            high,
+            "partition {} committed at {at}, ends at {high}",
+            e.partition()
+        );
+    }
+}
