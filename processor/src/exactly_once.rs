@@ -716,6 +716,25 @@ impl Engine {
     }
 }
 
+/// Rewinds after an abort, again while Kafka fails over (a coordinator or a leader moving can
+/// take tens of seconds); gives up after two minutes, and the processor exits to be restarted.
+fn rewind_patiently<C: ConsumerContext>(
+    engine: &mut Engine,
+    consumer: &BaseConsumer<C>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match engine.rewind(consumer) {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(error = %format!("{e:#}"), "rewind failed; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e.context("rewinding after an abort")),
+        }
+    }
+}
+
 /// Runs the exactly-once loop until `shutdown` is set, then commits and leaves the group.
 pub fn run(
     config: Config,
@@ -841,7 +860,7 @@ pub fn run(
             Err(TxnError::Aborted(e)) => {
                 tracing::warn!(error = %e, "transaction aborted");
                 engine.abort();
-                if let Err(e) = engine.rewind(&consumer) {
+                if let Err(e) = rewind_patiently(&mut engine, &consumer) {
                     break Err(e);
                 }
             }

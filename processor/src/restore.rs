@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -22,6 +22,23 @@ pub struct ChangelogSource<'a> {
     pub kafka: &'a KafkaConnection,
     pub topic: &'a str,
     pub group_id: &'a str,
+}
+
+/// Errors of a broker or a leader going away, which librdkafka recovers from by itself.
+fn transient(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
+            | RDKafkaErrorCode::OperationTimedOut
+    )
 }
 
 /// The state of `partitions`, each as its changelog partition holds it now.
@@ -85,6 +102,11 @@ pub fn restore(
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 pending.remove(&p);
+            }
+            // A broker failing over: librdkafka reconnects and finds the new leaders, and the
+            // read goes on from where it was (the progress line below shows a long wait).
+            Some(Err(KafkaError::MessageConsumption(code))) if transient(code) => {
+                tracing::warn!(error = %code, "changelog read interrupted; retrying");
             }
             Some(Err(e)) => return Err(e).context("reading the changelog"),
             None => {}
