@@ -42,18 +42,21 @@ pub enum Decision {
     CurrencyMismatch { rule: String },
 }
 
-/// `amount × part / whole`, to 6 places; all of `amount` when `whole` is not positive.
+/// An exact product or quotient as money: 6 places, half away from zero.
+fn rounded(exact: Decimal) -> Result<Money, MoneyError> {
+    Money::from_decimal(exact.round_dp_with_strategy(SCALE, RoundingStrategy::MidpointAwayFromZero))
+}
+
+/// `amount × part / whole`; all of `amount` when `whole` is not positive.
 fn share(amount: Money, part: Money, whole: Money) -> Result<Money, MoneyError> {
     if !whole.is_positive() {
         return Ok(amount);
     }
-    let exact = amount.to_decimal() * part.to_decimal() / whole.to_decimal();
-    Money::from_decimal(exact.round_dp_with_strategy(SCALE, RoundingStrategy::MidpointAwayFromZero))
+    rounded(amount.to_decimal() * part.to_decimal() / whole.to_decimal())
 }
 
 fn percent_of(p: Decimal, amount: Money) -> Result<Money, MoneyError> {
-    let exact = amount.to_decimal() * p / Decimal::ONE_HUNDRED;
-    Money::from_decimal(exact.round_dp_with_strategy(SCALE, RoundingStrategy::MidpointAwayFromZero))
+    rounded(amount.to_decimal() * p / Decimal::ONE_HUNDRED)
 }
 
 /// A fixed amount of `rule` for an event in `event_currency`: its currency, or the mismatch.

@@ -45,6 +45,18 @@ pub struct GateArgs {
     pub json: Option<PathBuf>,
 }
 
+impl GateArgs {
+    /// Every flag at its default: the thresholds of the rollout checklist.
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            gate: GateArgs,
+        }
+        <Defaults as clap::Parser>::parse_from(["gate"]).gate
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
@@ -54,7 +66,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Pass => "PASS",
             Verdict::Fail => "FAIL",
@@ -441,7 +453,7 @@ mod tests {
     }
 
     fn defaults() -> GateArgs {
-        Cli::parse_from(["gate"]).gate
+        GateArgs::defaults()
     }
 
     fn verdict_of(checks: &[Check], scope: &str, kpi: Kpi) -> Verdict {

@@ -2,7 +2,6 @@
 //! stay decimal text, as ClickHouse computed them; nothing is summed across currencies.
 
 use anyhow::Context;
-use clap::Parser;
 use clickhouse::Row;
 use serde::Deserialize;
 
@@ -68,12 +67,6 @@ pub struct View {
     pub gate: Result<Gate, String>,
 }
 
-#[derive(Parser)]
-struct Defaults {
-    #[command(flatten)]
-    gate: GateArgs,
-}
-
 impl View {
     pub async fn read(warehouse: &Warehouse, days: u32) -> anyhow::Result<Self> {
         let ch = warehouse.client()?;
@@ -135,8 +128,7 @@ impl View {
             .fetch_all()
             .await
             .context("postback health")?;
-        let defaults = Defaults::parse_from(["gate"]).gate;
-        let gate = gate::run(&defaults, warehouse)
+        let gate = gate::run(&GateArgs::defaults(), warehouse)
             .await
             .map_err(|e| format!("{e:#}"));
         Ok(Self {

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::data::View;
-use crate::gate::Verdict;
 use crate::recon::render::escape;
 
 /// Bars per day, negative ones below the axis; the amounts as tooltips and, while they fit,
@@ -186,21 +185,13 @@ table{{border-collapse:collapse;background:#fff;font-size:13px}} td,th{{border:1
     p += "<h2>Rollout gate, 7 days</h2>";
     match &v.gate {
         Ok(g) => {
-            let verdict = if g.verdict == Verdict::Fail {
-                "FAIL"
-            } else {
-                "PASS"
-            };
+            let verdict = g.verdict.as_str();
             let _ = write!(
                 p,
                 "<div class=verdict>Verdict: <span class={verdict}>{verdict}</span></div><table><tr><th>scope</th><th>KPI</th><th>value</th><th>threshold</th><th>verdict</th></tr>"
             );
             for c in &g.checks {
-                let verdict = match c.verdict {
-                    Verdict::Pass => "PASS",
-                    Verdict::Fail => "FAIL",
-                    Verdict::NoData => "NO DATA",
-                };
+                let verdict = c.verdict.as_str();
                 let value = c
                     .value
                     .map_or("-".to_owned(), |v| format!("{v:.2} {}", c.unit));
