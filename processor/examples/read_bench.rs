@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
     let registry = SchemaRegistryConnection::new(url).client()?;
     let subject = "bench.read.v1-value";
     let id = tokio::runtime::Runtime::new()?
-        .block_on(registry.register(subject, schemas::avro::PUBLISHED_SCHEMAS[0].1))?;
+        .block_on(registry.register(subject, schemas::avro::current_schema_json()))?;
 
     let event = samples::sale();
     let single = SingleObjectCodec::new().encode(&event)?;

@@ -363,12 +363,14 @@ impl PartitionLedger {
 }
 
 fn base_entry(
-    event: TrackingEvent,
+    mut event: TrackingEvent,
     conversion_key: String,
     status: ConversionStatus,
     at: Position,
     now: DateTime<Utc>,
 ) -> LedgerEntry {
+    // A click's quality flags are the entry's: the ledger embeds the event without them.
+    let flags = std::mem::take(&mut event.quality_flags);
     LedgerEntry {
         conversion_key,
         link_status: LinkStatus::None,
@@ -379,7 +381,7 @@ fn base_entry(
         conversion_status: status,
         net_revenue: Money::ZERO,
         net_payout: Money::ZERO,
-        flags: Vec::new(),
+        flags,
         recorded_at: now,
         input_partition: at.partition,
         input_offset: at.offset,
@@ -963,6 +965,19 @@ mod tests {
         assert_eq!(report.receipts[0].event_id, "r1");
         assert_eq!(report.changed.len(), 1);
         assert!(f.ledger.report_orphans(i64::MAX, now()).receipts.is_empty());
+    }
+
+    #[test]
+    fn a_clicks_quality_flags_become_its_entrys_flags() {
+        let mut f = Fixture::new();
+        let mut click = samples::click();
+        click.quality_flags = vec![
+            schemas::quality::BOT_USER_AGENT.into(),
+            schemas::quality::DATACENTER_IP.into(),
+        ];
+        let e = f.entry(click);
+        assert_eq!(e.flags, ["BOT_USER_AGENT", "DATACENTER_IP"]);
+        assert!(e.event.quality_flags.is_empty());
     }
 
     #[test]

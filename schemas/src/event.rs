@@ -167,6 +167,9 @@ pub struct TrackingEvent {
     pub route: String,
     pub delivery_attempt: Option<i32>,
     pub attributes: BTreeMap<String, String>,
+    /// Traffic-quality flags of a click (contract v2; see [`crate::quality`]). Not part of
+    /// the event as the ledger embeds it: the processor moves them to the entry's `flags`.
+    pub quality_flags: Vec<String>,
 }
 
 impl TrackingEvent {
@@ -225,6 +228,7 @@ impl TrackingEvent {
             route: route.into(),
             delivery_attempt: None,
             attributes: BTreeMap::new(),
+            quality_flags: Vec::new(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod money;
 pub mod offers;
 pub mod privacy;
+pub mod quality;
 pub mod quarantine;
 pub mod samples;
 pub mod template;

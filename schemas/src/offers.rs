@@ -52,6 +52,9 @@ pub struct Offer {
     /// What the offer pays its affiliates where an event carries no payout of its own.
     #[serde(default)]
     pub payout: Option<PayoutFile>,
+    /// A conversion sooner than this after its click is flagged too fast (0: never).
+    #[serde(default)]
+    pub min_conversion_seconds: Option<u32>,
 }
 
 /// A payout rule as written in the file: amounts as strings, so that they stay exact. An
@@ -175,11 +178,37 @@ impl Default for Attribution {
     }
 }
 
+/// Click-quality thresholds of the `[quality]` table, for the sink's views. 0 turns a
+/// check off, which is every default: the right thresholds depend on the traffic (one IP can
+/// be a carrier's NAT), so the operator sets them (docs/ANALYST_GUIDE.md#traffic-quality).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Quality {
+    /// More clicks than this from one IP hash within a minute are flagged FLOOD_IP.
+    #[serde(default)]
+    pub flood_clicks_per_minute_per_ip: u32,
+    /// ... from one affiliate's sub1: FLOOD_SUB_ID.
+    #[serde(default)]
+    pub flood_clicks_per_minute_per_sub_id: u32,
+    /// ... from one affiliate: FLOOD_AFFILIATE.
+    #[serde(default)]
+    pub flood_clicks_per_minute_per_affiliate: u32,
+    /// A click this many seconds or less after one with the same IP hash, user agent and
+    /// offer is flagged DUPLICATE_CLICK.
+    #[serde(default)]
+    pub duplicate_click_seconds: u32,
+    /// Offers without their own `min_conversion_seconds` use this one.
+    #[serde(default)]
+    pub min_conversion_seconds: u32,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Offers {
     #[serde(default)]
     attribution: Attribution,
+    #[serde(default)]
+    quality: Quality,
     #[serde(default)]
     offers: BTreeMap<String, Offer>,
     /// Checked payout rules: (offer, None) for the offer's, (offer, Some(affiliate)) for an
@@ -288,6 +317,18 @@ impl Offers {
         self.attribution.window_days
     }
 
+    /// The click-quality thresholds.
+    pub fn quality(&self) -> Quality {
+        self.quality
+    }
+
+    /// The offers that set their own least click-to-conversion time.
+    pub fn conversion_minimums(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.offers
+            .iter()
+            .filter_map(|(id, o)| Some((id.as_str(), o.min_conversion_seconds?)))
+    }
+
     /// The offers that set their own window.
     pub fn windows(&self) -> impl Iterator<Item = (&str, u32)> {
         self.offers
@@ -317,6 +358,35 @@ mod tests {
         assert_eq!(
             landing_url(offers.landing("k").unwrap(), &click),
             "https://o.example/lp?cid=clk%5F01&s1=a%20b%26c&s2="
+        );
+    }
+
+    #[test]
+    fn quality_thresholds_default_to_off_and_unknown_ones_are_refused() {
+        assert_eq!(Offers::parse("").unwrap().quality(), Quality::default());
+        let offers = Offers::parse(
+            "[quality]\nflood_clicks_per_minute_per_ip = 30\nduplicate_click_seconds = 10\n\
+             min_conversion_seconds = 5\n[offers.k]\nmin_conversion_seconds = 60\n[offers.j]\n",
+        )
+        .unwrap();
+        let q = offers.quality();
+        assert_eq!(
+            (
+                q.flood_clicks_per_minute_per_ip,
+                q.flood_clicks_per_minute_per_sub_id,
+                q.duplicate_click_seconds,
+                q.min_conversion_seconds
+            ),
+            (30, 0, 10, 5)
+        );
+        assert_eq!(
+            offers.conversion_minimums().collect::<Vec<_>>(),
+            [("k", 60)]
+        );
+        let typo = Offers::parse("[quality]\nflood_clicks_per_minute = 3\n").unwrap_err();
+        assert!(
+            typo.contains("unknown field `flood_clicks_per_minute`"),
+            "{typo}"
         );
     }
 

@@ -304,6 +304,7 @@ pub(crate) fn check_fields(r: &mut Report, e: &TrackingEvent) {
     if e.attributes.len() > MAX_ATTRIBUTES {
         r.push("attributes", format!("more than {MAX_ATTRIBUTES} entries"));
     }
+    check_quality_flags(r, e);
     for (k, v) in &e.attributes {
         if k.is_empty() || k.len() > 64 || !k.chars().all(is_id_char) {
             r.push(
@@ -315,6 +316,30 @@ pub(crate) fn check_fields(r: &mut Report, e: &TrackingEvent) {
                 format!("attributes.{k}"),
                 format!("longer than {MAX_TEXT_LEN} bytes"),
             );
+        }
+    }
+}
+
+fn check_quality_flags(r: &mut Report, e: &TrackingEvent) {
+    if e.quality_flags.is_empty() {
+        return;
+    }
+    if e.event_name != EventName::Click {
+        r.push("quality_flags", "only a CLICK carries quality flags");
+        return;
+    }
+    for (i, flag) in e.quality_flags.iter().enumerate() {
+        if !crate::quality::is_event_flag(flag) {
+            let shown: String = flag.chars().take(64).collect();
+            r.push(
+                "quality_flags",
+                format!(
+                    "unknown flag {shown:?}; an event may carry {}",
+                    crate::quality::EVENT_FLAGS.join(", ")
+                ),
+            );
+        } else if e.quality_flags[..i].contains(flag) {
+            r.push("quality_flags", format!("{flag} is repeated"));
         }
     }
 }

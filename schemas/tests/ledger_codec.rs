@@ -142,14 +142,24 @@ fn receipts_round_trip_and_apache_avro_reads_them() {
 }
 
 #[test]
-fn the_entry_embeds_the_current_event_schema() {
+fn the_entry_embeds_the_v1_event_schema() {
+    // The ledger keeps an event's quality flags in the entry's own `flags`, so the entry
+    // embeds contract v1, which is the current contract without its `quality_flags`.
+    let v1_event = &schemas::avro::published_versions()[0].schema;
     for version in [entry_schema(), entry_v1_schema()] {
         let Schema::Record(entry) = &version.schema else {
             panic!("not a record")
         };
         let event = entry.fields.iter().find(|f| f.name == "event").unwrap();
-        assert_eq!(event.schema, current_schema().schema);
+        assert_eq!(&event.schema, v1_event);
     }
+    let (Schema::Record(v1), Schema::Record(current)) = (v1_event, &current_schema().schema) else {
+        panic!("not records")
+    };
+    let mut names: Vec<_> = v1.fields.iter().map(|f| f.name.as_str()).collect();
+    names.push("quality_flags");
+    let current_names: Vec<_> = current.fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(current_names, names);
     // v2 is v1 and two fields after it, with defaults: a v2 reader reads v1 records.
     let (Schema::Record(v1), Schema::Record(v2)) =
         (&entry_v1_schema().schema, &entry_schema().schema)

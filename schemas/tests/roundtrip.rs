@@ -107,6 +107,7 @@ prop_compose! {
         rebill in proptest::option::of(1i32..100),
         is_test in any::<bool>(),
         attrs in proptest::collection::btree_map("[a-z]{1,8}", "[ -~]{0,16}", 0..4),
+        flags in proptest::sample::subsequence(schemas::quality::EVENT_FLAGS.to_vec(), 0..=2),
     ) -> TrackingEvent {
         let t = chrono::DateTime::from_timestamp_millis(occurred).unwrap();
         let mut e = TrackingEvent::new(id, name, t, t, "first_party", "/v1/events");
@@ -119,6 +120,7 @@ prop_compose! {
         e.rebill_sequence = rebill;
         e.is_test = is_test;
         e.attributes = attrs;
+        e.quality_flags = flags.into_iter().map(String::from).collect();
         e
     }
 }

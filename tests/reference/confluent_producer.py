@@ -85,6 +85,7 @@ def event(run, event_id, name, order, minute, revenue, payout, currency="USD"):
         "route": "kafka:checkout",
         "delivery_attempt": None,
         "attributes": {"producer": "confluent-kafka-python"},
+        "quality_flags": [],
     }
 
 

@@ -44,7 +44,7 @@ async fn the_contract_registers_once_under_backward_and_a_breaking_change_is_ref
     // What the registry hands back under the events' id is the contract, by canonical form.
     let id = first
         .iter()
-        .find(|r| r.subject == EVENTS_SUBJECT)
+        .rfind(|r| r.subject == EVENTS_SUBJECT)
         .unwrap()
         .id;
     let held = registry.schema_by_id(id).await.unwrap();
@@ -108,8 +108,10 @@ fn sale(id: &str, revenue: &str) -> TrackingEvent {
     e
 }
 
-/// Registers the contract (and, when given, a newer schema) under the private topic's
-/// subject: TopicNameStrategy, as a producer's serializer would.
+/// Registers the contract's published versions in order (and, when given, a newer schema)
+/// under the private topic's subject: TopicNameStrategy, as `trackctl schema register` does
+/// for the real topic. Returns the current version's id (what `encode_confluent` writes),
+/// and the newer schema's.
 async fn register_for(topic: &str, extra: Option<&str>) -> (u32, Option<u32>) {
     let registry = tests::registry();
     let subject = format!("{topic}-value");
@@ -117,15 +119,15 @@ async fn register_for(topic: &str, extra: Option<&str>) -> (u32, Option<u32>) {
         .set_compatibility(&subject, "BACKWARD")
         .await
         .unwrap();
-    let v1 = registry
-        .register(&subject, PUBLISHED_SCHEMAS[0].1)
-        .await
-        .unwrap();
+    let mut current = 0;
+    for (_, json) in PUBLISHED_SCHEMAS {
+        current = registry.register(&subject, json).await.unwrap();
+    }
     let newer = match extra {
         Some(json) => Some(registry.register(&subject, json).await.unwrap()),
         None => None,
     };
-    (v1, newer)
+    (current, newer)
 }
 
 fn quarantined(topic: &str) -> Vec<QuarantineRecord> {
@@ -142,8 +144,10 @@ fn metric(text: &str, name: &str, labels: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn both_framings_meet_the_same_rules_and_bad_records_are_quarantined_with_reasons() {
     let topics = ProcessorTopics::create("reg-frames").await;
-    // A producer's v2: one optional field appended, which the contract's reader skips.
-    let mut v2: serde_json::Value = serde_json::from_str(PUBLISHED_SCHEMAS[0].1).unwrap();
+    // A producer's own newer version: one optional field appended, which the contract's
+    // reader skips.
+    let mut v2: serde_json::Value =
+        serde_json::from_str(PUBLISHED_SCHEMAS.last().unwrap().1).unwrap();
     v2["fields"].as_array_mut().unwrap().push(serde_json::json!(
         {"name": "loyalty_tier", "type": ["null", "string"], "default": null}
     ));
@@ -164,11 +168,23 @@ async fn both_framings_meet_the_same_rules_and_bad_records_are_quarantined_with_
         &conversion_key(&single),
         &encode_confluent(id, &single).unwrap(),
     );
-    // Written with v2: its datum is v1's plus the union branch 1 and the string "gold".
+    // Written with the producer's version: its datum is the contract's plus the union branch 1
+    // and the string "gold".
     let newer = sale("reg-v2-1", "7.25");
     let mut bytes = encode_confluent(v2_id, &newer).unwrap();
     bytes.extend_from_slice(&[2, 8, b'g', b'o', b'l', b'd']);
     producer.send_raw(&conversion_key(&newer), &bytes);
+    // A producer still on contract v1 (its registry id: registering it again names it).
+    let v1_id = tests::registry()
+        .register(&format!("{}-value", topics.input), PUBLISHED_SCHEMAS[0].1)
+        .await
+        .unwrap();
+    assert_ne!(v1_id, id);
+    let old = sale("reg-v1-1", "3.10");
+    let mut bytes = vec![0];
+    bytes.extend_from_slice(&v1_id.to_be_bytes());
+    schemas::avro::datum::write_event_body(&old, &mut bytes).unwrap();
+    producer.send_raw(&conversion_key(&old), &bytes);
     // A schema id the registry never gave.
     let unknown_id = 2_000_000_000;
     producer.send_raw(
@@ -221,6 +237,7 @@ async fn both_framings_meet_the_same_rules_and_bad_records_are_quarantined_with_
         BTreeMap::from([
             ("reg-c-1".to_owned(), "49.99".to_owned()),
             ("reg-s-1".to_owned(), "19.5".to_owned()),
+            ("reg-v1-1".to_owned(), "3.1".to_owned()),
             ("reg-v2-1".to_owned(), "7.25".to_owned()),
         ])
     );
@@ -256,15 +273,15 @@ async fn both_framings_meet_the_same_rules_and_bad_records_are_quarantined_with_
             _ => {}
         }
     }
-    // Each known id was asked for once, whatever the number of records; the unknown one
-    // once too, then remembered.
+    // Each known id (v1, the current contract, the producer's own) was asked for once,
+    // whatever the number of records; the unknown one once too, then remembered.
     assert_eq!(
         metric(
             &metrics,
             "processor_schema_registry_requests_total",
             r#"result="ok""#
         ),
-        2,
+        3,
         "{metrics}"
     );
     assert_eq!(

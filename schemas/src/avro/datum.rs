@@ -104,8 +104,17 @@ pub(crate) fn string_map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) {
     long(out, 0);
 }
 
-/// Appends the datum of `e` (without the single-object header) to `out`.
+/// Appends the datum of `e` (without the single-object header) to `out`, in the current
+/// schema's shape.
 pub fn write_event(e: &TrackingEvent, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    write_event_body(e, out)?;
+    string_array(out, &e.quality_flags);
+    Ok(())
+}
+
+/// The fields of contract v1, which the ledger entry embeds (and the content fingerprint
+/// covers): v2 only appended `quality_flags`.
+pub fn write_event_body(e: &TrackingEvent, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     string(out, &e.event_id);
     long(out, i64::from(e.event_name.index()));
     timestamp(out, e.occurred_at);
@@ -367,7 +376,15 @@ impl<'a> Reader<'a> {
 }
 
 /// Reads the datum of an event written with the current schema.
+/// Reads a datum of the current schema.
 pub fn read_event(r: &mut Reader<'_>) -> Result<TrackingEvent, DecodeError> {
+    let mut event = read_event_body(r)?;
+    event.quality_flags = r.at("quality_flags").string_array()?;
+    Ok(event)
+}
+
+/// Reads the fields of contract v1 (the event a ledger entry embeds).
+pub fn read_event_body(r: &mut Reader<'_>) -> Result<TrackingEvent, DecodeError> {
     let event_id = r.at("event_id").string()?;
     let event_name = r.at("event_name").symbol(EventName::ALL)?;
     let occurred_at = r.at("occurred_at").timestamp()?;
@@ -439,6 +456,7 @@ pub fn read_event(r: &mut Reader<'_>) -> Result<TrackingEvent, DecodeError> {
         route: r.at("route").string()?,
         delivery_attempt: r.at("delivery_attempt").opt_int()?,
         attributes: r.at("attributes").string_map()?,
+        quality_flags: Vec::new(),
     })
 }
 

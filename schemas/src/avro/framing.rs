@@ -210,22 +210,35 @@ mod tests {
     #[test]
     fn a_registry_copy_of_the_contract_reads_directly() {
         // A registry may hand the schema back reformatted: compact, without docs.
-        let mut json: serde_json::Value =
-            serde_json::from_str(crate::avro::PUBLISHED_SCHEMAS[0].1).unwrap();
+        let (version, current) = *crate::avro::PUBLISHED_SCHEMAS.last().unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(current).unwrap();
         strip_docs(&mut json);
         let writer = WriterSchema::from_json(&json.to_string()).unwrap();
-        assert_eq!(writer.version(), Some(1));
+        assert_eq!(writer.version(), Some(version));
         assert!(matches!(writer.how, How::Current));
-        let event = samples::sale();
+        let mut event = samples::click();
+        event.quality_flags = vec![crate::quality::BOT_USER_AGENT.into()];
         let bytes = encode_confluent(7, &event).unwrap();
         assert_eq!(writer.read(&bytes[CONFLUENT_HEADER_LEN..]).unwrap(), event);
     }
 
     #[test]
+    fn a_v1_record_reads_with_no_quality_flags() {
+        let writer = WriterSchema::from_json(crate::avro::PUBLISHED_SCHEMAS[0].1).unwrap();
+        assert_eq!(writer.version(), Some(1));
+        assert!(matches!(writer.how, How::Published(_)));
+        let event = samples::click();
+        let mut v1 = Vec::new();
+        datum::write_event_body(&event, &mut v1).unwrap();
+        assert_eq!(writer.read(&v1).unwrap(), event);
+        assert!(event.quality_flags.is_empty());
+    }
+
+    #[test]
     fn a_newer_compatible_schema_is_resolved_and_an_incompatible_one_refused() {
         let mut json: serde_json::Value =
-            serde_json::from_str(crate::avro::PUBLISHED_SCHEMAS[0].1).unwrap();
-        // A producer's v2 that appends a field: our reader ignores it.
+            serde_json::from_str(crate::avro::PUBLISHED_SCHEMAS.last().unwrap().1).unwrap();
+        // A producer's own version that appends a field: our reader ignores it.
         json["fields"]
             .as_array_mut()
             .unwrap()
@@ -243,7 +256,7 @@ mod tests {
 
         // One that drops a field the contract requires without a default cannot be read.
         let mut broken: serde_json::Value =
-            serde_json::from_str(crate::avro::PUBLISHED_SCHEMAS[0].1).unwrap();
+            serde_json::from_str(crate::avro::PUBLISHED_SCHEMAS.last().unwrap().1).unwrap();
         broken["fields"].as_array_mut().unwrap().remove(0);
         assert!(matches!(
             WriterSchema::from_json(&broken.to_string()),

@@ -119,7 +119,7 @@ fn write_entry(e: &LedgerEntry, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     timestamp(out, e.recorded_at);
     long(out, i64::from(e.input_partition));
     long(out, e.input_offset);
-    datum::write_event(&e.event, out)
+    datum::write_event_body(&e.event, out)
 }
 
 /// An entry written with v2, or with v1 (whose payout source reads as NONE, or EVENT for a
@@ -150,7 +150,7 @@ fn read_entry(r: &mut Reader<'_>) -> Result<LedgerEntry, DecodeError> {
         recorded_at: r.at("recorded_at").timestamp()?,
         input_partition: r.at("input_partition").int()?,
         input_offset: r.at("input_offset").long()?,
-        event: datum::read_event(r)?,
+        event: datum::read_event_body(r)?,
         payout_source: PayoutSource::None,
         payout_rule: None,
     })
@@ -290,7 +290,7 @@ pub fn content_fingerprint(e: &TrackingEvent) -> Result<u64, EncodeError> {
     stamped_free.received_at = chrono::DateTime::UNIX_EPOCH;
     stamped_free.route.clear();
     stamped_free.delivery_attempt = None;
-    datum::write_event(&stamped_free, &mut copy_free)?;
+    datum::write_event_body(&stamped_free, &mut copy_free)?;
     Ok(fnv1a64(&copy_free))
 }
 

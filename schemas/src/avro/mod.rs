@@ -31,8 +31,10 @@ pub const MONEY_PRECISION: u32 = crate::money::PRECISION;
 /// Every published version of the tracking-event schema, oldest first. Published files are
 /// never edited; a change is a new file, and `tests/compatibility.rs` checks it can read all
 /// the data written before it.
-pub const PUBLISHED_SCHEMAS: &[(u32, &str)] =
-    &[(1, include_str!("../../avro/tracking_event.v1.avsc"))];
+pub const PUBLISHED_SCHEMAS: &[(u32, &str)] = &[
+    (1, include_str!("../../avro/tracking_event.v1.avsc")),
+    (2, include_str!("../../avro/tracking_event.v2.avsc")),
+];
 
 pub(crate) const SINGLE_OBJECT_MARKER: [u8; 2] = [0xC3, 0x01];
 pub(crate) const HEADER_LEN: usize = 10;
@@ -156,6 +158,14 @@ static VERSIONS: LazyLock<Vec<SchemaVersion>> = LazyLock::new(|| {
 /// The schema this build writes, the newest published version.
 pub fn current_schema() -> &'static SchemaVersion {
     VERSIONS.last().expect("at least one published schema")
+}
+
+/// The published file of the schema this build writes, as a producer registers it.
+pub fn current_schema_json() -> &'static str {
+    PUBLISHED_SCHEMAS
+        .last()
+        .expect("at least one published schema")
+        .1
 }
 
 /// All published schema versions, oldest first.
@@ -415,6 +425,10 @@ pub fn to_value(e: &TrackingEvent) -> Result<Value, EncodeError> {
                     .collect(),
             ),
         ),
+        (
+            "quality_flags",
+            Value::Array(e.quality_flags.iter().cloned().map(Value::String).collect()),
+        ),
     ];
     Ok(Value::Record(
         fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
@@ -425,6 +439,14 @@ pub fn to_value(e: &TrackingEvent) -> Result<Value, EncodeError> {
 struct Fields(HashMap<String, Value>);
 
 impl Fields {
+    /// An array of strings.
+    fn strings(&mut self, field: &str) -> Result<Vec<String>, DecodeError> {
+        match self.take(field)? {
+            Value::Array(items) => items.into_iter().map(|v| as_string(field, v)).collect(),
+            v => Err(Self::err(field, format!("expected array, got {v:?}"))),
+        }
+    }
+
     fn err(field: &str, reason: impl Into<String>) -> DecodeError {
         DecodeError::Field {
             field: field.to_owned(),
@@ -553,18 +575,8 @@ pub fn from_value(value: Value) -> Result<TrackingEvent, DecodeError> {
     let payout_status = f.opt_symbol("payout_status")?;
     let refund_status = f.opt_symbol("refund_status")?;
     let consent_state = f.symbol("consent_state")?;
-    let data_minimization = match f.take("data_minimization")? {
-        Value::Array(items) => items
-            .into_iter()
-            .map(|v| as_string("data_minimization", v))
-            .collect::<Result<Vec<_>, _>>()?,
-        v => {
-            return Err(Fields::err(
-                "data_minimization",
-                format!("expected array, got {v:?}"),
-            ))
-        }
-    };
+    let data_minimization = f.strings("data_minimization")?;
+    let quality_flags = f.strings("quality_flags")?;
     let attributes = match f.take("attributes")? {
         Value::Map(m) => m
             .into_iter()
@@ -627,6 +639,7 @@ pub fn from_value(value: Value) -> Result<TrackingEvent, DecodeError> {
         route: f.string("route")?,
         delivery_attempt: f.opt_int("delivery_attempt")?,
         attributes,
+        quality_flags,
     })
 }
 

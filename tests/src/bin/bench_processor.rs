@@ -224,7 +224,7 @@ fn framing(conversions: usize, rounds: usize, baseline_bin: Option<&str>) -> any
     let id = runtime().block_on(async {
         registry.set_compatibility(&subject, "BACKWARD").await?;
         registry
-            .register(&subject, schemas::avro::PUBLISHED_SCHEMAS[0].1)
+            .register(&subject, schemas::avro::current_schema_json())
             .await
     })?;
     let scenario = Scenario::mixed("bench", conversions);
