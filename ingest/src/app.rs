@@ -30,6 +30,8 @@ use crate::quarantine::Quarantine;
 use crate::routes;
 use crate::spool::Spool;
 use schemas::offers::Offers;
+
+use crate::quality::ClickQuality;
 use schemas::privacy::PiiHasher;
 
 pub use crate::error::{ApiError, AuthFailed, RETRY_AFTER_SECONDS};
@@ -50,6 +52,7 @@ pub struct AppState {
     pub auth_failures: AuthFailureLimiter,
     pub ceilings: AmountCeilings,
     pub proxies: TrustedProxies,
+    pub quality: ClickQuality,
 }
 
 impl AppState {
@@ -58,6 +61,10 @@ impl AppState {
         let metrics = Arc::new(Metrics::new());
         let offers = Offers::load(&config.offers_file, "INGEST_OFFERS_FILE")?;
         let ceilings = AmountCeilings::new(config.max_amount, &config.max_amount_for)?;
+        let quality = ClickQuality::new(&config.datacenter_ranges)?;
+        if !config.datacenter_ranges.is_empty() {
+            tracing::info!(networks = quality.networks, "data-centre ranges read");
+        }
         let quarantine_key = QuarantineKey::new(&config.quarantine_key)?;
         let spool = Arc::new(
             Spool::open(&config.spool_dir, config.spool_max_bytes).map_err(|e| {
@@ -103,6 +110,7 @@ impl AppState {
             auth_failures: AuthFailureLimiter::new(config.auth_failures_per_minute),
             proxies: TrustedProxies::new(config.trusted_proxies.clone()),
             ceilings,
+            quality,
             hasher: PiiHasher::new(config.pii_key.as_bytes()),
             codec: SingleObjectCodec::new(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),

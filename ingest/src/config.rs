@@ -153,6 +153,12 @@ pub struct Config {
     #[arg(long, env = "INGEST_SPOOL_MAX_BYTES", default_value_t = 1 << 30)]
     pub spool_max_bytes: u64,
 
+    /// Data-centre and cloud IP range files, comma-separated: one CIDR network per line,
+    /// then an optional label; `#` starts a comment. A click from inside one is flagged
+    /// DATACENTER_IP. None by default.
+    #[arg(long, env = "INGEST_DATACENTER_RANGES", value_delimiter = ',')]
+    pub datacenter_ranges: Vec<PathBuf>,
+
     /// Mark the click cookie `Secure` (serve over HTTPS).
     #[arg(long, env = "INGEST_SECURE_COOKIE", default_value_t = false)]
     pub secure_cookie: bool,

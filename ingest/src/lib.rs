@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod producer;
+pub mod quality;
 pub mod quarantine;
 pub mod routes;
 pub mod spool;

@@ -33,6 +33,10 @@ pub struct Metrics {
     pub connections_closed: IntCounterVec,
     /// Bytes in the click spool.
     pub spool_bytes: IntGauge,
+    /// Clicks assessed at the door, by quality: `clean`, or `suspect` (one flag or more).
+    pub clicks: IntCounterVec,
+    /// Flags set on clicks at the door, by flag (BOT_USER_AGENT, DATACENTER_IP).
+    pub click_flags: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -105,6 +109,29 @@ impl Metrics {
         )
         .unwrap();
         let spool_bytes = IntGauge::new("spool_bytes", "Bytes in the click spool").unwrap();
+        let clicks = IntCounterVec::new(
+            Opts::new(
+                "clicks_total",
+                "Clicks assessed at the door, by quality (clean, suspect)",
+            ),
+            &["quality"],
+        )
+        .unwrap();
+        let click_flags = IntCounterVec::new(
+            Opts::new(
+                "click_flags_total",
+                "Quality flags set on clicks at the door, by flag",
+            ),
+            &["flag"],
+        )
+        .unwrap();
+        // Both qualities exist from the start, so that a rate of suspect clicks is 0, not absent.
+        for quality in ["clean", "suspect"] {
+            clicks.with_label_values(&[quality]);
+        }
+        for flag in schemas::quality::EVENT_FLAGS {
+            click_flags.with_label_values(&[flag]);
+        }
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ack_seconds.clone()),
@@ -119,6 +146,8 @@ impl Metrics {
             Box::new(open_connections.clone()),
             Box::new(connections_closed.clone()),
             Box::new(spool_bytes.clone()),
+            Box::new(clicks.clone()),
+            Box::new(click_flags.clone()),
         ] {
             registry.register(c).expect("metric registers once");
         }
@@ -137,6 +166,17 @@ impl Metrics {
             open_connections,
             connections_closed,
             spool_bytes,
+            clicks,
+            click_flags,
+        }
+    }
+
+    /// One click assessed at the door, with the flags it got.
+    pub fn count_click(&self, flags: &[String]) {
+        let quality = if flags.is_empty() { "clean" } else { "suspect" };
+        self.clicks.with_label_values(&[quality]).inc();
+        for flag in flags {
+            self.click_flags.with_label_values(&[flag]).inc();
         }
     }
 

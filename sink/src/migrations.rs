@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(10, "0010_attribution_windows"),
     migration!(11, "0011_payout_source"),
     migration!(12, "0012_gate"),
+    migration!(13, "0013_click_quality"),
 ];
 
 impl Migration {

@@ -1,7 +1,8 @@
 //! The settings the analyst views read from ClickHouse itself: the reporting currency, how
-//! old an exchange rate may be, and the offers' attribution windows. The sink writes them at
-//! each start, after the migrations; the views use the latest start's, so a restart with
-//! other settings changes every report at once.
+//! old an exchange rate may be, and the offers' attribution windows, click-quality thresholds
+//! and least click-to-conversion times. The sink writes them at each start, after the
+//! migrations; the views use the latest start's, so a restart with other settings changes
+//! every report at once.
 
 use std::path::{Path, PathBuf};
 
@@ -25,8 +26,9 @@ pub struct Reporting {
     #[arg(long, env = "FX_MAX_RATE_AGE_DAYS", default_value_t = 7,
           value_parser = clap::value_parser!(u16).range(0..=366))]
     pub fx_max_rate_age_days: u16,
-    /// The offers file, for its attribution windows (the file ingest reads). Default:
-    /// config/offers.toml when it exists, else a 30-day window for every offer.
+    /// The offers file, for its attribution windows and click-quality thresholds (the file
+    /// ingest reads). Default: config/offers.toml when it exists, else a 30-day window for
+    /// every offer and no quality thresholds.
     #[arg(long, env = "SINK_OFFERS_FILE")]
     pub offers_file: Option<PathBuf>,
 }
@@ -52,6 +54,25 @@ struct Window<'a> {
     /// '' for the default.
     offer_id: &'a str,
     window_days: u32,
+}
+
+#[derive(Debug, Row, Serialize)]
+struct QualitySettings {
+    #[serde(with = "millis")]
+    set_at: DateTime<Utc>,
+    flood_ip_per_minute: u32,
+    flood_sub_id_per_minute: u32,
+    flood_affiliate_per_minute: u32,
+    duplicate_click_seconds: u32,
+}
+
+#[derive(Debug, Row, Serialize)]
+struct ConversionMinimum<'a> {
+    #[serde(with = "millis")]
+    set_at: DateTime<Utc>,
+    /// '' for the default.
+    offer_id: &'a str,
+    min_seconds: u32,
 }
 
 impl Reporting {
@@ -92,11 +113,39 @@ impl Reporting {
                 .await?;
         }
         insert.end().await.context("writing attribution_windows")?;
+        let quality = offers.quality();
+        let mut insert = client.insert::<QualitySettings>("quality_settings").await?;
+        insert
+            .write(&QualitySettings {
+                set_at,
+                flood_ip_per_minute: quality.flood_clicks_per_minute_per_ip,
+                flood_sub_id_per_minute: quality.flood_clicks_per_minute_per_sub_id,
+                flood_affiliate_per_minute: quality.flood_clicks_per_minute_per_affiliate,
+                duplicate_click_seconds: quality.duplicate_click_seconds,
+            })
+            .await?;
+        insert.end().await.context("writing quality_settings")?;
+        let mut insert = client
+            .insert::<ConversionMinimum>("conversion_minimums")
+            .await?;
+        let default = ("", quality.min_conversion_seconds);
+        for (offer_id, min_seconds) in std::iter::once(default).chain(offers.conversion_minimums())
+        {
+            insert
+                .write(&ConversionMinimum {
+                    set_at,
+                    offer_id,
+                    min_seconds,
+                })
+                .await?;
+        }
+        insert.end().await.context("writing conversion_minimums")?;
         tracing::info!(
             reporting_currency = %self.reporting_currency,
             fx_max_rate_age_days = self.fx_max_rate_age_days,
             default_attribution_window_days = offers.default_window_days(),
             offers_with_their_own_window = offers.windows().count(),
+            ?quality,
             "reporting settings written"
         );
         Ok(())

@@ -123,6 +123,9 @@ async fn handle(
             .await
             .map_err(|e| ApiError::unavailable(&e))?;
     } else {
+        state
+            .quality
+            .assess(&mut event, Some(client), &state.metrics);
         state.hasher.minimise(
             &mut event,
             RawPii {

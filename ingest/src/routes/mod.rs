@@ -38,6 +38,7 @@ pub(crate) async fn produce(
 ) -> Result<(), ApiError> {
     let mut messages = Vec::with_capacity(events.len());
     for (mut event, pii) in events {
+        state.quality.assess(&mut event, pii.ip, &state.metrics);
         state.hasher.minimise(&mut event, pii);
         let payload = state.codec.encode(&event).map_err(|e| {
             tracing::error!(error = %e, event_id = %event.event_id, "a validated event did not encode");
