@@ -91,6 +91,12 @@ async fn the_dashboard_shows_the_ledger_behind_its_token() {
     let events = vec![
         click("k1", "keto", "fb"),
         click("k2", "keto", "fb"),
+        {
+            // A crawler's click: counted, and left out of EPC.
+            let mut bot = click("k4", "keto", "fb");
+            bot.quality_flags = vec![schemas::quality::BOT_USER_AGENT.into()];
+            bot
+        },
         click("k3", "course", "<script>alert(1)</script>"),
         money(EventName::Sale, "s1", "o1", "k1", Some("40.00"), "USD"),
         money(EventName::Sale, "s2", "o2", "k2", Some("20.00"), "USD"),
@@ -137,9 +143,10 @@ async fn the_dashboard_shows_the_ledger_behind_its_token() {
     // By hand: dollars 40 + 20 - 5 = 55 net; euros 30 - 30 = 0.
     assert!(html.contains("<h3>USD: 55.00 net</h3>"), "{html}");
     assert!(html.contains("<h3>EUR: 0.00 net</h3>"), "{html}");
-    // fb: 2 clicks, 55 dollars, EPC 27.5; the EUR source 1 click, 0 net.
+    // fb: 3 clicks, 1 of them suspect, 55 dollars, EPC 55 / 2 = 27.5; the EUR source 1
+    // click, 0 net.
     assert!(
-        html.contains("<tr><td>fb</td><td>USD</td><td class=num>2</td><td class=num>55</td><td class=num>27.5</td></tr>"),
+        html.contains("<tr><td>fb</td><td>USD</td><td class=num>3</td><td class=num>1</td><td class=num>55</td><td class=num>27.5</td></tr>"),
         "{html}"
     );
     // A source's name is shown, never run.

@@ -111,7 +111,7 @@ async fn every_sql_panel_runs_against_clickhouse() {
     .unwrap();
     let business = dashboard("business");
     let sql = queries(&business);
-    assert_eq!(sql.len(), 7);
+    assert_eq!(sql.len(), 8);
     for (title, _, query) in sql {
         // The ClickHouse plugin's macros, as it expands them for the last 30 days.
         let query = query

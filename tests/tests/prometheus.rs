@@ -70,7 +70,7 @@ fn every_alert_has_a_unit_test_and_they_pass() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 10, "{alerts:?}");
+    assert_eq!(alerts.len(), 11, "{alerts:?}");
     for alert in alerts {
         assert!(
             tests.contains(&format!(
@@ -248,7 +248,7 @@ async fn prometheus_scrapes_the_services_and_evaluates_every_rule() {
             evaluated += 1;
         }
     }
-    assert_eq!(evaluated, 16);
+    assert_eq!(evaluated, 18);
     // The processor reports lag for partitions it has read from: give it an event.
     tests::post_event(
         &pipeline.ingest.base_url,
@@ -297,7 +297,7 @@ async fn prometheus_scrapes_the_services_and_evaluates_every_rule() {
             exprs += 1;
         }
     }
-    assert_eq!(exprs, 15);
+    assert_eq!(exprs, 16);
 
     // The sink stops: its scrapes fail, and the alert is pending (it fires after 2 minutes).
     let Pipeline {

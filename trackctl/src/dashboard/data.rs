@@ -28,6 +28,7 @@ pub struct SourceEpc {
     pub source: String,
     pub currency: String,
     pub clicks: u64,
+    pub suspect: u64,
     pub net: String,
     pub epc: Option<String>,
 }
@@ -92,10 +93,10 @@ impl View {
         let sources = ch
             .query(&format!(
                 "SELECT c.source AS source, m.currency AS currency, c.clicks AS clicks,
-                        toString(m.net) AS net,
-                        toString(round(m.net / nullIf(c.clicks, 0), 4)) AS epc
-                 FROM (SELECT source, sum(clicks) AS clicks FROM daily_stats
-                       WHERE day >= {since} GROUP BY source) AS c
+                        c.suspect AS suspect, toString(m.net) AS net,
+                        toString(round(m.net / nullIf(c.clicks - c.suspect, 0), 4)) AS epc
+                 FROM (SELECT source, sum(clicks) AS clicks, sum(suspect_clicks) AS suspect
+                       FROM daily_stats WHERE day >= {since} GROUP BY source) AS c
                  LEFT JOIN (SELECT source, currency, sum(net_revenue) AS net FROM daily_stats
                             WHERE day >= {since} AND currency != '' GROUP BY source, currency) AS m
                      USING (source)

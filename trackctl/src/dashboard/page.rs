@@ -136,14 +136,15 @@ table{{border-collapse:collapse;background:#fff;font-size:13px}} td,th{{border:1
         .collect();
     p += &bars(&format!("Net revenue per day in {reporting}"), &reported);
 
-    p += "<h2>EPC by source</h2><table><tr><th>source</th><th>currency</th><th>clicks</th><th>net revenue</th><th>EPC</th></tr>";
+    p += "<h2>EPC by source</h2><p>EPC divides by the clicks that are not suspect (bots, data centres, floods, duplicates).</p><table><tr><th>source</th><th>currency</th><th>clicks</th><th>suspect</th><th>net revenue</th><th>EPC</th></tr>";
     for s in &v.sources {
         let _ = write!(
             p,
-            "<tr><td>{}</td><td>{}</td>{}{}{}</tr>",
+            "<tr><td>{}</td><td>{}</td>{}{}{}{}</tr>",
             escape(&s.source),
             escape(&s.currency),
             cell(&s.clicks.to_string()),
+            cell(&s.suspect.to_string()),
             cell(&s.net),
             optional(&s.epc)
         );
