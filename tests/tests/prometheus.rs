@@ -323,6 +323,12 @@ async fn prometheus_scrapes_the_services_and_evaluates_every_rule() {
             },
         )
         .await;
+    // Prometheus's own page of the rules' alerts, as docs/OPERATIONS.md shows it.
+    tests::screenshot(
+        &format!("{}/classic/alerts", prometheus.url),
+        "1000,800",
+        "ALERTS_SCREENSHOT_OUT",
+    );
     ingest.stop().await;
     forwarder.terminate();
     processor.terminate();
