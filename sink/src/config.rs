@@ -52,6 +52,16 @@ pub struct Config {
     #[arg(long, env = "SINK_RETRY_MAX_MS", default_value_t = 10_000)]
     pub retry_max_ms: u64,
 
+    /// This sink's share when several load one database: partition p of every topic is
+    /// loaded by the instance p mod `--instances`. Each share must have exactly one running
+    /// sink; to change `--instances`, stop every sink first.
+    #[arg(long, env = "SINK_INSTANCE", default_value_t = 0)]
+    pub instance: u32,
+    /// How many sinks load the database between them (see `--instance`).
+    #[arg(long, env = "SINK_INSTANCES", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub instances: u32,
+
     /// Only apply the migrations, then exit.
     #[arg(long)]
     pub migrate_only: bool,
@@ -68,6 +78,22 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether partition `p` of a topic is this sink's to load.
+    pub fn owns(&self, partition: i32) -> bool {
+        u32::try_from(partition).is_ok_and(|p| p % self.instances == self.instance)
+    }
+
+    /// Checks what clap cannot.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.instance < self.instances,
+            "--instance (SINK_INSTANCE) {} is not below --instances (SINK_INSTANCES) {}: instances are numbered from 0",
+            self.instance,
+            self.instances
+        );
+        Ok(())
+    }
+
     pub fn batch_age(&self) -> Duration {
         Duration::from_millis(self.batch_ms)
     }
@@ -78,5 +104,23 @@ impl Config {
 
     pub fn client(&self) -> anyhow::Result<clickhouse::Client> {
         self.clickhouse.client()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_shared_by_their_number_modulo_the_instances() {
+        let config = |instance: &str, instances: &str| {
+            Config::parse_from(["sink", "--instance", instance, "--instances", instances])
+        };
+        let second = config("1", "3");
+        let owned: Vec<i32> = (0..8).filter(|p| second.owns(*p)).collect();
+        assert_eq!(owned, [1, 4, 7]);
+        assert!((0..8).all(|p| config("0", "1").owns(p)));
+        let err = config("3", "3").check().unwrap_err().to_string();
+        assert!(err.contains("instances are numbered from 0"), "{err}");
     }
 }

@@ -8,7 +8,7 @@
 //! again. An insert whose outcome is unknown (a timeout, a lost connection) is checked the
 //! same way before it is retried.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -80,26 +80,62 @@ struct Stored {
     last_offset: i64,
 }
 
-/// Waits until ClickHouse runs no insert into `table` of this database. A sink killed right
-/// after sending a batch leaves ClickHouse finishing that insert; offsets read before it
-/// lands would be stale, and the batch would be loaded twice. The same holds for an insert
-/// whose answer was lost: it may still be running when the sink checks whether it landed.
-/// One sink loads a database, so any such insert is an earlier attempt of this sink's.
-pub async fn await_running_inserts(client: &Client, table: &str) -> anyhow::Result<()> {
+/// The `query_id` of a sink's insert into `table` of rows from `partitions`: another sink
+/// (or this one restarted) tells from it whether the insert touches its partitions.
+fn insert_tag(table: &str, partitions: impl Iterator<Item = i32>) -> String {
+    let list: Vec<String> = partitions.map(|p| p.to_string()).collect();
+    format!(
+        "{INSERT_TAG}:{table}:{}:{}",
+        list.join("."),
+        uuid::Uuid::now_v7().simple()
+    )
+}
+
+const INSERT_TAG: &str = "trackledger-sink";
+
+/// Whether a running insert with `query_id` may hold rows of one of `partitions`: a sink's
+/// tagged insert names its partitions; any other insert (an older sink's, a hand-made one)
+/// may hold any.
+fn touches(query_id: &str, table: &str, partitions: &BTreeSet<i32>) -> bool {
+    let mut parts = query_id.splitn(4, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(INSERT_TAG), Some(t), Some(list)) if t == table => list
+            .split('.')
+            .filter_map(|p| p.parse().ok())
+            .any(|p| partitions.contains(&p)),
+        (Some(INSERT_TAG), Some(_), Some(_)) => false,
+        _ => true,
+    }
+}
+
+/// Waits until ClickHouse runs no insert into `table` of this database that may hold rows of
+/// `partitions`. A sink killed right after sending a batch leaves ClickHouse finishing that
+/// insert; offsets read before it lands would be stale, and the batch would be loaded twice.
+/// The same holds for an insert whose answer was lost: it may still be running when the
+/// sink checks whether it landed. Other sinks' inserts of other partitions do not matter.
+pub async fn await_running_inserts(
+    client: &Client,
+    table: &str,
+    partitions: &BTreeSet<i32>,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let running: u64 = client
+        let running: Vec<String> = client
             .query(
-                "SELECT count() FROM system.processes \
+                "SELECT query_id FROM system.processes \
                  WHERE query_kind = 'Insert' AND current_database = currentDatabase() \
                  AND (positionCaseInsensitive(query, concat('INSERT INTO ', ?)) > 0 \
                    OR positionCaseInsensitive(query, concat('INSERT INTO `', ?, '`')) > 0)",
             )
             .bind(table)
             .bind(table)
-            .fetch_one()
+            .fetch_all()
             .await
             .with_context(|| format!("looking for inserts into {table} still running"))?;
+        let running = running
+            .iter()
+            .filter(|id| touches(id, table, partitions))
+            .count();
         if running == 0 {
             return Ok(());
         }
@@ -273,6 +309,7 @@ pub async fn run(
     ready: Arc<AtomicBool>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    config.check()?;
     let client = config
         .client()?
         .with_setting("async_insert", "0")
@@ -385,27 +422,11 @@ impl<R> Batch<R> {
 }
 
 impl Inserter {
-    /// Assigns every partition of the tables' topics, each from just after what its table
-    /// holds.
+    /// Assigns this sink's partitions of the tables' topics (all of them, unless several
+    /// sinks share the database), each from just after what its table holds.
     async fn assign(&self, tables: &[Box<dyn Load>]) -> anyhow::Result<()> {
-        // An earlier sink's last insert may still be on its way into ClickHouse (sent, not
-        // yet running, or running): wait until no insert runs and the stored offsets hold
-        // still for a settle period, so that nothing is resumed from stale offsets.
-        let mut stored = Vec::new();
-        loop {
-            let mut now = Vec::new();
-            for table in tables {
-                await_running_inserts(&self.client, table.name()).await?;
-                now.push(stored_offsets(&self.client, table.name()).await?);
-            }
-            if now == stored {
-                break;
-            }
-            stored = now;
-            tokio::time::sleep(RESUME_SETTLE).await;
-        }
-        let mut tpl = TopicPartitionList::new();
-        for (table, stored) in tables.iter().zip(stored) {
+        let mut owned = Vec::new();
+        for table in tables {
             let topic = table.topic();
             let metadata = self
                 .consumer
@@ -417,13 +438,40 @@ impl Inserter {
                 .map(|t| t.partitions().len())
                 .unwrap_or(0);
             anyhow::ensure!(partitions > 0, "topic {topic} has no partitions");
-            for p in 0..partitions as i32 {
-                let from = stored
-                    .get(&p)
-                    .map_or(Offset::Beginning, |o| Offset::Offset(o + 1));
-                tpl.add_partition_offset(topic, p, from)?;
+            let mine: BTreeSet<i32> = (0..partitions as i32)
+                .filter(|p| self.config.owns(*p))
+                .collect();
+            owned.push(mine);
+        }
+        // An earlier sink's last insert of these partitions may still be on its way into
+        // ClickHouse (sent, not yet running, or running): wait until none runs and their
+        // stored offsets hold still for a settle period, so that nothing is resumed from
+        // stale offsets.
+        let mut stored = Vec::new();
+        loop {
+            let mut now = Vec::new();
+            for (table, mine) in tables.iter().zip(&owned) {
+                await_running_inserts(&self.client, table.name(), mine).await?;
+                let mut offsets = stored_offsets(&self.client, table.name()).await?;
+                offsets.retain(|p, _| mine.contains(p));
+                now.push(offsets);
             }
-            tracing::info!(%topic, table = table.name(), ?stored, "resuming after the offsets stored in ClickHouse");
+            if now == stored {
+                break;
+            }
+            stored = now;
+            tokio::time::sleep(RESUME_SETTLE).await;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((table, stored), mine) in tables.iter().zip(stored).zip(&owned) {
+            let topic = table.topic();
+            for p in mine {
+                let from = stored
+                    .get(p)
+                    .map_or(Offset::Beginning, |o| Offset::Offset(o + 1));
+                tpl.add_partition_offset(topic, *p, from)?;
+            }
+            tracing::info!(%topic, table = table.name(), partitions = ?mine, ?stored, "resuming after the offsets stored in ClickHouse");
         }
         self.consumer.assign(&tpl)?;
         Ok(())
@@ -445,7 +493,9 @@ impl Inserter {
         let started = Instant::now();
         let mut delay = Duration::from_millis(100);
         loop {
-            match insert(client, batch.table, &batch.rows).await {
+            let partitions: BTreeSet<i32> = batch.last.keys().copied().collect();
+            let tag = insert_tag(batch.table, partitions.iter().copied());
+            match insert(client, batch.table, &batch.rows, &tag).await {
                 Ok(()) => break,
                 Err(e) => {
                     metrics
@@ -469,7 +519,10 @@ impl Inserter {
                     delay = (delay * 2).min(self.config.retry_max());
                     // The insert may have landed (or still be landing) although the error
                     // reached us; it is atomic, so once nothing runs, its last offsets tell.
-                    if await_running_inserts(client, batch.table).await.is_err() {
+                    if await_running_inserts(client, batch.table, &partitions)
+                        .await
+                        .is_err()
+                    {
                         continue;
                     }
                     if let Ok(stored) = stored_offsets(client, batch.table).await {
@@ -512,14 +565,35 @@ async fn insert<R: RowOwned + RowWrite>(
     client: &Client,
     table: &str,
     rows: &[R],
+    tag: &str,
 ) -> anyhow::Result<()> {
     let mut insert = client
         .insert::<R>(table)
         .await?
+        .with_setting("query_id", tag)
         .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)));
     for row in rows {
         insert.write(row).await?;
     }
     insert.end().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tagged_insert_blocks_only_the_sinks_of_its_partitions() {
+        let tag = insert_tag("ledger", [0, 3].into_iter());
+        assert!(tag.starts_with("trackledger-sink:ledger:0.3:"), "{tag}");
+        let mine = |ps: &[i32]| ps.iter().copied().collect::<BTreeSet<i32>>();
+        assert!(touches(&tag, "ledger", &mine(&[3, 4])));
+        assert!(!touches(&tag, "ledger", &mine(&[1, 4])));
+        // Another table's insert never; ClickHouse's describe query of the insert as the
+        // insert; an untagged insert (an older sink's) always.
+        assert!(!touches(&tag, "receipts", &mine(&[0])));
+        assert!(touches(&format!("{tag}-describe"), "ledger", &mine(&[0])));
+        assert!(touches("3f2a0c1e-anything", "ledger", &mine(&[5])));
+    }
 }

@@ -28,6 +28,16 @@ impl ServiceProcess {
 
     /// The forwarder with `extra` flags (before its own, which a subcommand would not take).
     pub fn forwarder_with(topics: &ProcessorTopics, file: &Path, extra: &[String]) -> Self {
+        Self::forwarder_instance(topics, file, "", extra)
+    }
+
+    /// `forwarder_with`, logging to its own file: one of several instances in the group.
+    pub fn forwarder_instance(
+        topics: &ProcessorTopics,
+        file: &Path,
+        instance: &str,
+        extra: &[String],
+    ) -> Self {
         let mut args = extra.to_vec();
         args.extend(topic_args(topics));
         args.extend([
@@ -36,7 +46,11 @@ impl ServiceProcess {
             "--group-id".to_owned(),
             format!("{}.forwarder", topics.group),
         ]);
-        Self::start("forwarder", &format!("{}-forwarder", topics.group), &args)
+        Self::start(
+            "forwarder",
+            &format!("{}-forwarder{instance}", topics.group),
+            &args,
+        )
     }
 }
 

@@ -27,6 +27,16 @@ impl ServiceProcess {
     /// The real sink binary, loading `topics`' ledger, receipts, quarantine and attempts
     /// topics into `database`; a `--flag=value` in `extra` replaces the default one.
     pub fn sink(topics: &ProcessorTopics, database: &str, extra: &[&str]) -> Self {
+        Self::sink_instance(topics, database, "", extra)
+    }
+
+    /// `sink`, logging to its own file: one of several instances in the group.
+    pub fn sink_instance(
+        topics: &ProcessorTopics,
+        database: &str,
+        instance: &str,
+        extra: &[&str],
+    ) -> Self {
         let overridden = |flag: &str| extra.iter().any(|e| e.split('=').next() == Some(flag));
         let mut args: Vec<String> = [
             ("--ledger-topic", topics.ledger.as_str()),
@@ -43,7 +53,7 @@ impl ServiceProcess {
         .flat_map(|(k, v)| [k.to_owned(), v.to_owned()])
         .collect();
         args.extend(extra.iter().map(|a| a.to_string()));
-        Self::start("sink", &format!("{}-sink", topics.group), &args)
+        Self::start("sink", &format!("{}-sink{instance}", topics.group), &args)
     }
 }
 
