@@ -33,9 +33,13 @@ use crate::ledger::{Occurrence, PartitionLedger, Position, StateKey};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::restore::{restore, ChangelogSource};
+use crate::watchdog::Watchdog;
 use schemas::offers::Offers;
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a transactional call may block, its own timeout included, before the watchdog
+/// ends the process (see [`crate::watchdog`]).
+const STALL_LIMIT: Duration = Duration::from_secs(90);
 /// The output producer's settings, shared with the pass-through baseline so that the
 /// benchmark compares like with like.
 pub(crate) const OUTPUT_PRODUCER: [(&str, &str); 6] = [
@@ -94,6 +98,8 @@ struct Engine {
     waiting: HashMap<i32, RegistryWait>,
     /// The record whose schema the registry could not give, which the loop must pause on.
     blocked: Option<(i32, i64, String)>,
+    /// Ends the process if a transactional call blocks past its timeout.
+    watchdog: Watchdog,
 }
 
 struct RebalanceHook {
@@ -632,7 +638,10 @@ impl Engine {
         if !self.txn_open {
             return;
         }
-        if let Err(e) = self.producer.abort_transaction(KAFKA_TIMEOUT) {
+        let aborted = self.watchdog.watch("abort_transaction", || {
+            self.producer.abort_transaction(KAFKA_TIMEOUT)
+        });
+        if let Err(e) = aborted {
             tracing::error!(error = %e, "abort failed");
         }
         self.txn_open = false;
@@ -659,12 +668,17 @@ impl Engine {
             let group = consumer
                 .group_metadata()
                 .ok_or_else(|| TxnError::Fatal(anyhow!("the consumer has no group metadata")))?;
-            self.producer
-                .send_offsets_to_transaction(&tpl, &group, KAFKA_TIMEOUT)
+            self.watchdog
+                .watch("send_offsets_to_transaction", || {
+                    self.producer
+                        .send_offsets_to_transaction(&tpl, &group, KAFKA_TIMEOUT)
+                })
                 .map_err(classify)?;
         }
-        self.producer
-            .commit_transaction(KAFKA_TIMEOUT)
+        self.watchdog
+            .watch("commit_transaction", || {
+                self.producer.commit_transaction(KAFKA_TIMEOUT)
+            })
             .map_err(classify)
     }
 
@@ -759,8 +773,12 @@ pub fn run(
         .config(&[&OUTPUT_PRODUCER[..], &transactional].concat())
         .create()
         .context("creating the transactional producer")?;
+    let watchdog = Watchdog::exiting(STALL_LIMIT);
     // Aborts whatever a previous incarnation with this transactional.id left open.
-    producer.init_transactions(KAFKA_TIMEOUT).with_context(|| {
+    let initialised = watchdog.watch("init_transactions", || {
+        producer.init_transactions(KAFKA_TIMEOUT)
+    });
+    initialised.with_context(|| {
         format!(
             "initialising transactions as transactional id {transactional_id} (on a \
                  secured cluster the principal needs WRITE on it: docs/DEPLOYMENT.md, \"ACLs\")"
@@ -791,6 +809,7 @@ pub fn run(
         ready,
         waiting: HashMap::new(),
         blocked: None,
+        watchdog,
     }));
     let session_timeout = config.session_timeout_ms.to_string();
     let consumer: BaseConsumer<RebalanceHook> = config

@@ -3,8 +3,8 @@
 //! [`ledger`] holds the rules (pure), with [`payout`]'s offers' payout rules; [`changelog`]
 //! encodes the state; [`restore`] rebuilds
 //! it from Kafka; [`outbox`] routes entries to postback destinations; [`events`] reads the input; [`exactly_once`] runs
-//! the transactional loop; [`pass_through`] is the benchmark baseline; [`metrics`] feeds the
-//! shared `/metrics` endpoint.
+//! the transactional loop, under [`watchdog`]; [`pass_through`] is the benchmark baseline;
+//! [`metrics`] feeds the shared `/metrics` endpoint.
 
 pub mod changelog;
 pub mod config;
@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod pass_through;
 pub mod payout;
 pub mod restore;
+pub mod watchdog;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -69,6 +69,19 @@ impl ServiceProcess {
         }
     }
 
+    /// Every thread's stack, from gdb attached for a moment: what a process that went quiet
+    /// is waiting on. The reason instead when gdb is missing or cannot attach.
+    pub fn backtraces(&self) -> String {
+        match Command::new("gdb")
+            .args(["-p", &self.child.id().to_string(), "-batch"])
+            .args(["-ex", "thread apply all bt"])
+            .output()
+        {
+            Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+            Err(e) => format!("no backtraces: gdb: {e}"),
+        }
+    }
+
     /// Where its `/metrics`, `/healthz` and `/readyz` answer.
     pub fn metrics_address(&self) -> String {
         format!("127.0.0.1:{}", self.port)

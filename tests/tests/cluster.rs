@@ -3,7 +3,8 @@
 //! sink on it, and live traffic through ingest that retries every refused event as a
 //! producer must. The broker leading the most partitions of the events and ledger topics is
 //! killed with SIGKILL and brought back; then the processor's transaction coordinator is.
-//! Afterwards ClickHouse holds exactly the acknowledged events, once each.
+//! Afterwards ClickHouse holds exactly the acknowledged events, once each. The processor runs
+//! as a supervisor would run it: started again if its watchdog ends it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -161,8 +162,74 @@ struct Sent {
     refused: usize,
 }
 
-// Not in the default run yet: it takes three minutes, and one run in five here stalled (see
-// docs/DEPLOYMENT.md). `scripts/test --test cluster -- --ignored` runs it.
+/// The processor as a supervisor runs it (compose's `restart: unless-stopped`): started
+/// again, with the same instance id, whenever its watchdog ends it (exit status 75, see
+/// `processor::watchdog`). Any other exit fails the test.
+struct Supervised {
+    process: Arc<Mutex<Option<ServiceProcess>>>,
+    restarts: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Supervised {
+    fn start(process: ServiceProcess, args: Vec<String>) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let process = Arc::new(Mutex::new(Some(process)));
+        let restarts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let (process, restarts, stop) = (process.clone(), restarts.clone(), stop.clone());
+            move || {
+                while !stop.load(SeqCst) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let mut guard = process.lock().unwrap();
+                    let Some(status) = guard.as_mut().unwrap().exited_within(Duration::ZERO) else {
+                        continue;
+                    };
+                    assert_eq!(
+                        status.code(),
+                        Some(processor::watchdog::STALLED_EXIT_CODE),
+                        "the processor exited: {status}"
+                    );
+                    restarts.fetch_add(1, SeqCst);
+                    *guard = Some(ServiceProcess::start(
+                        "processor",
+                        "cluster-processor",
+                        &args,
+                    ));
+                }
+            }
+        });
+        Self {
+            process,
+            restarts,
+            stop,
+            thread,
+        }
+    }
+
+    fn backtraces(&self) -> String {
+        self.process.lock().unwrap().as_ref().unwrap().backtraces()
+    }
+
+    /// Stops supervising: the process as it runs now, and how often it was started again.
+    fn stop(self) -> (ServiceProcess, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread
+            .join()
+            .expect("the supervisor saw an unexpected exit");
+        let process = self.process.lock().unwrap().take().unwrap();
+        (
+            process,
+            self.restarts.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+}
+
+// Not in the default run yet: it takes three minutes, and about one run in five hit a stall
+// inside librdkafka that the processor's watchdog now ends (docs/DEPLOYMENT.md), which more
+// runs have to confirm. `scripts/test --test cluster -- --ignored` runs it.
 #[ignore = "three brokers and three minutes: scripts/test --test cluster -- --ignored"]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_and_the_transaction_coordinator_killed_under_load_lose_and_double_nothing() {
@@ -179,13 +246,11 @@ async fn a_broker_and_the_transaction_coordinator_killed_under_load_lose_and_dou
             "--batch-ms=200".into(),
         ],
     );
-    let mut processor = ServiceProcess::start(
-        "processor",
-        "cluster-processor",
-        &[bootstrap.clone(), "--instance-id=cluster-a".into()],
-    );
+    let processor_args = [bootstrap.clone(), "--instance-id=cluster-a".into()];
+    let mut processor = ServiceProcess::start("processor", "cluster-processor", &processor_args);
     sink.wait_ready(Duration::from_secs(90));
     processor.wait_ready(Duration::from_secs(90));
+    let processor = Supervised::start(processor, processor_args.to_vec());
     let ingest = IngestServer::start(&[&bootstrap, "--ack-timeout-ms=3000"]).await;
 
     // A producer: one event after another, each retried until ingest acknowledges it.
@@ -282,7 +347,16 @@ async fn a_broker_and_the_transaction_coordinator_killed_under_load_lose_and_dou
 
     // Every acknowledged event in the ledger, once; nothing else.
     let ch = clickhouse(&db);
-    wait_rows(&ch, "ledger", acked.len() as u64, Duration::from_secs(180)).await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while tests::sink::count(&ch, "ledger").await != Some(acked.len() as u64) {
+        if Instant::now() > deadline {
+            // A stall seen once in five runs: leave what the services wait on in the output.
+            eprintln!("processor:\n{}", processor.backtraces());
+            eprintln!("sink:\n{}", sink.backtraces());
+            wait_rows(&ch, "ledger", acked.len() as u64, Duration::ZERO).await;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let (rows, unique): (u64, u64) = ch
         .query("SELECT count(), uniqExact(event_id) FROM ledger")
         .fetch_one()
@@ -299,7 +373,9 @@ async fn a_broker_and_the_transaction_coordinator_killed_under_load_lose_and_dou
         missing, 0,
         "the ledger holds events nobody saw acknowledged"
     );
-    assert!(processor.is_running(), "the processor survived both kills");
+    let (mut processor, restarts) = processor.stop();
+    assert!(processor.is_running(), "the processor runs");
+    println!("the processor's watchdog ended it {restarts} time(s); started again each time");
     assert!(sink.is_running(), "the sink survived both kills");
 
     ingest.stop().await;
