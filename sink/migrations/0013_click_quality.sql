@@ -33,16 +33,28 @@ CREATE TABLE IF NOT EXISTS conversion_minimums
 ENGINE = MergeTree
 ORDER BY (set_at, offer_id);
 
+-- The latest start's thresholds, one row; windows_on says whether any view-side check is on.
+CREATE OR REPLACE VIEW quality_thresholds AS
+SELECT
+    ifNull(any(flood_ip_per_minute), 0) AS flood_ip,
+    ifNull(any(flood_sub_id_per_minute), 0) AS flood_sub_id,
+    ifNull(any(flood_affiliate_per_minute), 0) AS flood_affiliate,
+    ifNull(any(duplicate_click_seconds), 0) AS duplicate_seconds,
+    toUInt8(flood_ip + flood_sub_id + flood_affiliate + duplicate_seconds > 0) AS windows_on
+FROM quality_settings
+WHERE set_at = (SELECT max(set_at) FROM quality_settings);
+
 -- Every click but test clicks, with its quality flags (ingest's, then the view's, in the
 -- order above), its score (the flags' weights summed, at most 100: a ranking aid) and
--- whether it is suspect (any flag).
+-- whether it is suspect (any flag). The windows, which sort every click four times, are
+-- computed only while a view-side check is on: with every threshold at 0 the second branch
+-- reads the clicks alone.
 CREATE OR REPLACE VIEW click_quality AS
 WITH
-    (SELECT max(set_at) FROM quality_settings) AS quality_at,
-    (SELECT any(flood_ip_per_minute) FROM quality_settings WHERE set_at = quality_at) AS flood_ip,
-    (SELECT any(flood_sub_id_per_minute) FROM quality_settings WHERE set_at = quality_at) AS flood_sub_id,
-    (SELECT any(flood_affiliate_per_minute) FROM quality_settings WHERE set_at = quality_at) AS flood_affiliate,
-    (SELECT any(duplicate_click_seconds) FROM quality_settings WHERE set_at = quality_at) AS duplicate_seconds
+    (SELECT flood_ip FROM quality_thresholds) AS flood_ip,
+    (SELECT flood_sub_id FROM quality_thresholds) AS flood_sub_id,
+    (SELECT flood_affiliate FROM quality_thresholds) AS flood_affiliate,
+    (SELECT duplicate_seconds FROM quality_thresholds) AS duplicate_seconds
 SELECT
     event_id,
     -- A CLICK always has one (the contract requires it).
@@ -84,8 +96,20 @@ FROM
         row_number() OVER same_click AS same_before,
         lagInFrame(ts) OVER (same_click ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS previous_ts
     FROM ledger
-    WHERE event_name = 'CLICK' AND NOT is_test
+    WHERE event_name = 'CLICK' AND NOT is_test AND (SELECT windows_on FROM quality_thresholds) = 1
     WINDOW same_click AS (PARTITION BY ip_hash, user_agent, offer_id ORDER BY ts, event_id)
+    UNION ALL
+    SELECT
+        event_id, click_id, occurred_at, offer_id, affiliate_id, campaign_id, source, placement,
+        sub1, flags, ip_hash,
+        toUnixTimestamp64Milli(occurred_at) AS ts,
+        toUInt64(0) AS ip_clicks,
+        toUInt64(0) AS sub_id_clicks,
+        toUInt64(0) AS affiliate_clicks,
+        toUInt64(0) AS same_before,
+        toInt64(0) AS previous_ts
+    FROM ledger
+    WHERE event_name = 'CLICK' AND NOT is_test AND (SELECT windows_on FROM quality_thresholds) = 0
 );
 
 -- conversion_attribution (0010) with each conversion's min_conversion_seconds and too_fast
@@ -194,7 +218,7 @@ SELECT
     toUInt8(l.event_name != 'CLICK' AND ifNull(a.too_fast, 0) = 1) AS too_fast
 FROM ledger AS l
 LEFT JOIN conversion_attribution AS a ON l.conversion_key = a.conversion_key
-LEFT JOIN (SELECT event_id, toUInt8(suspect) AS suspect FROM click_quality) AS q ON l.event_id = q.event_id
+LEFT JOIN (SELECT event_id, toUInt8(suspect) AS suspect FROM click_quality WHERE suspect) AS q ON l.event_id = q.event_id
 WHERE NOT l.is_test;
 
 -- daily_stats_native (0010) over clean clicks: EPC and conversion rate divide by the
