@@ -612,8 +612,10 @@ mod tests {
         );
         // Ingest sets a click's quality flags; a producer's JSON cannot.
         assert_eq!(
-            fields(json!({"event_id": "e1", "event_name": "CLICK", "click_id": "c1",
-                          "quality_flags": ["BOT_USER_AGENT"]})),
+            fields(
+                json!({"event_id": "e1", "event_name": "CLICK", "click_id": "c1",
+                          "quality_flags": ["BOT_USER_AGENT"]})
+            ),
             ["quality_flags"]
         );
     }
