@@ -138,7 +138,11 @@ impl ServiceProcess {
                 assert!(status.success(), "{} exited with {status}", self.name);
                 return;
             }
-            assert!(Instant::now() < deadline, "{} did not stop", self.name);
+            if Instant::now() >= deadline {
+                // What it waits on, for the next look at a shutdown that hangs.
+                eprintln!("{} did not stop:\n{}", self.name, self.backtraces());
+                panic!("{} did not stop", self.name);
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
