@@ -40,6 +40,8 @@ use crate::retry::{Next, RetryPolicy};
 use schemas::destinations::{Destination, Destinations};
 
 const SNIPPET: usize = 512;
+/// Longest wait for the consumer to leave its group at shutdown.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A destination ready to send to.
 struct Target {
@@ -287,8 +289,28 @@ pub async fn run(
     }
     ready.store(false, Ordering::SeqCst);
     commit(&shared, &consumer);
+    close(consumer);
     tracing::info!("stopped; unresolved postbacks are re-read at the next start");
     Ok(())
+}
+
+/// Leaves the group, within [`CLOSE_TIMEOUT`]. rust-rdkafka's drop of a consumer polls
+/// until librdkafka says it is closed, with no bound; once (in CI, after a revocation's commit
+/// was refused with UnknownMemberId) that never came, and the forwarder ignored SIGTERM. The
+/// offsets are committed by then; a consumer that did not leave is dropped by the group after
+/// its session timeout.
+fn close(consumer: StreamConsumer<ForwarderContext>) {
+    let (closed, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(consumer);
+        let _ = closed.send(());
+    });
+    if wait.recv_timeout(CLOSE_TIMEOUT).is_err() {
+        tracing::warn!(
+            timeout_seconds = CLOSE_TIMEOUT.as_secs(),
+            "the Kafka consumer did not close in time; stopping without it"
+        );
+    }
 }
 
 fn commit(shared: &Shared, consumer: &StreamConsumer<ForwarderContext>) {
