@@ -428,19 +428,11 @@ impl Inserter {
         let mut owned = Vec::new();
         for table in tables {
             let topic = table.topic();
-            let metadata = self
-                .consumer
-                .fetch_metadata(Some(topic), Duration::from_secs(30))
-                .with_context(|| format!("metadata of {topic}"))?;
-            let partitions = metadata
-                .topics()
-                .first()
-                .map(|t| t.partitions().len())
-                .unwrap_or(0);
+            let partitions =
+                telemetry::topic::partition_count(&self.consumer, topic, Duration::from_secs(30))
+                    .with_context(|| format!("metadata of {topic}"))?;
             anyhow::ensure!(partitions > 0, "topic {topic} has no partitions");
-            let mine: BTreeSet<i32> = (0..partitions as i32)
-                .filter(|p| self.config.owns(*p))
-                .collect();
+            let mine: BTreeSet<i32> = (0..partitions).filter(|p| self.config.owns(*p)).collect();
             owned.push(mine);
         }
         // An earlier sink's last insert of these partitions may still be on its way into

@@ -61,6 +61,19 @@ pub fn watermarks<C: ConsumerContext>(
     }
 }
 
+/// How many partitions `topic` has, from the cluster's metadata; 0 when it does not exist.
+pub fn partition_count<C, K>(consumer: &K, topic: &str, within: Duration) -> KafkaResult<i32>
+where
+    C: ConsumerContext + 'static,
+    K: Consumer<C>,
+{
+    let metadata = consumer.fetch_metadata(Some(topic), within)?;
+    Ok(metadata
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len() as i32))
+}
+
 /// Every committed record of `topic` up to the end of each partition when the read started,
 /// read by a consumer of `group` that commits nothing; fails when Kafka is silent for
 /// `timeout`.
@@ -79,14 +92,8 @@ pub fn read_to_end(
             ("isolation.level", "read_committed"),
         ])
         .create_with_context(KafkaLogs)?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(30))
+    let partitions = partition_count(&consumer, topic, Duration::from_secs(30))
         .with_context(|| format!("cannot reach Kafka at {bootstrap}"))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map(|t| t.partitions().len())
-        .unwrap_or(0) as i32;
     anyhow::ensure!(
         partitions > 0,
         "topic {topic} does not exist on {bootstrap}"
