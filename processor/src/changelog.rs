@@ -2,9 +2,9 @@
 //! conversion, the latest value winning, a tombstone when it expires.
 //!
 //! Keys: `e` + the 16-byte event-key hash, or `c` + the conversion key. Values: a format
-//! byte, then postcard. Conversions are written in format 2, which appended two `Option`s
-//! (`rule_paid`, `currency`) to format 1's fields; a format-1 value still reads, as format 2
-//! with both `None`. The record goes to the partition number of the input it came from,
+//! byte, then postcard. Conversions are written in format 3: format 2 appended two `Option`s
+//! (`rule_paid`, `currency`) to format 1's fields, and format 3 one (`capped_offer`); an
+//! older value still reads, with the fields it lacks `None`. The record goes to the partition number of the input it came from,
 //! so that whoever owns input partition *n* restores exactly changelog partition *n*.
 
 use crate::ledger::{Change, Conversion, Seen};
@@ -13,8 +13,10 @@ const SEEN: u8 = b'e';
 const CONVERSION: u8 = b'c';
 const FORMAT_V1: u8 = 1;
 const FORMAT_V2: u8 = 2;
-/// Postcard's encoding of two `None`s: what a format-1 conversion lacks to be a format-2 one.
-const TWO_POSTCARD_NONES: [u8; 2] = [0, 0];
+const FORMAT_V3: u8 = 3;
+/// Postcard encodes a `None` as one zero byte: what an older conversion lacks to be a format-3
+/// one is a `None` per appended field.
+const POSTCARD_NONE: u8 = 0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChangelogError {
@@ -51,7 +53,7 @@ pub fn key(change: &Change) -> Vec<u8> {
 pub fn value(change: &Change) -> Option<Vec<u8>> {
     let encoded = match change {
         Change::Seen(_, Some(s)) => postcard::to_extend(s, vec![FORMAT_V1]),
-        Change::Conversion(_, Some(c)) => postcard::to_extend(c, vec![FORMAT_V2]),
+        Change::Conversion(_, Some(c)) => postcard::to_extend(c, vec![FORMAT_V3]),
         Change::Seen(_, None) | Change::Conversion(_, None) => return None,
     };
     Some(encoded.expect("state values always serialize"))
@@ -66,17 +68,17 @@ fn body(value: &[u8]) -> Result<&[u8], ChangelogError> {
 }
 
 fn conversion(value: &[u8]) -> Result<Conversion, ChangelogError> {
-    match value.split_first() {
-        Some((&FORMAT_V2, rest)) => Ok(postcard::from_bytes(rest)?),
-        Some((&FORMAT_V1, rest)) => {
-            let mut v2 = Vec::with_capacity(rest.len() + 2);
-            v2.extend_from_slice(rest);
-            v2.extend_from_slice(&TWO_POSTCARD_NONES);
-            Ok(postcard::from_bytes(&v2)?)
-        }
-        Some((&other, _)) => Err(ChangelogError::UnknownFormat(other)),
-        None => Err(ChangelogError::UnknownFormat(0)),
-    }
+    let (rest, missing) = match value.split_first() {
+        Some((&FORMAT_V3, rest)) => return Ok(postcard::from_bytes(rest)?),
+        Some((&FORMAT_V2, rest)) => (rest, 1),
+        Some((&FORMAT_V1, rest)) => (rest, 3),
+        Some((&other, _)) => return Err(ChangelogError::UnknownFormat(other)),
+        None => return Err(ChangelogError::UnknownFormat(0)),
+    };
+    let mut v3 = Vec::with_capacity(rest.len() + missing);
+    v3.extend_from_slice(rest);
+    v3.extend(std::iter::repeat_n(POSTCARD_NONE, missing));
+    Ok(postcard::from_bytes(&v3)?)
 }
 
 pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Change, ChangelogError> {
@@ -193,7 +195,7 @@ mod tests {
                 ..Conversion::default()
             }
         );
-        // And what is written now is format 2, with the rule.
+        // And what is written now is format 3, with the rule.
         let now = Conversion {
             rule_paid: Some(crate::payout::RulePaid {
                 rule: "offer k: revshare 40%".into(),
@@ -203,8 +205,33 @@ mod tests {
             ..c
         };
         let change = Change::Conversion("cb/order/1".into(), Some(now));
-        assert_eq!(value(&change).unwrap()[0], FORMAT_V2);
+        assert_eq!(value(&change).unwrap()[0], FORMAT_V3);
         round_trip(change);
+    }
+
+    #[test]
+    fn a_format_2_conversion_reads_without_a_capped_offer() {
+        let c = Conversion {
+            sale: Some("s".into()),
+            currency: Some("EUR".into()),
+            capped_offer: Some("keto".into()),
+            ..Conversion::default()
+        };
+        let mut bytes = value(&Change::Conversion("k".into(), Some(c.clone()))).unwrap();
+        // Format 2 is format 3 without its last field.
+        assert_eq!(bytes.pop(), Some(b'o'));
+        bytes.truncate(bytes.len() - "ket".len() - 2);
+        bytes[0] = FORMAT_V2;
+        let Change::Conversion(_, Some(old)) = decode(b"ck", Some(&bytes)).unwrap() else {
+            panic!("a conversion");
+        };
+        assert_eq!(
+            old,
+            Conversion {
+                capped_offer: None,
+                ..c
+            }
+        );
     }
 
     #[test]

@@ -67,6 +67,20 @@ pub struct Config {
     #[arg(long, env = "PROCESSOR_OFFERS_FILE")]
     pub offers_file: Option<PathBuf>,
 
+    /// The caps file (TOML; docs/PROCESSOR.md, "Conversion caps"), read again whenever it
+    /// changes. Without one (or with an empty value), no conversion is capped and the capping
+    /// stage does not run.
+    #[arg(long, env = "PROCESSOR_CAPS_FILE")]
+    pub caps_file: Option<PathBuf>,
+
+    /// Where the ledger stage sends capped offers' conversion entries, keyed by offer.
+    #[arg(long, env = "PROCESSOR_CAPPING_TOPIC", default_value = topics::LEDGER_CAPPING)]
+    pub capping_topic: String,
+
+    /// The capping stage's compacted state changelog: cap usage and verdicts.
+    #[arg(long, env = "PROCESSOR_CAPS_STATE_TOPIC", default_value = topics::CAPS_STATE)]
+    pub caps_state_topic: String,
+
     /// A transaction commits after this long, or after `max-transaction-events`.
     #[arg(long, env = "PROCESSOR_COMMIT_INTERVAL_MS", default_value_t = 200)]
     pub commit_interval_ms: u64,
@@ -132,6 +146,13 @@ impl Config {
 
     pub fn transactional_id(&self) -> String {
         format!("{}-{}", self.group_id, self.instance_id())
+    }
+
+    /// The caps file, if one is named (an empty setting, compose's `${VAR:-}`, names none).
+    pub fn caps_file(&self) -> Option<&std::path::Path> {
+        self.caps_file
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
     }
 
     pub fn commit_interval(&self) -> Duration {

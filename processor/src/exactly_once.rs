@@ -13,19 +13,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use base64::Engine as _;
 use chrono::Utc;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use schemas::avro::ledger::{content_fingerprint, encode_entry, encode_outbox, encode_receipt};
 use schemas::erasure::{ErasureRequest, CONTROL_HEADER, ERASE};
 use schemas::validate::FieldError;
 use schemas::{conversion_key, LedgerEntry, QuarantineRecord};
 
+use crate::caps::{self, CapsFile};
 use crate::changelog;
 use crate::config::Config;
 use crate::events::{EventReader, ReadError};
@@ -33,23 +32,13 @@ use crate::ledger::{Occurrence, PartitionLedger, Position, StateKey};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::restore::{restore, ChangelogSource};
-use crate::watchdog::Watchdog;
+use crate::transaction::{
+    finish, partitions, patiently, seek_to_committed, stage_consumer, Transaction, TxnError,
+    KAFKA_TIMEOUT,
+};
+use schemas::caps::Caps;
 use schemas::offers::Offers;
 
-const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a transactional call may block, its own timeout included, before the watchdog
-/// ends the process (see [`crate::watchdog`]).
-const STALL_LIMIT: Duration = Duration::from_secs(90);
-/// The output producer's settings, shared with the pass-through baseline so that the
-/// benchmark compares like with like.
-pub(crate) const OUTPUT_PRODUCER: [(&str, &str); 6] = [
-    ("enable.idempotence", "true"),
-    ("acks", "all"),
-    ("linger.ms", "5"),
-    ("batch.num.messages", "10000"),
-    ("queue.buffering.max.messages", "500000"),
-    ("compression.type", "lz4"),
-];
 const QUARANTINE_BODY_CAP: usize = 64 * 1024;
 /// The quarantine reason of input the processor cannot read.
 const UNDECODABLE: &str = "undecodable_event";
@@ -64,17 +53,6 @@ struct RegistryWait {
     backoff: Duration,
 }
 
-/// Why a transaction did not commit.
-#[derive(Debug, thiserror::Error)]
-enum TxnError {
-    /// Aborted; the state in memory is ahead of Kafka and must be rebuilt.
-    #[error("transaction aborted: {0}")]
-    Aborted(KafkaError),
-    /// The producer cannot continue (fenced by a newer instance, or a fatal error).
-    #[error("transactional producer failed: {0:#}")]
-    Fatal(anyhow::Error),
-}
-
 /// Everything the rebalance callbacks and the loop share.
 struct Engine {
     config: Arc<Config>,
@@ -82,15 +60,10 @@ struct Engine {
     reader: EventReader,
     outbox: Outbox,
     offers: Offers,
-    producer: BaseProducer,
+    txn: Transaction,
     ledgers: HashMap<i32, PartitionLedger>,
-    /// The next input offset per partition, to commit with the open transaction.
-    offsets: HashMap<i32, i64>,
     /// State keys changed in the open transaction, by partition.
     dirty: HashMap<i32, hashbrown::HashSet<StateKey>>,
-    txn_open: bool,
-    txn_started: Instant,
-    txn_events: usize,
     /// Set by a callback that hit an error the loop must stop on.
     fatal: Option<anyhow::Error>,
     ready: Arc<AtomicBool>,
@@ -98,8 +71,9 @@ struct Engine {
     waiting: HashMap<i32, RegistryWait>,
     /// The record whose schema the registry could not give, which the loop must pause on.
     blocked: Option<(i32, i64, String)>,
-    /// Ends the process if a transactional call blocks past its timeout.
-    watchdog: Watchdog,
+    /// The caps file, when caps are configured: capped offers' entries take the capping stage.
+    caps_file: Option<CapsFile>,
+    caps: Arc<Caps>,
 }
 
 struct RebalanceHook {
@@ -178,17 +152,6 @@ fn label_of(reason: &'static str) -> &'static str {
     }
 }
 
-fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
-    tpl.elements().iter().map(|e| e.partition()).collect()
-}
-
-fn classify(e: KafkaError) -> TxnError {
-    match &e {
-        KafkaError::Transaction(rd) if rd.txn_requires_abort() => TxnError::Aborted(e),
-        _ => TxnError::Fatal(e.into()),
-    }
-}
-
 impl Engine {
     fn restore(&mut self, assigned: &[i32]) -> anyhow::Result<()> {
         let started = Instant::now();
@@ -221,42 +184,6 @@ impl Engine {
             .set(conversions as i64);
     }
 
-    fn begin(&mut self) -> Result<(), TxnError> {
-        if !self.txn_open {
-            self.producer.begin_transaction().map_err(classify)?;
-            self.txn_open = true;
-            self.txn_started = Instant::now();
-            self.txn_events = 0;
-        }
-        Ok(())
-    }
-
-    /// Queues one record in the open transaction, waiting while the producer queue is full.
-    fn send(
-        &self,
-        topic: &str,
-        partition: i32,
-        key: &[u8],
-        value: Option<&[u8]>,
-    ) -> Result<(), TxnError> {
-        let mut record = BaseRecord::<[u8], [u8]>::to(topic)
-            .partition(partition)
-            .key(key);
-        if let Some(v) = value {
-            record = record.payload(v);
-        }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    self.producer.poll(Duration::from_millis(5));
-                }
-                Err((e, _)) => return Err(classify(e)),
-            }
-        }
-    }
-
     fn mark_dirty(&mut self, partition: i32, keys: Vec<StateKey>) {
         self.dirty.entry(partition).or_default().extend(keys);
     }
@@ -272,7 +199,7 @@ impl Engine {
             for key in keys {
                 let change = ledger.current(&key);
                 let value = changelog::value(&change);
-                self.send(
+                self.txn.send(
                     &self.config.state_topic,
                     partition,
                     &changelog::key(&change),
@@ -284,7 +211,7 @@ impl Engine {
     }
 
     fn process(&mut self, m: &BorrowedMessage<'_>) -> Result<(), TxnError> {
-        self.begin()?;
+        self.txn.begin()?;
         let partition = m.partition();
         let offset = m.offset();
         if !self.ledgers.contains_key(&partition) {
@@ -348,9 +275,20 @@ impl Engine {
                     Occurrence::Conflict => "conflict",
                 };
                 if let Some(entry) = &outcome.entry {
+                    let capped_offer = self.capped_offer(partition, entry);
                     match encode_entry(entry) {
+                        // The capping stage decides, writes it to the ledger and forwards it.
+                        Ok(value) if capped_offer.is_some() => {
+                            self.txn.send(
+                                &self.config.capping_topic,
+                                -1,
+                                capped_offer.as_deref().unwrap_or_default().as_bytes(),
+                                Some(&value),
+                            )?;
+                            self.metrics.capping_routed.inc();
+                        }
                         Ok(value) => {
-                            self.send(
+                            self.txn.send(
                                 &self.config.ledger_topic,
                                 partition,
                                 entry.conversion_key.as_bytes(),
@@ -373,7 +311,7 @@ impl Engine {
                     }
                 }
                 if let Some(receipt) = &outcome.receipt {
-                    self.send(
+                    self.txn.send(
                         &self.config.receipts_topic,
                         partition,
                         receipt.conversion_key.as_bytes(),
@@ -391,8 +329,7 @@ impl Engine {
                 self.metrics.events.with_label_values(&[label]).inc();
             }
         }
-        self.offsets.insert(partition, offset + 1);
-        self.txn_events += 1;
+        self.txn.consumed(partition, offset);
         Ok(())
     }
 
@@ -430,9 +367,27 @@ impl Engine {
                 )],
             )?,
         }
-        self.offsets.insert(partition, m.offset() + 1);
-        self.txn_events += 1;
+        self.txn.consumed(partition, m.offset());
         Ok(())
+    }
+
+    /// The offer whose capping partition an entry goes to, when the capping stage runs; a
+    /// conversion routed once stays routed (its state remembers the offer).
+    fn capped_offer(&mut self, partition: i32, entry: &LedgerEntry) -> Option<String> {
+        self.caps_file.as_ref()?;
+        let conversion = self
+            .ledgers
+            .get_mut(&partition)
+            .and_then(|l| l.conversions.get_mut(&entry.conversion_key));
+        let known = conversion.is_some();
+        let offer = caps::route(&self.caps, entry, conversion);
+        if offer.is_some() && known {
+            self.mark_dirty(
+                partition,
+                vec![StateKey::Conversion(entry.conversion_key.clone())],
+            );
+        }
+        offer
     }
 
     /// One outbox record per matching destination, in the entry's transaction: a duplicate
@@ -440,7 +395,7 @@ impl Engine {
     fn enqueue_postbacks(&self, partition: i32, entry: &LedgerEntry) -> Result<(), TxnError> {
         for record in self.outbox.records(entry, Utc::now()) {
             let value = encode_outbox(&record).map_err(|e| TxnError::Fatal(e.into()))?;
-            self.send(
+            self.txn.send(
                 &self.config.outbox_topic,
                 partition,
                 record.idempotency_key.as_bytes(),
@@ -454,52 +409,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Poison input goes to quarantine inside the transaction, so that it neither blocks
-    /// its partition nor is lost.
     fn quarantine(
         &self,
         m: &BorrowedMessage<'_>,
         reason: &str,
         errors: Vec<FieldError>,
     ) -> Result<(), TxnError> {
-        let body = m.payload().unwrap_or_default();
-        let kept = &body[..body.len().min(QUARANTINE_BODY_CAP)];
-        let record = QuarantineRecord {
-            reason: reason.into(),
-            errors,
-            route: "processor".into(),
-            method: "CONSUME".into(),
-            received_at: Utc::now(),
-            content_type: Some("avro/binary".into()),
-            query: Some(format!(
-                "topic={}&partition={}&offset={}",
-                m.topic(),
-                m.partition(),
-                m.offset()
-            )),
-            body_base64: base64::engine::general_purpose::STANDARD.encode(kept),
-            body_size: body.len(),
-            body_truncated: kept.len() < body.len(),
-            ..Default::default()
-        };
-        tracing::warn!(
-            partition = m.partition(),
-            offset = m.offset(),
-            reason,
-            "input record quarantined"
-        );
-        let value = serde_json::to_vec(&record).expect("quarantine records serialize");
-        self.send(
-            &self.config.quarantine_topic,
-            -1,
-            record.key().as_bytes(),
-            Some(&value),
-        )
+        quarantine(&self.txn, &self.config.quarantine_topic, m, reason, errors)
     }
 
     /// Drops expired state and reports orphans, inside the open transaction.
     fn sweep(&mut self) -> Result<(), TxnError> {
-        self.begin()?;
+        self.txn.begin()?;
         let now = Utc::now();
         let window = chrono::Duration::from_std(self.config.dedup_window()).unwrap_or_default();
         let horizon = chrono::Duration::from_std(self.config.orphan_horizon()).unwrap_or_default();
@@ -511,7 +432,7 @@ impl Engine {
             let report = ledger.report_orphans((now - horizon).timestamp_millis(), now);
             self.mark_dirty(p, expired);
             for receipt in &report.receipts {
-                self.send(
+                self.txn.send(
                     &self.config.receipts_topic,
                     p,
                     receipt.conversion_key.as_bytes(),
@@ -603,18 +524,20 @@ impl Engine {
     }
 
     fn commit_due(&self, now: Instant) -> bool {
-        self.txn_open
-            && (self.txn_events >= self.config.max_transaction_events
-                || now.duration_since(self.txn_started) >= self.config.commit_interval())
+        self.txn.due(
+            now,
+            self.config.max_transaction_events,
+            self.config.commit_interval(),
+        )
     }
 
-    /// Commits the open transaction with the input offsets it covers.
+    /// Commits the open transaction: the state changes, then the records and input offsets.
     fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), TxnError> {
-        if !self.txn_open {
+        if !self.txn.is_open() {
             return Ok(());
         }
         let started = Instant::now();
-        let result = self.try_commit(consumer);
+        let result = self.flush_state().and_then(|()| self.txn.commit(consumer));
         match &result {
             Ok(()) => {
                 self.metrics
@@ -625,89 +548,49 @@ impl Engine {
                     .with_label_values(&["committed"])
                     .inc();
             }
-            Err(TxnError::Aborted(_)) => self.abort(),
+            // The transaction aborted itself.
+            Err(TxnError::Aborted(_)) => self
+                .metrics
+                .transactions
+                .with_label_values(&["aborted"])
+                .inc(),
             Err(TxnError::Fatal(_)) => {}
         }
-        self.txn_open = false;
-        self.offsets.clear();
         self.dirty.clear();
         result
     }
 
     fn abort(&mut self) {
-        if !self.txn_open {
-            return;
-        }
-        let aborted = self.watchdog.watch("abort_transaction", || {
-            self.producer.abort_transaction(KAFKA_TIMEOUT)
-        });
-        if let Err(e) = aborted {
-            tracing::error!(error = %e, "abort failed");
-        }
-        self.txn_open = false;
-        self.offsets.clear();
         self.dirty.clear();
-        self.metrics
-            .transactions
-            .with_label_values(&["aborted"])
-            .inc();
-    }
-
-    fn try_commit<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-    ) -> Result<(), TxnError> {
-        self.flush_state()?;
-        self.await_deliveries();
-        if !self.offsets.is_empty() {
-            let mut tpl = TopicPartitionList::new();
-            for (p, o) in &self.offsets {
-                tpl.add_partition_offset(&self.config.input_topic, *p, Offset::Offset(*o))
-                    .map_err(|e| TxnError::Fatal(e.into()))?;
-            }
-            let group = consumer
-                .group_metadata()
-                .ok_or_else(|| TxnError::Fatal(anyhow!("the consumer has no group metadata")))?;
-            self.watchdog
-                .watch("send_offsets_to_transaction", || {
-                    self.producer
-                        .send_offsets_to_transaction(&tpl, &group, KAFKA_TIMEOUT)
-                })
-                .map_err(classify)?;
-        }
-        self.watchdog
-            .watch("commit_transaction", || {
-                self.producer.commit_transaction(KAFKA_TIMEOUT)
-            })
-            .map_err(classify)
-    }
-
-    /// Serves delivery reports until every queued record is acknowledged. Commit would flush
-    /// by itself, but rust-rdkafka's flush waits in 100 ms steps for reports it only serves
-    /// between them; polling returns the moment the last one arrives.
-    fn await_deliveries(&self) {
-        let deadline = Instant::now() + KAFKA_TIMEOUT;
-        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
-            self.producer.poll(Duration::from_millis(1));
+        if self.txn.is_open() {
+            self.txn.abort();
+            self.metrics
+                .transactions
+                .with_label_values(&["aborted"])
+                .inc();
         }
     }
 
     /// After an abort the state in memory is ahead of Kafka: rebuild it from the changelog
     /// and rewind the input to the committed offsets.
     fn rewind<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> anyhow::Result<()> {
-        let assignment = consumer.assignment()?;
-        let assigned = partitions(&assignment);
+        let assigned = partitions(&consumer.assignment()?);
         self.restore(&assigned)?;
-        let committed = consumer.committed_offsets(assignment, KAFKA_TIMEOUT)?;
-        for elem in committed.elements() {
-            let offset = match elem.offset() {
-                Offset::Offset(o) => Offset::Offset(o),
-                _ => Offset::Beginning,
-            };
-            consumer.seek(elem.topic(), elem.partition(), offset, KAFKA_TIMEOUT)?;
-        }
+        seek_to_committed(consumer)?;
         tracing::warn!(partitions = ?assigned, "rewound to the committed offsets after an abort");
         Ok(())
+    }
+
+    fn reload_caps(&mut self, now: Instant) {
+        let Some(file) = self.caps_file.as_mut() else {
+            return;
+        };
+        let (caps, reloaded) = file.current(now);
+        self.caps = caps;
+        if let Some(result) = reloaded {
+            let label = if result.is_ok() { "ok" } else { "refused" };
+            self.metrics.caps_reloads.with_label_values(&[label]).inc();
+        }
     }
 
     fn update_lag<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
@@ -730,61 +613,65 @@ impl Engine {
     }
 }
 
-/// Rewinds after an abort, again while Kafka fails over (a coordinator or a leader moving can
-/// take tens of seconds); gives up after two minutes, and the processor exits to be restarted.
-fn rewind_patiently<C: ConsumerContext>(
-    engine: &mut Engine,
-    consumer: &BaseConsumer<C>,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        match engine.rewind(consumer) {
-            Ok(()) => return Ok(()),
-            Err(e) if Instant::now() < deadline => {
-                tracing::warn!(error = %format!("{e:#}"), "rewind failed; retrying");
-                std::thread::sleep(Duration::from_secs(1));
-            }
-            Err(e) => return Err(e.context("rewinding after an abort")),
-        }
-    }
+/// Poison input goes to quarantine inside the transaction, so that it neither blocks its
+/// partition nor is lost.
+pub(crate) fn quarantine(
+    txn: &Transaction,
+    topic: &str,
+    m: &BorrowedMessage<'_>,
+    reason: &str,
+    errors: Vec<FieldError>,
+) -> Result<(), TxnError> {
+    let body = m.payload().unwrap_or_default();
+    let kept = &body[..body.len().min(QUARANTINE_BODY_CAP)];
+    let record = QuarantineRecord {
+        reason: reason.into(),
+        errors,
+        route: "processor".into(),
+        method: "CONSUME".into(),
+        received_at: Utc::now(),
+        content_type: Some("avro/binary".into()),
+        query: Some(format!(
+            "topic={}&partition={}&offset={}",
+            m.topic(),
+            m.partition(),
+            m.offset()
+        )),
+        body_base64: base64::engine::general_purpose::STANDARD.encode(kept),
+        body_size: body.len(),
+        body_truncated: kept.len() < body.len(),
+        ..Default::default()
+    };
+    tracing::warn!(
+        topic = m.topic(),
+        partition = m.partition(),
+        offset = m.offset(),
+        reason,
+        "input record quarantined"
+    );
+    let value = serde_json::to_vec(&record).expect("quarantine records serialize");
+    txn.send(topic, -1, record.key().as_bytes(), Some(&value))
 }
 
 /// Runs the exactly-once loop until `shutdown` is set, then commits and leaves the group.
 pub fn run(
-    config: Config,
+    config: Arc<Config>,
     metrics: Arc<Metrics>,
+    caps_file: Option<CapsFile>,
     shutdown: Arc<AtomicBool>,
     ready: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let config = Arc::new(config);
     let outbox = Outbox::load(config.destinations_file.as_deref())?;
     tracing::info!(destinations = ?outbox.destinations().collect::<Vec<_>>(), "postback routes loaded");
     let offers = Offers::load_or_default(config.offers_file.as_deref(), "PROCESSOR_OFFERS_FILE")
         .map_err(anyhow::Error::msg)?;
     tracing::info!(payout_rules = offers.payout_rules(), "offers loaded");
-    let transactional_id = config.transactional_id();
-    let transaction_timeout = config.transaction_timeout_ms.to_string();
-    let transactional = [
-        ("transactional.id", transactional_id.as_str()),
-        ("transaction.timeout.ms", transaction_timeout.as_str()),
-    ];
-    let producer: BaseProducer = config
-        .kafka
-        .config(&[&OUTPUT_PRODUCER[..], &transactional].concat())
-        .create()
-        .context("creating the transactional producer")?;
-    let watchdog = Watchdog::exiting(STALL_LIMIT);
-    // Aborts whatever a previous incarnation with this transactional.id left open.
-    let initialised = watchdog.watch("init_transactions", || {
-        producer.init_transactions(KAFKA_TIMEOUT)
-    });
-    initialised.with_context(|| {
-        format!(
-            "initialising transactions as transactional id {transactional_id} (on a \
-                 secured cluster the principal needs WRITE on it: docs/DEPLOYMENT.md, \"ACLs\")"
-        )
-    })?;
-    tracing::info!(%transactional_id, "transactional producer ready");
+    let txn = Transaction::init(
+        &config.kafka,
+        &config.transactional_id(),
+        config.transaction_timeout_ms,
+        &config.input_topic,
+    )?;
 
     let engine = Arc::new(Mutex::new(Engine {
         config: config.clone(),
@@ -798,36 +685,29 @@ pub fn run(
         )?,
         outbox,
         offers,
-        producer,
+        txn,
         ledgers: HashMap::new(),
-        offsets: HashMap::new(),
         dirty: HashMap::new(),
-        txn_open: false,
-        txn_started: Instant::now(),
-        txn_events: 0,
         fatal: None,
         ready,
         waiting: HashMap::new(),
         blocked: None,
-        watchdog,
+        caps: caps_file.as_ref().map(CapsFile::caps).unwrap_or_default(),
+        caps_file,
     }));
-    let session_timeout = config.session_timeout_ms.to_string();
-    let consumer: BaseConsumer<RebalanceHook> = config
-        .kafka
-        .config(&[
-            ("group.id", config.group_id.as_str()),
-            ("isolation.level", "read_committed"),
-            ("enable.auto.commit", "false"),
-            ("auto.offset.reset", "earliest"),
-            ("session.timeout.ms", session_timeout.as_str()),
+    let consumer = stage_consumer(
+        &config.kafka,
+        &config.group_id,
+        config.session_timeout_ms,
+        &config.input_topic,
+        &[
             ("fetch.max.bytes", "52428800"),
             ("queued.max.messages.kbytes", "131072"),
-        ])
-        .create_with_context(RebalanceHook {
+        ],
+        RebalanceHook {
             engine: engine.clone(),
-        })
-        .context("creating the consumer")?;
-    consumer.subscribe(&[&config.input_topic])?;
+        },
+    )?;
 
     let mut last_sweep = Instant::now();
     let mut last_lag = Instant::now();
@@ -857,6 +737,7 @@ pub fn run(
         };
         // One clock read per event: the clock showed in the profile.
         let now = Instant::now();
+        engine.reload_caps(now);
         if !engine.waiting.is_empty() {
             if let Err(e) = engine.resume_due(&consumer, now) {
                 break Err(e);
@@ -879,14 +760,14 @@ pub fn run(
             Err(TxnError::Aborted(e)) => {
                 tracing::warn!(error = %e, "transaction aborted");
                 engine.abort();
-                if let Err(e) = rewind_patiently(&mut engine, &consumer) {
+                if let Err(e) = patiently("rewinding after an abort", || engine.rewind(&consumer)) {
                     break Err(e);
                 }
             }
             Err(TxnError::Fatal(e)) => break Err(e.context("transaction failed")),
         }
         // Serves delivery reports; commit_transaction waits for the outstanding ones.
-        engine.producer.poll(Duration::ZERO);
+        engine.txn.producer.poll(Duration::ZERO);
         if now.duration_since(last_lag) >= Duration::from_secs(5) {
             last_lag = now;
             engine.update_lag(&consumer);
@@ -899,12 +780,5 @@ pub fn run(
     drop(guard);
     consumer.unsubscribe();
     drop(consumer);
-    match (result, closing) {
-        (Err(e), _) => Err(e),
-        (Ok(()), Err(e)) => Err(anyhow!("final commit: {e}")),
-        (Ok(()), Ok(())) => {
-            tracing::info!("committed and left the group");
-            Ok(())
-        }
-    }
+    finish("ledger", result, closing)
 }

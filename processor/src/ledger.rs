@@ -69,6 +69,9 @@ pub struct Conversion {
     /// The currency of the conversion's amounts: the first that an event of it named.
     /// Last, with `rule_paid`: the changelog's format 2 appended both to format 1.
     pub currency: Option<String>,
+    /// The offer whose caps decided the conversion: its later entries go through the capping
+    /// stage too, keyed by it, whatever offer they name. Format 3 appended it.
+    pub capped_offer: Option<String>,
 }
 
 impl Conversion {

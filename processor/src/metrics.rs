@@ -33,6 +33,20 @@ pub struct Metrics {
     pub registry_requests: IntCounterVec,
     /// Input partitions paused until the schema registry answers.
     pub registry_waiting_partitions: IntGauge,
+    /// Ledger entries of capped offers sent to the capping stage.
+    pub capping_routed: IntCounter,
+    /// Entries the capping stage wrote to the ledger.
+    pub capping_entries: IntCounter,
+    /// Conversions the capping stage decided, by verdict: counted, over_cap.
+    pub cap_decisions: IntCounterVec,
+    /// Conversions over a cap, by the cap.
+    pub over_cap: IntCounterVec,
+    /// Caps file reloads by result: ok, refused (the caps stay as they were).
+    pub caps_reloads: IntCounterVec,
+    /// The capping stage's transactions by result: committed, aborted.
+    pub caps_transactions: IntCounterVec,
+    /// The capping stage's state, by kind: usage (cap periods), verdict (conversions).
+    pub caps_state_keys: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -113,6 +127,50 @@ impl Metrics {
                 "Input partitions paused until the schema registry answers",
             )
             .unwrap(),
+            capping_routed: IntCounter::new(
+                "capping_routed_total",
+                "Ledger entries of capped offers sent to the capping stage",
+            )
+            .unwrap(),
+            capping_entries: IntCounter::new(
+                "capping_entries_total",
+                "Entries the capping stage wrote to the ledger",
+            )
+            .unwrap(),
+            cap_decisions: IntCounterVec::new(
+                Opts::new(
+                    "cap_decisions_total",
+                    "Conversions decided against their caps, by verdict",
+                ),
+                &["verdict"],
+            )
+            .unwrap(),
+            over_cap: IntCounterVec::new(
+                Opts::new(
+                    "over_cap_conversions_total",
+                    "Conversions over a cap, by cap",
+                ),
+                &["cap"],
+            )
+            .unwrap(),
+            caps_reloads: IntCounterVec::new(
+                Opts::new("caps_reloads_total", "Caps file reloads by result"),
+                &["result"],
+            )
+            .unwrap(),
+            caps_transactions: IntCounterVec::new(
+                Opts::new(
+                    "caps_transactions_total",
+                    "The capping stage's transactions by result",
+                ),
+                &["result"],
+            )
+            .unwrap(),
+            caps_state_keys: IntGaugeVec::new(
+                Opts::new("caps_state_keys", "The capping stage's state, by kind"),
+                &["kind"],
+            )
+            .unwrap(),
             registry: Registry::new(),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -128,6 +186,13 @@ impl Metrics {
             Box::new(m.outbox_records.clone()),
             Box::new(m.registry_requests.clone()),
             Box::new(m.registry_waiting_partitions.clone()),
+            Box::new(m.capping_routed.clone()),
+            Box::new(m.capping_entries.clone()),
+            Box::new(m.cap_decisions.clone()),
+            Box::new(m.over_cap.clone()),
+            Box::new(m.caps_reloads.clone()),
+            Box::new(m.caps_transactions.clone()),
+            Box::new(m.caps_state_keys.clone()),
         ];
         m.registry = telemetry::registry("processor", collectors);
         m

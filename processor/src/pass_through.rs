@@ -22,7 +22,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let producer: BaseProducer = config
         .kafka
-        .config(&crate::exactly_once::OUTPUT_PRODUCER)
+        .config(&crate::transaction::OUTPUT_PRODUCER)
         .create()
         .context("creating the producer")?;
     let consumer: BaseConsumer = config

@@ -50,6 +50,23 @@ pub fn restore(
         .iter()
         .map(|p| (*p, PartitionLedger::default()))
         .collect();
+    let records = read_changelog(source, partitions, |partition, key, value| {
+        let change = changelog::decode(key, value)?;
+        if let Some(ledger) = ledgers.get_mut(&partition) {
+            ledger.restore(change);
+        }
+        Ok(())
+    })?;
+    Ok((ledgers, records))
+}
+
+/// Reads `partitions` of a changelog from their start to their end, handing each record to
+/// `apply`; returns how many were read.
+pub fn read_changelog(
+    source: &ChangelogSource<'_>,
+    partitions: &[i32],
+    mut apply: impl FnMut(i32, &[u8], Option<&[u8]>) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
     let group = format!("{}-restore", source.group_id);
     let consumer: BaseConsumer<KafkaLogs> = source
         .kafka
@@ -77,7 +94,7 @@ pub fn restore(
         }
     }
     if pending.is_empty() {
-        return Ok((ledgers, 0));
+        return Ok(0);
     }
     consumer.assign(&tpl)?;
 
@@ -86,18 +103,16 @@ pub fn restore(
     while !pending.is_empty() {
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
-                let change = changelog::decode(m.key().unwrap_or_default(), m.payload())
-                    .with_context(|| {
+                apply(m.partition(), m.key().unwrap_or_default(), m.payload()).with_context(
+                    || {
                         format!(
                             "changelog record {}/{}@{}",
                             source.topic,
                             m.partition(),
                             m.offset()
                         )
-                    })?;
-                if let Some(ledger) = ledgers.get_mut(&m.partition()) {
-                    ledger.restore(change);
-                }
+                    },
+                )?;
                 records += 1;
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
@@ -116,5 +131,5 @@ pub fn restore(
             last_report = Instant::now();
         }
     }
-    Ok((ledgers, records))
+    Ok(records)
 }

@@ -80,6 +80,12 @@ pub mod flags {
     /// The offer's payout rule has a fixed amount in another currency than the event's, so
     /// it paid nothing: amounts of two currencies are never mixed on one entry.
     pub const PAYOUT_CURRENCY_MISMATCH: &str = "PAYOUT_CURRENCY_MISMATCH";
+    /// The conversion came past one of its caps (`schemas::caps`): recorded, never forwarded.
+    /// Its later entries carry the flag too.
+    pub const OVER_CAP: &str = "OVER_CAP";
+    /// A revenue cap of the conversion's offer is in another currency, so it did not count
+    /// there (its other caps still applied).
+    pub const CAP_CURRENCY_MISMATCH: &str = "CAP_CURRENCY_MISMATCH";
 }
 
 /// One entry of the canonical ledger: the first occurrence of an event.

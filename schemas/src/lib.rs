@@ -4,6 +4,7 @@
 //! No other crate redefines any of these.
 
 pub mod avro;
+pub mod caps;
 pub mod destinations;
 pub mod erasure;
 #[macro_use]

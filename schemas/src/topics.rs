@@ -11,6 +11,11 @@ pub const LEDGER: &str = "ledger.v1";
 pub const RECEIPTS: &str = "ledger.receipts.v1";
 /// The processor's compacted state changelog.
 pub const PROCESSOR_STATE: &str = "processor.state.v1";
+/// Ledger entries of capped offers' conversions, keyed by offer, on their way through the
+/// processor's capping stage to the ledger.
+pub const LEDGER_CAPPING: &str = "ledger.capping.v1";
+/// The capping stage's compacted state changelog: cap usage and verdicts.
+pub const CAPS_STATE: &str = "processor.caps.v1";
 /// Postbacks to forward, written in the ledger's transaction.
 pub const POSTBACK_OUTBOX: &str = "postbacks.outbox.v1";
 /// Postbacks waiting for their next attempt (the outbox record, with the attempt number and
@@ -28,6 +33,8 @@ pub const ALL: &[&str] = &[
     LEDGER,
     RECEIPTS,
     PROCESSOR_STATE,
+    LEDGER_CAPPING,
+    CAPS_STATE,
     POSTBACK_OUTBOX,
     POSTBACK_RETRY,
     POSTBACK_ATTEMPTS,
@@ -108,17 +115,18 @@ mod tests {
         for t in [LEDGER, RECEIPTS, PROCESSOR_STATE, POSTBACK_OUTBOX] {
             assert_eq!(count(t), count(EVENTS), "{t}");
         }
+        // The capping stage's state lines up with its own input.
+        assert_eq!(count(CAPS_STATE), count(LEDGER_CAPPING));
     }
 
     #[test]
-    fn state_topic_is_compacted() {
-        let state = specs()
-            .into_iter()
-            .find(|s| s.name == PROCESSOR_STATE)
-            .unwrap();
-        assert!(state
-            .configs
-            .contains(&("cleanup.policy".to_owned(), "compact".to_owned())));
+    fn state_topics_are_compacted() {
+        for name in [PROCESSOR_STATE, CAPS_STATE] {
+            let state = specs().into_iter().find(|s| s.name == name).unwrap();
+            assert!(state
+                .configs
+                .contains(&("cleanup.policy".to_owned(), "compact".to_owned())));
+        }
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_payout_source"),
     migration!(12, "0012_gate"),
     migration!(13, "0013_click_quality"),
+    migration!(14, "0014_caps"),
 ];
 
 impl Migration {

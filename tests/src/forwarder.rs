@@ -1,6 +1,8 @@
 //! Helpers for the forwarder tests: the real `forwarder` binary on private topics.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use schemas::{samples, ConversionStatus, LedgerEntry, OutboxRecord};
@@ -80,4 +82,30 @@ pub fn outbox_record(destination: &str, id: &str) -> OutboxRecord {
         entry: LedgerEntry::opening(event, ConversionStatus::Sold, Utc::now())
             .expect("sample amounts fit decimal(18, 6)"),
     }
+}
+
+/// Deliveries per event ID, as a [`counting_receiver`] saw them.
+pub type Deliveries = Arc<Mutex<HashMap<String, u32>>>;
+
+/// A postback receiver on a free port that counts the deliveries of each `tx` query value
+/// (a destination URL `<url>/pb?tx={event_id}`); returns its base URL.
+pub async fn counting_receiver() -> (String, Deliveries) {
+    use axum::extract::{Query, State};
+    async fn postback(
+        State(seen): State<Deliveries>,
+        Query(q): Query<HashMap<String, String>>,
+    ) -> &'static str {
+        if let Some(tx) = q.get("tx") {
+            *seen.lock().unwrap().entry(tx.clone()).or_default() += 1;
+        }
+        "ok"
+    }
+    let seen: Deliveries = Arc::default();
+    let app = axum::Router::new()
+        .route("/pb", axum::routing::any(postback))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), seen)
 }

@@ -33,6 +33,9 @@ pub struct ProcessorTopics {
     pub state: String,
     pub quarantine: String,
     pub outbox: String,
+    /// The capping stage's input and state (used with a caps file: [`Self::caps_args`]).
+    pub capping: String,
+    pub caps_state: String,
     /// Not the processor's: the forwarder writes it and the sink reads it.
     pub attempts: String,
     /// The forwarder's retry topic and DLQ.
@@ -71,6 +74,8 @@ impl ProcessorTopics {
             state: format!("{name}.state"),
             quarantine: format!("{name}.quarantine"),
             outbox: format!("{name}.outbox"),
+            capping: format!("{name}.capping"),
+            caps_state: format!("{name}.caps"),
             attempts: format!("{name}.attempts"),
             retry: format!("{name}.retry"),
             dlq: format!("{name}.dlq"),
@@ -88,6 +93,8 @@ impl ProcessorTopics {
             &t.state,
             &t.quarantine,
             &t.outbox,
+            &t.capping,
+            &t.caps_state,
             &t.attempts,
             &t.retry,
             &t.dlq,
@@ -95,7 +102,7 @@ impl ProcessorTopics {
         .into_iter()
         .map(|name| {
             let topic = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1));
-            if *name == t.state {
+            if *name == t.state || *name == t.caps_state {
                 compacted
                     .iter()
                     .fold(topic, |topic, (k, v)| topic.set(k, v))
@@ -112,6 +119,16 @@ impl ProcessorTopics {
             result.expect("topic created");
         }
         t
+    }
+
+    /// The processor's flags to run with a caps file, and so its capping stage, on these
+    /// topics.
+    pub fn caps_args(&self, caps_file: &std::path::Path) -> Vec<String> {
+        vec![
+            format!("--caps-file={}", caps_file.display()),
+            format!("--capping-topic={}", self.capping),
+            format!("--caps-state-topic={}", self.caps_state),
+        ]
     }
 
     /// The processor's flags for these topics.

@@ -137,6 +137,8 @@ pub fn grant(topics: &ProcessorTopics) {
         ("ledger.receipts.v1", &topics.receipts),
         ("processor.state.v1", &topics.state),
         ("postbacks.outbox.v1", &topics.outbox),
+        ("ledger.capping.v1", &topics.capping),
+        ("processor.caps.v1", &topics.caps_state),
         ("postbacks.retry.v1", &topics.retry),
         ("postbacks.attempts.v1", &topics.attempts),
         ("postbacks.dlq.v1", &topics.dlq),

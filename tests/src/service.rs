@@ -124,6 +124,12 @@ impl ServiceProcess {
         self.child.wait().expect("reaped");
     }
 
+    /// SIGKILL, for a process held in place (a struct's field): replace it afterwards.
+    pub fn kill_in_place(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
     /// SIGTERM, then waits for a clean exit.
     pub fn terminate(mut self) {
         let pid = self.child.id().to_string();

@@ -6,13 +6,11 @@
 //! acknowledged sales, once each, and every sale's postback was delivered; the repeats, which
 //! the forwarder's at-least-once delivery allows, are counted and printed.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
 use rust_decimal::Decimal;
 use serde_json::json;
 use tests::processor::ProcessorTopics;
@@ -21,29 +19,6 @@ use tests::sink::{database, wait_rows};
 use tests::IngestServer;
 
 const READY: Duration = Duration::from_secs(90);
-
-type Deliveries = Arc<Mutex<HashMap<String, u32>>>;
-
-/// A postback receiver that counts the deliveries of each event ID.
-async fn receiver() -> (String, Deliveries) {
-    async fn postback(
-        State(seen): State<Deliveries>,
-        Query(q): Query<HashMap<String, String>>,
-    ) -> &'static str {
-        if let Some(tx) = q.get("tx") {
-            *seen.lock().unwrap().entry(tx.clone()).or_default() += 1;
-        }
-        "ok"
-    }
-    let seen: Deliveries = Arc::default();
-    let app = axum::Router::new()
-        .route("/pb", axum::routing::any(postback))
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}"), seen)
-}
 
 /// The revenue of the `i`th sale: cents that differ from sale to sale.
 fn revenue(i: usize) -> Decimal {
@@ -143,7 +118,7 @@ impl Fleet {
 #[tokio::test(flavor = "multi_thread")]
 async fn restarts_and_kills_of_several_instances_keep_the_ledger_exact() {
     let topics = ProcessorTopics::create("instances").await;
-    let (receiver_url, deliveries) = receiver().await;
+    let (receiver_url, deliveries) = tests::forwarder::counting_receiver().await;
     std::fs::write(
         &topics.destinations,
         format!(

@@ -20,10 +20,22 @@ async fn the_pipeline_runs_over_sasl_ssl_with_one_principal_per_service() {
     let topics = ProcessorTopics::create("secured").await;
     secured::grant(&topics);
     let db = database("secured");
+    // A cap far from reached: the sale and its refund take the capping stage, under its ACLs.
+    let caps = std::env::temp_dir().join(format!("{}.caps.toml", topics.group));
+    std::fs::write(
+        &caps,
+        "[[cap]]\nid = \"keto\"\noffer_id = \"keto-vsl\"\nperiod = \"daily\"\nconversions = 1000\n",
+    )
+    .unwrap();
+    let caps_flags = topics.caps_args(&caps);
     let pipeline = Pipeline::start_with(topics, db.clone(), &destinations, &|service| {
         // The processor logs in with OAUTHBEARER (OIDC), the others with SCRAM.
         let mut flags = match service {
-            "processor" => secured::kafka_oauth_flags(service, &secured::token_endpoint()),
+            "processor" => {
+                let mut flags = secured::kafka_oauth_flags(service, &secured::token_endpoint());
+                flags.extend(caps_flags.clone());
+                flags
+            }
             _ => kafka_flags(service),
         };
         if service == "sink" {
@@ -81,6 +93,12 @@ async fn the_pipeline_runs_over_sasl_ssl_with_one_principal_per_service() {
         .await
         .unwrap();
     assert_eq!(delivered, 2, "the sale and the refund were forwarded");
+    let metrics = pipeline.processor.get("/metrics").unwrap_or_default();
+    assert_eq!(
+        tests::metric(&metrics, "processor_capping_routed_total", ""),
+        2.0,
+        "both went through the capping stage"
+    );
 
     // trackctl as its own principal, with only the trackctl rows of the ACL table: the two
     // replays read their topics (dry runs), and erase writes its request to the processor

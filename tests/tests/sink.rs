@@ -188,7 +188,7 @@ async fn the_pipeline_lands_exactly_in_the_analyst_views() {
                 .trim_end_matches(';')
         })
         .collect();
-    assert_eq!(queries.len(), 16);
+    assert_eq!(queries.len(), 17);
     for q in queries {
         ch.query(q)
             .execute()

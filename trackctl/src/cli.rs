@@ -21,7 +21,7 @@ use crate::warehouse::Warehouse;
 pub struct Cli {
     #[command(flatten)]
     pub warehouse: Warehouse,
-    /// The Kafka connection of the commands that use Kafka (erase, replay, demo).
+    /// The Kafka connection of the commands that use Kafka (erase, replay, demo, caps).
     #[command(flatten)]
     pub kafka: telemetry::kafka::KafkaConnection,
     #[command(subcommand)]
@@ -65,6 +65,16 @@ pub enum Command {
     /// Exchange rates for the views' reporting currency.
     #[command(subcommand)]
     Fx(Fx),
+    /// Conversion caps: how much of each the processor has counted.
+    #[command(subcommand)]
+    Caps(CapsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CapsCommand {
+    /// Each cap's current period: used, limit and share, from the processor's exact counters
+    /// (the committed state of its capping stage).
+    Status(crate::caps::CapsArgs),
 }
 
 #[derive(Subcommand, Debug)]

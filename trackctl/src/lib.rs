@@ -1,7 +1,8 @@
 //! trackctl, the operator's command line. [`cli`] is the interface; each command lives in
 //! its own module: [`stack`], [`demo`], [`replay`], [`recon`], [`gate`], [`dashboard`],
-//! [`erase`], [`schema`] and [`fx`].
+//! [`erase`], [`schema`], [`fx`] and [`caps`].
 
+pub mod caps;
 pub mod cli;
 pub mod dashboard;
 pub mod demo;
@@ -14,7 +15,7 @@ pub mod schema;
 pub mod stack;
 pub mod warehouse;
 
-use cli::{Cli, Command, Fx, Replay};
+use cli::{CapsCommand, Cli, Command, Fx, Replay};
 
 /// Runs one command, printing its result for a human.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -78,6 +79,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 gate.verdict != gate::Verdict::Fail,
                 "the gate failed: hold the rollout"
             );
+            Ok(())
+        }
+        Command::Caps(CapsCommand::Status(args)) => {
+            let rows = caps::run(&kafka, &args).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", caps::table(&rows));
+            }
             Ok(())
         }
         Command::Fx(Fx::Import(args)) => {

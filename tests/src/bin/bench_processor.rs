@@ -11,6 +11,12 @@
 //! each alternate, and, given `--baseline-bin`, another build's processor (the previous
 //! commit's) over the single-object copy.
 //!
+//! `caps`: exactly-once over the single-object input without caps, with a caps file that caps
+//! its one offer (every conversion entry then takes the capping stage: the worst case, one
+//! offer's whole traffic through one capping partition), and, given `--baseline-bin`, another
+//! build without caps. A capped run is done when the input is committed and the capping
+//! stage has written every entry the ledger stage sent it.
+//!
 //! `restore`: a changelog of N dedup keys is written once; the processor's restore reads it
 //! back, beside a plain consumer that only reads the same records (the baseline). Memory per
 //! key is the allocator's count of live bytes held by the restored state, divided by N.
@@ -83,6 +89,15 @@ enum Command {
         #[arg(long)]
         baseline_bin: Option<String>,
     },
+    /// Exactly-once events/s with every conversion capped, beside no caps and another build.
+    Caps {
+        #[arg(long, default_value_t = 200_000)]
+        conversions: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long)]
+        baseline_bin: Option<String>,
+    },
     /// Restore time and memory per dedup key.
     Restore {
         #[arg(long, default_value_t = 1_000_000)]
@@ -101,6 +116,11 @@ fn main() -> anyhow::Result<()> {
             rounds,
             baseline_bin,
         } => framing(conversions, rounds, baseline_bin.as_deref()),
+        Command::Caps {
+            conversions,
+            rounds,
+            baseline_bin,
+        } => caps_bench(conversions, rounds, baseline_bin.as_deref()),
         Command::Restore { keys } => restore_bench(keys),
     }
 }
@@ -117,9 +137,26 @@ fn run_once(input: &str, total: i64, mode: &str) -> anyhow::Result<f64> {
 
 /// `run_once` with the processor binary `bin`.
 fn run_bin(bin: &str, input: &str, total: i64, mode: &str) -> anyhow::Result<f64> {
+    run_with(bin, input, total, mode, None)
+}
+
+/// `run_bin`, with the caps file `caps` when given: then the run ends once the capping stage
+/// has written every entry the ledger stage sent it, too.
+fn run_with(
+    bin: &str,
+    input: &str,
+    total: i64,
+    mode: &str,
+    caps: Option<&std::path::Path>,
+) -> anyhow::Result<f64> {
     let mut topics = runtime().block_on(ProcessorTopics::create(&format!("bench-{mode}")));
     topics.input = input.to_owned();
-    let mut p = ServiceProcess::processor_bin(bin, &topics, "bench", &["--mode", mode]);
+    let mut args: Vec<String> = vec!["--mode".into(), mode.into()];
+    if let Some(caps) = caps {
+        args.extend(topics.caps_args(caps));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut p = ServiceProcess::processor_bin(bin, &topics, "bench", &args);
     let consumer: BaseConsumer = tests::kafka()
         .config(&[])
         .set("group.id", &topics.group)
@@ -150,7 +187,12 @@ fn run_bin(bin: &str, input: &str, total: i64, mode: &str) -> anyhow::Result<f64
         if done > 0 && first.is_none() {
             first = Some((now, done));
         }
-        if done >= total {
+        let settled = caps.is_none() || {
+            let metrics = p.get("/metrics").unwrap_or_default();
+            let routed = tests::metric(&metrics, "processor_capping_routed_total", "");
+            routed > 0.0 && tests::metric(&metrics, "processor_capping_entries_total", "") >= routed
+        };
+        if done >= total && settled {
             let (t0, c0) = first.expect("a first commit");
             break (done - c0) as f64 / now.duration_since(t0).as_secs_f64();
         }
@@ -179,16 +221,20 @@ fn run_bin(bin: &str, input: &str, total: i64, mode: &str) -> anyhow::Result<f64
     Ok(rate)
 }
 
-fn throughput(conversions: usize, rounds: usize) -> anyhow::Result<()> {
-    let input = runtime()
-        .block_on(ProcessorTopics::create("bench-input"))
-        .input;
+/// A new input topic holding the mixed scenario of `conversions` conversions.
+fn mixed_input(prefix: &str, conversions: usize) -> (String, Scenario) {
+    let input = runtime().block_on(ProcessorTopics::create(prefix)).input;
     let scenario = Scenario::mixed("bench", conversions);
     let producer = EventProducer::new(&input);
     for e in &scenario.events {
         producer.send(e);
     }
     producer.flush();
+    (input, scenario)
+}
+
+fn throughput(conversions: usize, rounds: usize) -> anyhow::Result<()> {
+    let (input, scenario) = mixed_input("bench-input", conversions);
     let total = scenario.events.len() as i64;
     let repeats = scenario.duplicates + scenario.conflicts;
     eprintln!(
@@ -240,8 +286,6 @@ fn framing(conversions: usize, rounds: usize, baseline_bin: Option<&str>) -> any
     to_confluent.flush();
     let total = scenario.events.len() as i64;
     eprintln!("[bench] input: {total} events in each framing (schema id {id})");
-    // Each round runs the variants in another order: the machine's drift within a round
-    // (Kafka's background work after the topics a run creates) then falls on each in turn.
     let mut variants = vec![
         ("single-object", "processor", single.as_str()),
         ("Confluent", "processor", confluent.as_str()),
@@ -249,23 +293,11 @@ fn framing(conversions: usize, rounds: usize, baseline_bin: Option<&str>) -> any
     if let Some(bin) = baseline_bin {
         variants.push(("baseline build, single-object", bin, single.as_str()));
     }
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
-    for round in 0..rounds {
-        let mut line = Vec::new();
-        for k in 0..variants.len() {
-            let i = (round + k) % variants.len();
-            let (name, bin, input) = variants[i];
-            let rate = run_bin(bin, input, total, "exactly-once")?;
-            rates[i].push(rate);
-            line.push(format!("{name} {rate:.0}"));
-        }
-        println!("round {}: {} events/s", round + 1, line.join(", "));
-    }
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    let names: Vec<&str> = variants.iter().map(|v| v.0).collect();
+    let rates = rotated(rounds, &names, |i| {
+        let (_, bin, input) = variants[i];
+        run_bin(bin, input, total, "exactly-once")
+    })?;
     let (s, c) = (median(&rates[0]), median(&rates[1]));
     println!("median: single-object {s:.0} events/s, Confluent {c:.0} events/s, Confluent / single-object {:.2}", c / s);
     if rates.len() == 3 {
@@ -275,6 +307,72 @@ fn framing(conversions: usize, rounds: usize, baseline_bin: Option<&str>) -> any
             s / b
         );
     }
+    Ok(())
+}
+
+/// Runs each variant once a round, each round in another order (the machine's drift within a
+/// round, Kafka's background work after the topics a run creates, then falls on each in
+/// turn), printing each round; returns every variant's rates.
+fn rotated(
+    rounds: usize,
+    names: &[&str],
+    mut run: impl FnMut(usize) -> anyhow::Result<f64>,
+) -> anyhow::Result<Vec<Vec<f64>>> {
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    for round in 0..rounds {
+        let mut line = Vec::new();
+        for k in 0..names.len() {
+            let i = (round + k) % names.len();
+            let rate = run(i)?;
+            rates[i].push(rate);
+            line.push(format!("{} {rate:.0}", names[i]));
+        }
+        println!("round {}: {} events/s", round + 1, line.join(", "));
+    }
+    Ok(rates)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn caps_bench(conversions: usize, rounds: usize, baseline_bin: Option<&str>) -> anyhow::Result<()> {
+    let (input, scenario) = mixed_input("bench-caps", conversions);
+    let total = scenario.events.len() as i64;
+    let caps = std::env::temp_dir().join(format!("{input}.caps.toml"));
+    // Never reached: every conversion is decided and counted.
+    std::fs::write(
+        &caps,
+        "[[cap]]\nid = \"bench\"\noffer_id = \"offer-a\"\nperiod = \"total\"\nconversions = 1000000000000\n",
+    )?;
+    eprintln!("[bench] input: {total} events, every conversion on one offer");
+    let mut variants: Vec<(&str, &str, Option<&std::path::Path>)> = vec![
+        ("no caps", "processor", None),
+        ("every conversion capped", "processor", Some(caps.as_path())),
+    ];
+    if let Some(bin) = baseline_bin {
+        variants.push(("baseline build", bin, None));
+    }
+    let names: Vec<&str> = variants.iter().map(|v| v.0).collect();
+    let rates = rotated(rounds, &names, |i| {
+        let (_, bin, caps) = variants[i];
+        run_with(bin, &input, total, "exactly-once", caps)
+    })?;
+    let (plain, capped) = (median(&rates[0]), median(&rates[1]));
+    println!(
+        "median: no caps {plain:.0} events/s, every conversion capped {capped:.0} events/s, capped / no caps {:.2}",
+        capped / plain
+    );
+    if rates.len() == 3 {
+        let b = median(&rates[2]);
+        println!(
+            "median: baseline build {b:.0} events/s, this build (no caps) / baseline {:.2}",
+            plain / b
+        );
+    }
+    std::fs::remove_file(&caps).ok();
     Ok(())
 }
 
