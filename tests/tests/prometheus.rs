@@ -297,7 +297,7 @@ async fn prometheus_scrapes_the_services_and_evaluates_every_rule() {
             exprs += 1;
         }
     }
-    assert_eq!(exprs, 16);
+    assert_eq!(exprs, 18);
 
     // The sink stops: its scrapes fail, and the alert is pending (it fires after 2 minutes).
     let Pipeline {
