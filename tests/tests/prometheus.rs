@@ -70,7 +70,7 @@ fn every_alert_has_a_unit_test_and_they_pass() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 11, "{alerts:?}");
+    assert_eq!(alerts.len(), 12, "{alerts:?}");
     for alert in alerts {
         assert!(
             tests.contains(&format!(
@@ -248,7 +248,7 @@ async fn prometheus_scrapes_the_services_and_evaluates_every_rule() {
             evaluated += 1;
         }
     }
-    assert_eq!(evaluated, 18);
+    assert_eq!(evaluated, 19);
     // The processor reports lag for partitions it has read from: give it an event.
     tests::post_event(
         &pipeline.ingest.base_url,
