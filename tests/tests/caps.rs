@@ -2,7 +2,8 @@
 //! too-fast conversion beside a burst of sales that hits a daily conversion cap mid-burst,
 //! sent by two concurrent producers through ingest, with two processor instances and the
 //! one deciding the cap killed with SIGKILL during the burst. Then an affiliate's revenue cap
-//! is hit, a refund gives its room back, and a later sale fits again.
+//! is hit, a refund gives its room back, and a later sale fits again; and the operator raises
+//! the daily cap in the file, without a restart, and exactly the new room is used.
 //!
 //! Exact, in ClickHouse and on the wire: the cap counted exactly its limit; every other sale
 //! of the burst is in the ledger once, flagged OVER_CAP, and out of the views' money; no
@@ -303,10 +304,24 @@ async fn a_cap_hit_mid_burst_under_a_kill_counts_exactly_its_limit_and_forwards_
         post_acked(&client, &base, &body).await;
         wait_entry(&ch, id).await;
     }
+    // The operator raises the day's cap to 27 without a restart: two more of that day's
+    // sales count, the third does not.
+    std::fs::write(&caps, CAPS.replace("conversions = 25", "conversions = 27")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late = ["late-1", "late-2", "late-3"];
+    for (n, id) in late.iter().enumerate() {
+        let body = json!({
+            "event_id": id, "event_name": "SALE", "order_id": format!("{id}-order"),
+            "offer_id": "capped", "affiliate_id": "aff-1",
+            "occurred_at": at(day1(), 3600 + n as i64), "revenue": "10.00", "currency": "USD",
+        });
+        post_acked(&client, &base, &body).await;
+        wait_entry(&ch, id).await;
+    }
     wait_rows(
         &ch,
         "ledger",
-        before_day2 + sequence.len() as u64,
+        before_day2 + (sequence.len() + late.len()) as u64,
         Duration::from_secs(60),
     )
     .await;
@@ -332,7 +347,10 @@ async fn a_cap_hit_mid_burst_under_a_kill_counts_exactly_its_limit_and_forwards_
         flags: Vec<String>,
     }
     let aff9: BTreeMap<String, Vec<String>> = ch
-        .query("SELECT event_id, flags FROM ledger WHERE startsWith(event_id, 'aff9-')")
+        .query(
+            "SELECT event_id, flags FROM ledger \
+             WHERE startsWith(event_id, 'aff9-') OR startsWith(event_id, 'late-')",
+        )
         .fetch_all::<Flagged>()
         .await
         .unwrap()
@@ -347,6 +365,9 @@ async fn a_cap_hit_mid_burst_under_a_kill_counts_exactly_its_limit_and_forwards_
         ("aff9-s2", vec![]),
         ("aff9-s3", over_cap.clone()),
         ("aff9-s4", vec![]),
+        ("late-1", vec![]),
+        ("late-2", vec![]),
+        ("late-3", over_cap.clone()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -388,13 +409,13 @@ async fn a_cap_hit_mid_burst_under_a_kill_counts_exactly_its_limit_and_forwards_
     assert_eq!(
         got,
         vec![
-            // 25 sales of 10.00 counted; 35 over (350.00).
+            // 25 + 2 sales of 10.00 counted; 35 + 1 over (360.00).
             (
                 "2026-11-27/capped/unattributed",
-                (0, 0, 25, 0, 0),
-                35,
-                d("250"),
-                d("350")
+                (0, 0, 27, 0, 0),
+                36,
+                d("270"),
+                d("360")
             ),
             ("2026-11-27/qa/email", (1, 0, 1, 0, 1), 0, d("30"), d("0")),
             ("2026-11-27/qa/native", (2, 2, 0, 0, 0), 0, d("0"), d("0")),
@@ -422,7 +443,7 @@ async fn a_cap_hit_mid_burst_under_a_kill_counts_exactly_its_limit_and_forwards_
         .unwrap()
         .into_iter()
         .collect();
-    assert_eq!(counted.len(), LIMIT + 1 + 4);
+    assert_eq!(counted.len(), LIMIT + 2 + 1 + 4);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let seen: BTreeSet<String> = deliveries.lock().unwrap().keys().cloned().collect();
@@ -473,13 +494,13 @@ async fn a_cap_hit_mid_burst_under_a_kill_counts_exactly_its_limit_and_forwards_
     assert_eq!(
         status("2026-11-27T20:00:00Z"),
         vec![
-            s("capped-daily", "2026-11-27", "25", "25"),
+            s("capped-daily", "2026-11-27", "27", "27"),
             s("capped-aff9-usd", "total", "80 USD", "100 USD"),
         ]
     );
     assert_eq!(
         status("2026-11-28T20:00:00Z")[0],
-        s("capped-daily", "2026-11-28", "3", "25")
+        s("capped-daily", "2026-11-28", "3", "27")
     );
 
     // Metrics: the affiliate's over-cap sale was decided after the kill, by one instance.

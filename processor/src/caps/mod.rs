@@ -584,6 +584,40 @@ conversions = 1
     }
 
     #[test]
+    fn the_caps_file_is_read_again_when_it_changes_and_kept_when_it_breaks() {
+        let path = std::env::temp_dir().join(format!("caps-{}.toml", std::process::id()));
+        let cap = |n: u32| {
+            format!(
+                "[[cap]]\nid = \"c\"\noffer_id = \"o\"\nperiod = \"daily\"\nconversions = {n}\n"
+            )
+        };
+        std::fs::write(&path, cap(5)).unwrap();
+        let mut file = CapsFile::load(&path).unwrap();
+        let limit = |caps: &Caps| caps.get("c").unwrap().limit.units();
+        let start = Instant::now();
+        // Unchanged: the same caps, and no reload reported.
+        let (caps, reloaded) = file.current(start + Duration::from_secs(2));
+        assert_eq!((limit(&caps), reloaded), (5, None));
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&path, cap(7)).unwrap();
+        // Within a second of the last look, the file is not looked at again.
+        let (caps, reloaded) = file.current(start + Duration::from_millis(2500));
+        assert_eq!((limit(&caps), reloaded), (5, None));
+        let (caps, reloaded) = file.current(start + Duration::from_secs(4));
+        assert_eq!((limit(&caps), reloaded), (7, Some(Ok(()))));
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&path, "[[cap]]\nid = \"c\"\n").unwrap();
+        let (caps, reloaded) = file.current(start + Duration::from_secs(6));
+        assert_eq!(
+            limit(&caps),
+            7,
+            "a broken file leaves the caps as they were"
+        );
+        assert!(reloaded.unwrap().unwrap_err().contains("missing field"));
+        std::fs::remove_file(&path).ok();
+    }
+
+    #[test]
     fn routing_follows_the_conversion_once_decided() {
         let caps = Caps::parse(CAPS).unwrap();
         let s = sale("a", "keto", "aff-1", "1", "2026-11-28T10:00:00Z");
