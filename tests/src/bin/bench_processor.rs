@@ -194,7 +194,16 @@ fn run_with(
         };
         if done >= total && settled {
             let (t0, c0) = first.expect("a first commit");
-            break (done - c0) as f64 / now.duration_since(t0).as_secs_f64();
+            let seconds = now.duration_since(t0).as_secs_f64();
+            if caps.is_some() {
+                let metrics = p.get("/metrics").unwrap_or_default();
+                let entries = tests::metric(&metrics, "processor_capping_entries_total", "");
+                eprintln!(
+                    "[bench] capping stage: {entries} entries decided and written, {:.0} entries/s",
+                    entries / seconds
+                );
+            }
+            break (done - c0) as f64 / seconds;
         }
         anyhow::ensure!(p.is_running(), "processor ({mode}) exited; see its log");
         anyhow::ensure!(now < deadline, "processor ({mode}) did not finish");
