@@ -2,7 +2,8 @@
 //! conversion, the latest value winning, a tombstone when it expires.
 //!
 //! Keys: `e` + the 16-byte event-key hash, or `c` + the conversion key. Values: a format
-//! byte, then postcard. Conversions are written in format 3: format 2 appended two `Option`s
+//! byte, then postcard. Dedup entries are written in format 2, which appended `click` to
+//! format 1's fields; a format-1 entry reads as not a click's. Conversions are written in format 3: format 2 appended two `Option`s
 //! (`rule_paid`, `currency`) to format 1's fields, and format 3 one (`capped_offer`); an
 //! older value still reads, with the fields it lacks `None`. The record goes to the partition number of the input it came from,
 //! so that whoever owns input partition *n* restores exactly changelog partition *n*.
@@ -17,6 +18,8 @@ const FORMAT_V3: u8 = 3;
 /// Postcard encodes a `None` as one zero byte: what an older conversion lacks to be a format-3
 /// one is a `None` per appended field.
 const POSTCARD_NONE: u8 = 0;
+/// Postcard's `false`.
+const POSTCARD_FALSE: u8 = 0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChangelogError {
@@ -52,16 +55,24 @@ pub fn key(change: &Change) -> Vec<u8> {
 /// The record value; `None` is a tombstone.
 pub fn value(change: &Change) -> Option<Vec<u8>> {
     let encoded = match change {
-        Change::Seen(_, Some(s)) => postcard::to_extend(s, vec![FORMAT_V1]),
+        Change::Seen(_, Some(s)) => postcard::to_extend(s, vec![FORMAT_V2]),
         Change::Conversion(_, Some(c)) => postcard::to_extend(c, vec![FORMAT_V3]),
         Change::Seen(_, None) | Change::Conversion(_, None) => return None,
     };
     Some(encoded.expect("state values always serialize"))
 }
 
-fn body(value: &[u8]) -> Result<&[u8], ChangelogError> {
+/// A dedup entry: format 2 appended `click` to format 1, which reads as not a click's (kept
+/// for the longer window).
+fn seen(value: &[u8]) -> Result<Seen, ChangelogError> {
     match value.split_first() {
-        Some((&FORMAT_V1, rest)) => Ok(rest),
+        Some((&FORMAT_V2, rest)) => Ok(postcard::from_bytes(rest)?),
+        Some((&FORMAT_V1, rest)) => {
+            let mut v2 = Vec::with_capacity(rest.len() + 1);
+            v2.extend_from_slice(rest);
+            v2.push(POSTCARD_FALSE);
+            Ok(postcard::from_bytes(&v2)?)
+        }
         Some((&other, _)) => Err(ChangelogError::UnknownFormat(other)),
         None => Err(ChangelogError::UnknownFormat(0)),
     }
@@ -85,9 +96,7 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Change, ChangelogError
     match key.split_first() {
         Some((&SEEN, k)) => {
             let k: [u8; 16] = k.try_into().map_err(|_| ChangelogError::BadEventKey)?;
-            let seen = value
-                .map(|v| postcard::from_bytes::<Seen>(body(v)?).map_err(ChangelogError::from))
-                .transpose()?;
+            let seen = value.map(seen).transpose()?;
             Ok(Change::Seen(u128::from_be_bytes(k), seen))
         }
         Some((&CONVERSION, k)) => {
@@ -116,6 +125,7 @@ mod tests {
             fingerprint: u64::MAX,
             first_received_ms: 1_764_000_000_000,
             count: 3,
+            click: true,
         };
         round_trip(Change::Seen(event_key("evt-1"), Some(seen)));
         round_trip(Change::Seen(event_key("evt-1"), None));
@@ -235,15 +245,43 @@ mod tests {
     }
 
     #[test]
+    fn a_format_1_dedup_entry_reads_as_not_a_clicks() {
+        let seen = Seen {
+            fingerprint: 7,
+            first_received_ms: 9,
+            count: 2,
+            click: true,
+        };
+        let mut bytes = value(&Change::Seen(1, Some(seen))).unwrap();
+        assert_eq!(bytes.pop(), Some(1), "postcard's true, last");
+        bytes[0] = FORMAT_V1;
+        let k = key(&Change::Seen(1, None));
+        assert_eq!(
+            decode(&k, Some(&bytes)).unwrap(),
+            Change::Seen(
+                1,
+                Some(Seen {
+                    click: false,
+                    ..seen
+                })
+            )
+        );
+    }
+
+    #[test]
     fn a_dedup_record_stays_small() {
         let seen = Seen {
             fingerprint: u64::MAX,
             first_received_ms: 1_764_000_000_000,
             count: 1,
+            click: false,
         };
         let change = Change::Seen(event_key("evt-1"), Some(seen));
         assert_eq!(key(&change).len(), 17);
-        assert!(value(&change).unwrap().len() <= 18);
+        // Format byte, varint fingerprint (10), time (6), count (1), click (1).
+        assert!(value(&change).unwrap().len() <= 19);
+        // In memory the click mark fits in the padding: 24 bytes, as before it.
+        assert_eq!(std::mem::size_of::<Seen>(), 24);
     }
 
     #[test]

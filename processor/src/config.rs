@@ -96,8 +96,26 @@ pub struct Config {
     /// How long an event ID is remembered for dedup, counted from its first receipt; also how
     /// long an untouched conversion is kept for joins. At least the networks' refund and
     /// chargeback windows (ClickBank 60 days, card chargebacks up to 180).
-    #[arg(long, env = "PROCESSOR_DEDUP_WINDOW_DAYS", default_value_t = 200)]
-    pub dedup_window_days: u32,
+    /// A number is days; a duration (`36h`) is also taken.
+    #[arg(
+        long = "dedup-window-days",
+        env = "PROCESSOR_DEDUP_WINDOW_DAYS",
+        default_value = "200",
+        value_parser = parse_days
+    )]
+    pub dedup_window: Duration,
+
+    /// How long a click's event ID is remembered for dedup, counted from its first receipt
+    /// (`7days`, `36h`, `30m`): clicks need no lifecycle joins, and are most of the traffic,
+    /// so their window bounds the state. The default covers the events topic's retention, so
+    /// a click redelivered from Kafka is still caught.
+    #[arg(
+        long,
+        env = "PROCESSOR_CLICK_DEDUP_WINDOW",
+        default_value = "7days",
+        value_parser = parse_window
+    )]
+    pub click_dedup_window: Duration,
 
     /// A reversal or lead status still waiting for its original this long after it was
     /// received is reported as an orphan (once).
@@ -133,6 +151,31 @@ pub struct Config {
     pub schema_registry: telemetry::registry::SchemaRegistryConnection,
 }
 
+/// The longest window taken: a century (a longer one would not fit the clock's arithmetic).
+const MAX_WINDOW: Duration = Duration::from_secs(36_500 * 86_400);
+
+/// Days, as a number; or a duration, for tests and soaks that need a window of minutes.
+fn parse_days(text: &str) -> Result<Duration, String> {
+    match text.parse::<u64>() {
+        Ok(days) => checked_window(Duration::from_secs(days.saturating_mul(86_400))),
+        Err(_) => parse_window(text),
+    }
+}
+
+fn parse_window(text: &str) -> Result<Duration, String> {
+    checked_window(humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?)
+}
+
+fn checked_window(window: Duration) -> Result<Duration, String> {
+    if window.is_zero() {
+        return Err("a window of 0 would count every repeat again".into());
+    }
+    if window > MAX_WINDOW {
+        return Err("a window is at most 36500 days".into());
+    }
+    Ok(window)
+}
+
 impl Config {
     pub fn instance_id(&self) -> String {
         self.instance_id.clone().unwrap_or_else(|| {
@@ -160,7 +203,7 @@ impl Config {
     }
 
     pub fn dedup_window(&self) -> Duration {
-        Duration::from_secs(u64::from(self.dedup_window_days) * 86_400)
+        self.dedup_window
     }
 
     pub fn orphan_horizon(&self) -> Duration {
@@ -189,8 +232,27 @@ mod tests {
         assert_eq!(default_of("bootstrap_servers"), "127.0.0.1:9092");
         assert_eq!(default_of("input_topic"), topics::EVENTS);
         assert_eq!(default_of("mode"), "exactly-once");
-        let days: u64 = default_of("dedup_window_days").parse().unwrap();
+        let days: u64 = default_of("dedup_window").parse().unwrap();
         assert!(days >= 180);
+        let c = Config::parse_from(["processor", "--dedup-window-days", "30"]);
+        assert_eq!(c.dedup_window(), Duration::from_secs(30 * 86_400));
+        let c = Config::parse_from(["processor", "--dedup-window-days", "90m"]);
+        assert_eq!(c.dedup_window(), Duration::from_secs(90 * 60));
+        assert!(Config::try_parse_from(["processor", "--dedup-window-days", "0"]).is_err());
+        assert!(
+            Config::try_parse_from(["processor", "--dedup-window-days", "99999999999"]).is_err()
+        );
+    }
+
+    #[test]
+    fn the_click_window_is_a_duration_and_never_zero() {
+        let c = Config::parse_from(["processor"]);
+        assert_eq!(c.click_dedup_window, Duration::from_secs(7 * 86_400));
+        assert!(c.click_dedup_window <= c.dedup_window());
+        let c = Config::parse_from(["processor", "--click-dedup-window", "36h"]);
+        assert_eq!(c.click_dedup_window, Duration::from_secs(36 * 3_600));
+        assert!(Config::try_parse_from(["processor", "--click-dedup-window", "0s"]).is_err());
+        assert!(Config::try_parse_from(["processor", "--click-dedup-window", "soon"]).is_err());
     }
 
     #[test]

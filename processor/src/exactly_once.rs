@@ -423,12 +423,17 @@ impl Engine {
         self.txn.begin()?;
         let now = Utc::now();
         let window = chrono::Duration::from_std(self.config.dedup_window()).unwrap_or_default();
+        let click_window =
+            chrono::Duration::from_std(self.config.click_dedup_window).unwrap_or_default();
         let horizon = chrono::Duration::from_std(self.config.orphan_horizon()).unwrap_or_default();
         let mut partitions: Vec<i32> = self.ledgers.keys().copied().collect();
         partitions.sort_unstable();
         for p in partitions {
             let ledger = self.ledgers.get_mut(&p).expect("listed");
-            let expired = ledger.expire((now - window).timestamp_millis());
+            let expired = ledger.expire(
+                (now - window).timestamp_millis(),
+                (now - click_window).timestamp_millis(),
+            );
             let report = ledger.report_orphans((now - horizon).timestamp_millis(), now);
             self.mark_dirty(p, expired);
             for receipt in &report.receipts {

@@ -32,6 +32,10 @@ pub struct Seen {
     pub first_received_ms: i64,
     /// Occurrences so far, the counted one included.
     pub count: u32,
+    /// A click's: it expires after the click window, not the dedup window. Last: the
+    /// changelog's format 2 appended it (it fits in the struct's padding, so memory per key
+    /// is unchanged).
+    pub click: bool,
 }
 
 /// A reversal or status change recorded before its original arrived.
@@ -128,6 +132,9 @@ pub enum StateKey {
 }
 
 /// A changelog record: the value of a state key, `None` once it is gone.
+// One lives at a time, while it is encoded or restored: boxing the conversion would cost an
+// allocation per record for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Seen(EventKey, Option<Seen>),
@@ -244,6 +251,7 @@ impl PartitionLedger {
             fingerprint,
             first_received_ms: millis(event.received_at),
             count: 1,
+            click: event.event_name == EventName::Click,
         };
         let mut changed = vec![StateKey::Seen(key)];
         // An amount the ledger cannot hold changes no state: the event is refused whole.
@@ -263,11 +271,17 @@ impl PartitionLedger {
         })
     }
 
-    /// Forgets event IDs first received, and conversions last touched, before `horizon_ms`.
-    pub fn expire(&mut self, horizon_ms: i64) -> Vec<StateKey> {
+    /// Forgets event IDs first received, and conversions last touched, before `horizon_ms`,
+    /// and click IDs first received before `click_horizon_ms`.
+    pub fn expire(&mut self, horizon_ms: i64, click_horizon_ms: i64) -> Vec<StateKey> {
         let mut changes = Vec::new();
         self.seen.retain(|key, seen| {
-            let keep = seen.first_received_ms >= horizon_ms;
+            let horizon = if seen.click {
+                click_horizon_ms
+            } else {
+                horizon_ms
+            };
+            let keep = seen.first_received_ms >= horizon;
             if !keep {
                 changes.push(StateKey::Seen(*key));
             }
@@ -994,7 +1008,9 @@ mod tests {
         f.entry(samples::sale());
 
         let sale_received = samples::sale().received_at.timestamp_millis();
-        let changes = f.ledger.expire(sale_received);
+        let changes = f.ledger.expire(sale_received, i64::MIN);
+        assert!(changes.is_empty(), "a click within its own window stays");
+        let changes = f.ledger.expire(sale_received, sale_received);
         // The click was received before the sale; the sale's conversion was touched "now".
         assert_eq!(changes.len(), 1);
         assert!(matches!(
@@ -1002,7 +1018,7 @@ mod tests {
             Change::Seen(_, None)
         ));
         assert_eq!(f.ledger.seen.len(), 1);
-        let changes = f.ledger.expire(i64::MAX);
+        let changes = f.ledger.expire(i64::MAX, i64::MAX);
         assert_eq!(changes.len(), 2);
         assert!(f.ledger.seen.is_empty() && f.ledger.conversions.is_empty());
     }

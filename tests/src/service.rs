@@ -82,6 +82,11 @@ impl ServiceProcess {
         }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Where its `/metrics`, `/healthz` and `/readyz` answer.
     pub fn metrics_address(&self) -> String {
         format!("127.0.0.1:{}", self.port)

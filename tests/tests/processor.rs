@@ -168,3 +168,70 @@ async fn two_instances_share_the_partitions_and_one_leaves_mid_stream() {
         &read_outbox(&topics),
     );
 }
+
+/// Dedup windows per kind: a click's ID is forgotten after `--click-dedup-window`, while a
+/// sale's is kept for `--dedup-window-days`; a click repeated after its window is a new click.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_click_is_forgotten_after_its_own_window_and_a_sale_is_not() {
+    use schemas::{EventName, TrackingEvent, FIRST_PARTY};
+    let topics = ProcessorTopics::create("proc-windows").await;
+    let now = chrono::Utc::now();
+    let run = tests::unique_name("win");
+    let mut click = TrackingEvent::new(
+        format!("{run}-click"),
+        EventName::Click,
+        now,
+        now,
+        FIRST_PARTY,
+        "/v1/events",
+    );
+    click.click_id = Some(format!("{run}-c"));
+    let mut sale = TrackingEvent::new(
+        format!("{run}-sale"),
+        EventName::Sale,
+        now,
+        now,
+        FIRST_PARTY,
+        "/v1/events",
+    );
+    sale.order_id = Some(format!("{run}-o"));
+    let processor = ServiceProcess::processor(
+        &topics,
+        "a",
+        &[
+            "--click-dedup-window=3s",
+            "--dedup-window-days=1",
+            "--sweep-interval-secs=1",
+        ],
+    );
+    let producer = EventProducer::new(&topics.input);
+    let send_both = |producer: &EventProducer| {
+        producer.send(&click);
+        producer.send(&sale);
+        producer.flush();
+    };
+    let caught_up = |topics: &ProcessorTopics| {
+        let t = topics.clone();
+        tokio::task::spawn_blocking(move || wait_caught_up(&t, Duration::from_secs(60)))
+    };
+    // First, and a repeat within both windows: two duplicates.
+    send_both(&producer);
+    send_both(&producer);
+    caught_up(&topics).await.unwrap();
+    // Past the click's window (3 s and a sweep), within the sale's (a day).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    send_both(&producer);
+    caught_up(&topics).await.unwrap();
+    processor.terminate();
+
+    let ledger = read_ledger(&topics);
+    let names = |name: EventName| ledger.iter().filter(|e| e.event.event_name == name).count();
+    assert_eq!(
+        (names(EventName::Click), names(EventName::Sale)),
+        (2, 1),
+        "the click counted again after its window, the sale never"
+    );
+    let receipts = read_receipts(&topics);
+    let of = |id: &str| receipts.iter().filter(|r| r.event_id == id).count();
+    assert_eq!((of(&click.event_id), of(&sale.event_id)), (1, 2));
+}

@@ -17,6 +17,10 @@
 //! build without caps. A capped run is done when the input is committed and the capping
 //! stage has written every entry the ledger stage sent it.
 //!
+//! `soak`: a steady rate of new events (mostly clicks, as affiliate traffic is) for N minutes
+//! into one exactly-once processor with short windows, sampling its RSS and state keys: once
+//! the windows are full, what expires each sweep matches what arrives, and memory stays flat.
+//!
 //! `restore`: a changelog of N dedup keys is written once; the processor's restore reads it
 //! back, beside a plain consumer that only reads the same records (the baseline). Memory per
 //! key is the allocator's count of live bytes held by the restored state, divided by N.
@@ -98,6 +102,23 @@ enum Command {
         #[arg(long)]
         baseline_bin: Option<String>,
     },
+    /// RSS and state over a steady rate for a while, with short dedup windows.
+    Soak {
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// New events per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// One event in this many is a sale; the others are clicks.
+        #[arg(long, default_value_t = 50)]
+        sale_every: u64,
+        #[arg(long, default_value = "5m")]
+        click_window: String,
+        #[arg(long, default_value = "10m")]
+        window: String,
+        #[arg(long, default_value_t = 60)]
+        sample_seconds: u64,
+    },
     /// Restore time and memory per dedup key.
     Restore {
         #[arg(long, default_value_t = 1_000_000)]
@@ -121,6 +142,21 @@ fn main() -> anyhow::Result<()> {
             rounds,
             baseline_bin,
         } => caps_bench(conversions, rounds, baseline_bin.as_deref()),
+        Command::Soak {
+            minutes,
+            rate,
+            sale_every,
+            click_window,
+            window,
+            sample_seconds,
+        } => soak(
+            Duration::from_secs(minutes * 60),
+            rate,
+            sale_every,
+            &click_window,
+            &window,
+            Duration::from_secs(sample_seconds),
+        ),
         Command::Restore { keys } => restore_bench(keys),
     }
 }
@@ -385,6 +421,95 @@ fn caps_bench(conversions: usize, rounds: usize, baseline_bin: Option<&str>) -> 
     Ok(())
 }
 
+/// The resident set of process `pid`, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn soak(
+    length: Duration,
+    rate: u64,
+    sale_every: u64,
+    click_window: &str,
+    window: &str,
+    sample: Duration,
+) -> anyhow::Result<()> {
+    use schemas::{EventName, TrackingEvent, FIRST_PARTY};
+    let topics = runtime().block_on(ProcessorTopics::create("bench-soak"));
+    let mut p = ServiceProcess::processor(
+        &topics,
+        "soak",
+        &[
+            "--click-dedup-window",
+            click_window,
+            "--dedup-window-days",
+            window,
+            "--sweep-interval-secs",
+            "15",
+        ],
+    );
+    p.wait_ready(Duration::from_secs(60));
+    let producer = EventProducer::new(&topics.input);
+    let started = Instant::now();
+    let mut next_sample = started;
+    let mut sent: u64 = 0;
+    println!("| minute | events sent | RSS (MiB) | dedup keys | conversions | lag |");
+    println!("|---|---|---|---|---|---|");
+    while started.elapsed() < length {
+        // Paced by the wall clock, so a slow moment is made up and the rate holds.
+        let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+        while sent < due {
+            let now = chrono::Utc::now();
+            let id = format!("soak-{sent}");
+            let e = if sent.is_multiple_of(sale_every) {
+                let mut e =
+                    TrackingEvent::new(&id, EventName::Sale, now, now, FIRST_PARTY, "/v1/events");
+                e.order_id = Some(id.clone());
+                e.revenue = Some(rust_decimal::Decimal::new(4_990, 2));
+                e.currency = Some("USD".into());
+                e
+            } else {
+                let mut e =
+                    TrackingEvent::new(&id, EventName::Click, now, now, FIRST_PARTY, "/v1/events");
+                e.click_id = Some(id.clone());
+                e
+            };
+            producer.send(&e);
+            sent += 1;
+        }
+        if Instant::now() >= next_sample {
+            next_sample += sample;
+            let metrics = p.get("/metrics").unwrap_or_default();
+            let keys = |kind: &str| {
+                tests::metric(
+                    &metrics,
+                    "processor_state_keys",
+                    &format!("kind=\"{kind}\""),
+                )
+            };
+            println!(
+                "| {:.1} | {sent} | {:.1} | {:.0} | {:.0} | {:.0} |",
+                started.elapsed().as_secs_f64() / 60.0,
+                rss_mib(p.pid()),
+                keys("dedup"),
+                keys("conversion"),
+                tests::metric(&metrics, "processor_consumer_lag", "")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    producer.flush();
+    p.terminate();
+    Ok(())
+}
+
 fn restore_bench(keys: usize) -> anyhow::Result<()> {
     let topics = runtime().block_on(ProcessorTopics::create("bench-restore"));
     let producer: ThreadedProducer<DefaultProducerContext> = tests::kafka()
@@ -401,6 +526,7 @@ fn restore_bench(keys: usize) -> anyhow::Result<()> {
                 fingerprint: i as u64,
                 first_received_ms: 1_764_000_000_000 + i as i64,
                 count: 1,
+                click: false,
             }),
         );
         let key = changelog::key(&change);
