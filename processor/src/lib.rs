@@ -55,7 +55,7 @@ pub fn run(
             let stage = caps_file.as_ref().map(|file| {
                 let (config, metrics, shutdown) =
                     (config.clone(), metrics.clone(), shutdown.clone());
-                let file = caps::CapsFile::load_like(file);
+                let file = file.clone();
                 std::thread::Builder::new()
                     .name("capping-stage".into())
                     .spawn(move || {

@@ -330,7 +330,8 @@ impl CapBook {
 }
 
 /// The caps file, read again when it changes, checked at most once a second. A file that no
-/// longer parses leaves the caps as they were, and says so.
+/// longer parses leaves the caps as they were, and says so. Each stage watches its own clone.
+#[derive(Clone)]
 pub struct CapsFile {
     path: PathBuf,
     caps: Arc<Caps>,
@@ -381,16 +382,6 @@ impl CapsFile {
 
     pub fn caps(&self) -> Arc<Caps> {
         self.caps.clone()
-    }
-
-    /// Another watcher of the same file, from the same caps, for another stage's thread.
-    pub fn load_like(other: &CapsFile) -> Self {
-        Self {
-            path: other.path.clone(),
-            caps: other.caps.clone(),
-            modified: other.modified,
-            checked: other.checked,
-        }
     }
 }
 
