@@ -36,7 +36,6 @@ use crate::transaction::{
     finish, partitions, patiently, seek_to_committed, stage_consumer, Transaction, TxnError,
     KAFKA_TIMEOUT,
 };
-use schemas::caps::Caps;
 use schemas::offers::Offers;
 
 const QUARANTINE_BODY_CAP: usize = 64 * 1024;
@@ -73,7 +72,6 @@ struct Engine {
     blocked: Option<(i32, i64, String)>,
     /// The caps file, when caps are configured: capped offers' entries take the capping stage.
     caps_file: Option<CapsFile>,
-    caps: Arc<Caps>,
 }
 
 struct RebalanceHook {
@@ -374,13 +372,13 @@ impl Engine {
     /// The offer whose capping partition an entry goes to, when the capping stage runs; a
     /// conversion routed once stays routed (its state remembers the offer).
     fn capped_offer(&mut self, partition: i32, entry: &LedgerEntry) -> Option<String> {
-        self.caps_file.as_ref()?;
+        let caps = self.caps_file.as_ref()?.caps();
         let conversion = self
             .ledgers
             .get_mut(&partition)
             .and_then(|l| l.conversions.get_mut(&entry.conversion_key));
         let known = conversion.is_some();
-        let offer = caps::route(&self.caps, entry, conversion);
+        let offer = caps::route(caps, entry, conversion);
         if offer.is_some() && known {
             self.mark_dirty(
                 partition,
@@ -393,20 +391,14 @@ impl Engine {
     /// One outbox record per matching destination, in the entry's transaction: a duplicate
     /// input makes no entry, and so no second forward.
     fn enqueue_postbacks(&self, partition: i32, entry: &LedgerEntry) -> Result<(), TxnError> {
-        for record in self.outbox.records(entry, Utc::now()) {
-            let value = encode_outbox(&record).map_err(|e| TxnError::Fatal(e.into()))?;
-            self.txn.send(
-                &self.config.outbox_topic,
-                partition,
-                record.idempotency_key.as_bytes(),
-                Some(&value),
-            )?;
-            self.metrics
-                .outbox_records
-                .with_label_values(&[&record.destination])
-                .inc();
-        }
-        Ok(())
+        enqueue_postbacks(
+            &self.txn,
+            &self.outbox,
+            &self.config.outbox_topic,
+            partition,
+            entry,
+            &self.metrics,
+        )
     }
 
     fn quarantine(
@@ -586,18 +578,6 @@ impl Engine {
         Ok(())
     }
 
-    fn reload_caps(&mut self, now: Instant) {
-        let Some(file) = self.caps_file.as_mut() else {
-            return;
-        };
-        let (caps, reloaded) = file.current(now);
-        self.caps = caps;
-        if let Some(result) = reloaded {
-            let label = if result.is_ok() { "ok" } else { "refused" };
-            self.metrics.caps_reloads.with_label_values(&[label]).inc();
-        }
-    }
-
     fn update_lag<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
         let Ok(position) = consumer.position() else {
             return;
@@ -616,6 +596,32 @@ impl Engine {
             }
         }
     }
+}
+
+/// Queues one outbox record per destination that takes `entry`, at `partition` of the
+/// outbox, in the open transaction.
+pub(crate) fn enqueue_postbacks(
+    txn: &Transaction,
+    outbox: &Outbox,
+    topic: &str,
+    partition: i32,
+    entry: &LedgerEntry,
+    metrics: &Metrics,
+) -> Result<(), TxnError> {
+    for record in outbox.records(entry, Utc::now()) {
+        let value = encode_outbox(&record).map_err(|e| TxnError::Fatal(e.into()))?;
+        txn.send(
+            topic,
+            partition,
+            record.idempotency_key.as_bytes(),
+            Some(&value),
+        )?;
+        metrics
+            .outbox_records
+            .with_label_values(&[&record.destination])
+            .inc();
+    }
+    Ok(())
 }
 
 /// Poison input goes to quarantine inside the transaction, so that it neither blocks its
@@ -697,7 +703,6 @@ pub fn run(
         ready,
         waiting: HashMap::new(),
         blocked: None,
-        caps: caps_file.as_ref().map(CapsFile::caps).unwrap_or_default(),
         caps_file,
     }));
     let consumer = stage_consumer(
@@ -742,7 +747,12 @@ pub fn run(
         };
         // One clock read per event: the clock showed in the profile.
         let now = Instant::now();
-        engine.reload_caps(now);
+        let Engine {
+            caps_file, metrics, ..
+        } = &mut *engine;
+        if let Some(file) = caps_file {
+            file.refresh(now, metrics);
+        }
         if !engine.waiting.is_empty() {
             if let Err(e) = engine.resume_due(&consumer, now) {
                 break Err(e);

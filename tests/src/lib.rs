@@ -153,6 +153,28 @@ pub async fn post_event(base: &str, body: serde_json::Value) {
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
 }
 
+/// Posts an event to ingest until it is acknowledged, as a producer must (a refusal, or no
+/// answer, while a service restarts is retried every 100 ms); fails after a minute.
+pub async fn post_acked(client: &reqwest::Client, base: &str, body: &serde_json::Value) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let sent = client
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(secrets::API_KEY)
+            .json(body)
+            .send()
+            .await;
+        if sent.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ingest refused {body} for a minute"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Posts a ClickBank instant notification (v8, USD, vendor ketovsl, affiliate aff12, item
 /// keto-vsl) to ingest, encrypted with the test secret; it must be accepted.
 pub async fn post_clickbank(

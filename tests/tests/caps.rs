@@ -81,27 +81,6 @@ fn at(base: DateTime<Utc>, seconds: i64) -> String {
     (base + chrono::Duration::seconds(seconds)).to_rfc3339()
 }
 
-/// Posts until ingest acknowledges, as a producer must.
-async fn post_acked(client: &reqwest::Client, base: &str, body: &serde_json::Value) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let sent = client
-            .post(format!("{base}/v1/events"))
-            .bearer_auth(tests::secrets::API_KEY)
-            .json(body)
-            .send()
-            .await;
-        if sent.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ingest refused {body} for a minute"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn wait_entry(ch: &clickhouse::Client, event_id: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -217,14 +196,14 @@ async fn a_cap_hit_mid_burst_under_a_kill_counts_exactly_its_limit_and_forwards_
             "occurred_at": at(day1(), *t), "offer_id": "qa", "source": source,
             "affiliate_id": "aff-traffic", "ip": ip, "user_agent": ua,
         });
-        post_acked(&client, &base, &body).await;
+        tests::post_acked(&client, &base, &body).await;
     }
     let fast = json!({
         "event_id": "sale-fast", "event_name": "SALE", "order_id": "order-fast",
         "click_id": "fast-click", "offer_id": "qa", "occurred_at": at(day1(), 1210),
         "revenue": "30.00", "currency": "USD",
     });
-    post_acked(&client, &base, &fast).await;
+    tests::post_acked(&client, &base, &fast).await;
 
     // The burst: two producers, 60 sales of 10.00 on the capped offer within a minute.
     let acked = Arc::new(AtomicUsize::new(0));
@@ -240,7 +219,7 @@ async fn a_cap_hit_mid_burst_under_a_kill_counts_exactly_its_limit_and_forwards_
                         "affiliate_id": "aff-1", "occurred_at": at(day1(), i as i64),
                         "revenue": "10.00", "currency": "USD",
                     });
-                    post_acked(&client, &base, &body).await;
+                    tests::post_acked(&client, &base, &body).await;
                     acked.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -301,7 +280,7 @@ async fn a_cap_hit_mid_burst_under_a_kill_counts_exactly_its_limit_and_forwards_
             "affiliate_id": "aff-9", "occurred_at": at(day2(), n as i64 * 60),
             "revenue": "40.00", "currency": "USD",
         });
-        post_acked(&client, &base, &body).await;
+        tests::post_acked(&client, &base, &body).await;
         wait_entry(&ch, id).await;
     }
     // The operator raises the day's cap to 27 without a restart: two more of that day's
@@ -315,7 +294,7 @@ async fn a_cap_hit_mid_burst_under_a_kill_counts_exactly_its_limit_and_forwards_
             "offer_id": "capped", "affiliate_id": "aff-1",
             "occurred_at": at(day1(), 3600 + n as i64), "revenue": "10.00", "currency": "USD",
         });
-        post_acked(&client, &base, &body).await;
+        tests::post_acked(&client, &base, &body).await;
         wait_entry(&ch, id).await;
     }
     wait_rows(

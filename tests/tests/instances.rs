@@ -172,23 +172,7 @@ async fn restarts_and_kills_of_several_instances_keep_the_ledger_exact() {
                     "order_id": format!("{run}-order-{i}"), "offer_id": "keto-vsl",
                     "revenue": revenue(i).to_string(), "currency": "USD",
                 });
-                let deadline = Instant::now() + Duration::from_secs(60);
-                loop {
-                    let sent = client
-                        .post(format!("{base}/v1/events"))
-                        .bearer_auth(tests::secrets::API_KEY)
-                        .json(&body)
-                        .send()
-                        .await;
-                    if sent.is_ok_and(|r| r.status().is_success()) {
-                        break;
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "ingest refused sale {i} for a minute"
-                    );
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                tests::post_acked(&client, &base, &body).await;
                 acked.push(format!("{run}-{i}"));
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }

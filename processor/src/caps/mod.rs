@@ -13,7 +13,6 @@ pub mod stage;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use schemas::caps::{CapRecord, Caps, Limit, Usage, Verdict, TOTAL_PERIOD};
@@ -21,6 +20,7 @@ use schemas::ledger::flags;
 use schemas::{ConversionStatus, EventName, LedgerEntry, LinkStatus};
 
 use crate::ledger::Conversion;
+use crate::metrics::Metrics;
 
 /// The offer a ledger-stage entry goes to the capping stage under, if any: the offer whose
 /// caps decided its conversion, or, for a conversion not yet decided, its own offer when a
@@ -334,7 +334,7 @@ impl CapBook {
 #[derive(Clone)]
 pub struct CapsFile {
     path: PathBuf,
-    caps: Arc<Caps>,
+    caps: Caps,
     modified: Option<SystemTime>,
     checked: Instant,
 }
@@ -347,41 +347,50 @@ impl CapsFile {
         let caps = Caps::load(path, "PROCESSOR_CAPS_FILE").map_err(anyhow::Error::msg)?;
         Ok(Self {
             path: path.to_owned(),
-            caps: Arc::new(caps),
+            caps,
             modified: std::fs::metadata(path).and_then(|m| m.modified()).ok(),
             checked: Instant::now(),
         })
     }
 
-    /// The caps now, and whether they were reloaded (`Some(Ok)`) or refused (`Some(Err)`).
-    pub fn current(&mut self, now: Instant) -> (Arc<Caps>, Option<Result<(), String>>) {
+    /// Reads the file again if it changed since the last look, at most once a second, and
+    /// counts the reload in `processor_caps_reloads_total`.
+    pub fn refresh(&mut self, now: Instant, metrics: &Metrics) {
+        if let Some(result) = self.reload_if_changed(now) {
+            let label = if result.is_ok() { "ok" } else { "refused" };
+            metrics.caps_reloads.with_label_values(&[label]).inc();
+        }
+    }
+
+    /// Whether the caps were reloaded (`Some(Ok)`), refused (`Some(Err)`), or not looked at
+    /// or unchanged (`None`).
+    fn reload_if_changed(&mut self, now: Instant) -> Option<Result<(), String>> {
         if now.duration_since(self.checked) < RELOAD_CHECK {
-            return (self.caps.clone(), None);
+            return None;
         }
         self.checked = now;
         let modified = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
             .ok();
         if modified == self.modified {
-            return (self.caps.clone(), None);
+            return None;
         }
         self.modified = modified;
-        let outcome = match Caps::load(&self.path, "PROCESSOR_CAPS_FILE") {
+        Some(match Caps::load(&self.path, "PROCESSOR_CAPS_FILE") {
             Ok(caps) => {
                 tracing::info!(caps = caps.iter().count(), path = %self.path.display(), "caps file reloaded");
-                self.caps = Arc::new(caps);
+                self.caps = caps;
                 Ok(())
             }
             Err(e) => {
                 tracing::error!(error = %e, "caps file refused; the caps stay as they were");
                 Err(e)
             }
-        };
-        (self.caps.clone(), Some(outcome))
+        })
     }
 
-    pub fn caps(&self) -> Arc<Caps> {
-        self.caps.clone()
+    pub fn caps(&self) -> &Caps {
+        &self.caps
     }
 }
 
@@ -587,20 +596,20 @@ conversions = 1
         let limit = |caps: &Caps| caps.get("c").unwrap().limit.units();
         let start = Instant::now();
         // Unchanged: the same caps, and no reload reported.
-        let (caps, reloaded) = file.current(start + Duration::from_secs(2));
-        assert_eq!((limit(&caps), reloaded), (5, None));
+        let reloaded = file.reload_if_changed(start + Duration::from_secs(2));
+        assert_eq!((limit(file.caps()), reloaded), (5, None));
         std::thread::sleep(Duration::from_millis(20));
         std::fs::write(&path, cap(7)).unwrap();
         // Within a second of the last look, the file is not looked at again.
-        let (caps, reloaded) = file.current(start + Duration::from_millis(2500));
-        assert_eq!((limit(&caps), reloaded), (5, None));
-        let (caps, reloaded) = file.current(start + Duration::from_secs(4));
-        assert_eq!((limit(&caps), reloaded), (7, Some(Ok(()))));
+        let reloaded = file.reload_if_changed(start + Duration::from_millis(2500));
+        assert_eq!((limit(file.caps()), reloaded), (5, None));
+        let reloaded = file.reload_if_changed(start + Duration::from_secs(4));
+        assert_eq!((limit(file.caps()), reloaded), (7, Some(Ok(()))));
         std::thread::sleep(Duration::from_millis(20));
         std::fs::write(&path, "[[cap]]\nid = \"c\"\n").unwrap();
-        let (caps, reloaded) = file.current(start + Duration::from_secs(6));
+        let reloaded = file.reload_if_changed(start + Duration::from_secs(6));
         assert_eq!(
-            limit(&caps),
+            limit(file.caps()),
             7,
             "a broken file leaves the caps as they were"
         );

@@ -15,13 +15,13 @@ use chrono::Utc;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::ClientContext;
-use schemas::avro::ledger::{decode_entry, encode_entry, encode_outbox};
+use schemas::avro::ledger::{decode_entry, encode_entry};
 use schemas::caps::CapRecord;
 use schemas::validate::FieldError;
 
 use super::{CapBook, CapsFile};
 use crate::config::Config;
-use crate::exactly_once::quarantine;
+use crate::exactly_once::{enqueue_postbacks, quarantine};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::restore::{read_changelog, ChangelogSource};
@@ -137,11 +137,7 @@ impl Stage {
     fn process(&mut self, m: &BorrowedMessage<'_>, now: Instant) -> Result<(), TxnError> {
         self.txn.begin()?;
         let partition = m.partition();
-        let (caps, reloaded) = self.caps.current(now);
-        if let Some(result) = reloaded {
-            let label = if result.is_ok() { "ok" } else { "refused" };
-            self.metrics.caps_reloads.with_label_values(&[label]).inc();
-        }
+        self.caps.refresh(now, &self.metrics);
         let mut entry = match decode_entry(m.payload().unwrap_or_default()) {
             Ok(entry) => entry,
             Err(e) => {
@@ -165,7 +161,7 @@ impl Stage {
             );
             return Ok(());
         };
-        let decision = book.apply(&caps, &mut entry, Utc::now().timestamp_millis());
+        let decision = book.apply(self.caps.caps(), &mut entry, Utc::now().timestamp_millis());
         if decision.decided {
             let verdict = match &decision.over_cap {
                 Some(cap) => {
@@ -190,19 +186,14 @@ impl Stage {
             Some(&value),
         )?;
         if decision.forward {
-            for record in self.outbox.records(&entry, Utc::now()) {
-                let value = encode_outbox(&record).map_err(|e| TxnError::Fatal(e.into()))?;
-                self.txn.send(
-                    &self.config.outbox_topic,
-                    out,
-                    record.idempotency_key.as_bytes(),
-                    Some(&value),
-                )?;
-                self.metrics
-                    .outbox_records
-                    .with_label_values(&[&record.destination])
-                    .inc();
-            }
+            enqueue_postbacks(
+                &self.txn,
+                &self.outbox,
+                &self.config.outbox_topic,
+                out,
+                &entry,
+                &self.metrics,
+            )?;
         }
         self.send_state(partition, &decision.changed)?;
         self.txn.consumed(partition, m.offset());

@@ -72,6 +72,19 @@ struct Args {
     command: Command,
 }
 
+/// The runs of a comparison between variants, rounds rotating their order.
+#[derive(clap::Args)]
+struct Compared {
+    #[arg(long, default_value_t = 200_000)]
+    conversions: usize,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Another build's processor binary (e.g. the previous commit's), run without caps over
+    /// the single-object input in each round too.
+    #[arg(long)]
+    baseline_bin: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Exactly-once events/s beside pass-through events/s.
@@ -83,25 +96,9 @@ enum Command {
         rounds: usize,
     },
     /// Exactly-once events/s over Confluent-framed input beside single-object input.
-    Framing {
-        #[arg(long, default_value_t = 200_000)]
-        conversions: usize,
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Another build's processor binary (e.g. the previous commit's), run over the
-        /// single-object input in each round too.
-        #[arg(long)]
-        baseline_bin: Option<String>,
-    },
+    Framing(Compared),
     /// Exactly-once events/s with every conversion capped, beside no caps and another build.
-    Caps {
-        #[arg(long, default_value_t = 200_000)]
-        conversions: usize,
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        #[arg(long)]
-        baseline_bin: Option<String>,
-    },
+    Caps(Compared),
     /// RSS and state over a steady rate for a while, with short dedup windows.
     Soak {
         #[arg(long, default_value_t = 30)]
@@ -132,16 +129,8 @@ fn main() -> anyhow::Result<()> {
             conversions,
             rounds,
         } => throughput(conversions, rounds),
-        Command::Framing {
-            conversions,
-            rounds,
-            baseline_bin,
-        } => framing(conversions, rounds, baseline_bin.as_deref()),
-        Command::Caps {
-            conversions,
-            rounds,
-            baseline_bin,
-        } => caps_bench(conversions, rounds, baseline_bin.as_deref()),
+        Command::Framing(c) => framing(c.conversions, c.rounds, c.baseline_bin.as_deref()),
+        Command::Caps(c) => caps_bench(c.conversions, c.rounds, c.baseline_bin.as_deref()),
         Command::Soak {
             minutes,
             rate,
