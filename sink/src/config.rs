@@ -23,6 +23,17 @@ pub struct Config {
     #[arg(long, env = "SINK_DATABASE", default_value = "trackledger")]
     pub database: String,
 
+    /// A ClickHouse cluster of one shard of replicas, as named in the servers'
+    /// `remote_servers`: the migrations then run ON CLUSTER with replicated engines and
+    /// `<table>_all` Distributed twins. Empty: one server.
+    #[arg(long, env = "SINK_CLICKHOUSE_CLUSTER", default_value = "")]
+    pub clickhouse_cluster: String,
+    /// On a cluster, how many replicas must hold an insert before it counts as loaded:
+    /// `auto` (a majority) keeps the load exactly-once when a replica fails; 1 trades that
+    /// for loading while only one replica of two is up (docs/DEPLOYMENT.md).
+    #[arg(long, env = "SINK_INSERT_QUORUM", default_value = "auto")]
+    pub insert_quorum: String,
+
     /// Consumer group the sink commits its progress under (for lag monitoring; the load
     /// itself resumes from what ClickHouse holds).
     #[arg(long, env = "SINK_GROUP_ID", default_value = "trackledger-sink")]
@@ -83,8 +94,18 @@ impl Config {
         u32::try_from(partition).is_ok_and(|p| p % self.instances == self.instance)
     }
 
+    pub fn topology(&self) -> anyhow::Result<crate::topology::Topology> {
+        crate::topology::Topology::from_flag(&self.clickhouse_cluster)
+    }
+
     /// Checks what clap cannot.
     pub fn check(&self) -> anyhow::Result<()> {
+        self.topology()?;
+        anyhow::ensure!(
+            self.insert_quorum == "auto" || self.insert_quorum.parse::<u8>().is_ok_and(|n| n >= 1),
+            "--insert-quorum (SINK_INSERT_QUORUM) {:?} is neither auto nor a number of replicas",
+            self.insert_quorum
+        );
         anyhow::ensure!(
             self.instance < self.instances,
             "--instance (SINK_INSTANCE) {} is not below --instances (SINK_INSTANCES) {}: instances are numbered from 0",

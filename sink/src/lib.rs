@@ -1,6 +1,6 @@
 //! Loads the canonical ledger into ClickHouse, exactly once.
 //!
-//! [`migrations`] owns the DDL; [`rows`] encodes the Kafka records as table rows; [`loader`]
+//! [`migrations`] owns the DDL, [`topology`] places it on one server or a cluster; [`rows`] encodes the Kafka records as table rows; [`loader`]
 //! batches, inserts and resumes; [`metrics`] feeds the shared `/metrics` endpoint.
 
 pub mod config;
@@ -10,6 +10,7 @@ pub mod migrations;
 pub mod reporting;
 pub mod retry;
 pub mod rows;
+pub mod topology;
 
 pub use config::Config;
 pub use metrics::Metrics;

@@ -31,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::migrations;
 use crate::retry::{self, Failure};
 use crate::rows::{AttemptRow, KafkaPosition, LedgerRow, QuarantineRow, ReceiptRow, TableRow};
+use crate::topology::Topology;
 
 /// How long the stored offsets must hold still before the sink resumes from them.
 const RESUME_SETTLE: Duration = Duration::from_secs(1);
@@ -115,18 +116,20 @@ fn touches(query_id: &str, table: &str, partitions: &BTreeSet<i32>) -> bool {
 /// sink checks whether it landed. Other sinks' inserts of other partitions do not matter.
 pub async fn await_running_inserts(
     client: &Client,
+    topology: &Topology,
     table: &str,
     partitions: &BTreeSet<i32>,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let running: Vec<String> = client
-            .query(
-                "SELECT query_id FROM system.processes \
+            .query(&format!(
+                "SELECT query_id FROM {} \
                  WHERE query_kind = 'Insert' AND current_database = currentDatabase() \
                  AND (positionCaseInsensitive(query, concat('INSERT INTO ', ?)) > 0 \
                    OR positionCaseInsensitive(query, concat('INSERT INTO `', ?, '`')) > 0)",
-            )
+                topology.processes()
+            ))
             .bind(table)
             .bind(table)
             .fetch_all()
@@ -149,10 +152,15 @@ pub async fn await_running_inserts(
 }
 
 /// The highest Kafka offset stored per partition in `table`.
-pub async fn stored_offsets(client: &Client, table: &str) -> anyhow::Result<HashMap<i32, i64>> {
+pub async fn stored_offsets(
+    client: &Client,
+    topology: &Topology,
+    table: &str,
+) -> anyhow::Result<HashMap<i32, i64>> {
     let rows: Vec<Stored> = client
         .query(&format!(
-            "SELECT kafka_partition, max(kafka_offset) AS last_offset FROM {table} GROUP BY kafka_partition"
+            "SELECT kafka_partition, max(kafka_offset) AS last_offset FROM {table} GROUP BY kafka_partition{}",
+            topology.offsets_settings()
         ))
         .fetch_all()
         .await
@@ -167,6 +175,7 @@ pub async fn stored_offsets(client: &Client, table: &str) -> anyhow::Result<Hash
 /// apart from the batch itself.
 struct Inserter {
     config: Config,
+    topology: Topology,
     client: Client,
     consumer: StreamConsumer<LagContext>,
     metrics: Arc<Metrics>,
@@ -314,7 +323,8 @@ pub async fn run(
         .client()?
         .with_setting("async_insert", "0")
         .with_setting("max_insert_block_size", "1048576");
-    let applied = migrations::apply(&client, &config.database)
+    let topology = config.topology()?;
+    let applied = migrations::apply(&client, &config.database, &topology)
         .await
         .map_err(|e| config.clickhouse.diagnose(e))?;
     tracing::info!(?applied, database = %config.database, "migrations up to date");
@@ -353,6 +363,7 @@ pub async fn run(
     let mut tables = tables(&config);
     let inserter = Inserter {
         config,
+        topology,
         client,
         consumer,
         metrics,
@@ -412,6 +423,15 @@ impl<R> Batch<R> {
         self.last.insert(at.partition, at.offset);
     }
 
+    /// Names the batch by its table, size and last offset per partition: a batch read
+    /// again from the same offsets is the same rows.
+    fn token(&self) -> String {
+        let mut last: Vec<_> = self.last.iter().collect();
+        last.sort();
+        let last: Vec<String> = last.iter().map(|(p, o)| format!("{p}@{o}")).collect();
+        format!("{}:{}:{}", self.table, self.rows.len(), last.join(","))
+    }
+
     fn clear(&mut self) {
         self.rows.clear();
         self.bytes = 0;
@@ -443,8 +463,9 @@ impl Inserter {
         loop {
             let mut now = Vec::new();
             for (table, mine) in tables.iter().zip(&owned) {
-                await_running_inserts(&self.client, table.name(), mine).await?;
-                let mut offsets = stored_offsets(&self.client, table.name()).await?;
+                await_running_inserts(&self.client, &self.topology, table.name(), mine).await?;
+                let mut offsets =
+                    stored_offsets(&self.client, &self.topology, table.name()).await?;
                 offsets.retain(|p, _| mine.contains(p));
                 now.push(offsets);
             }
@@ -487,7 +508,7 @@ impl Inserter {
         loop {
             let partitions: BTreeSet<i32> = batch.last.keys().copied().collect();
             let tag = insert_tag(batch.table, partitions.iter().copied());
-            match insert(client, batch.table, &batch.rows, &tag).await {
+            match self.insert(batch, &tag).await {
                 Ok(()) => break,
                 Err(e) => {
                     metrics
@@ -511,13 +532,13 @@ impl Inserter {
                     delay = (delay * 2).min(self.config.retry_max());
                     // The insert may have landed (or still be landing) although the error
                     // reached us; it is atomic, so once nothing runs, its last offsets tell.
-                    if await_running_inserts(client, batch.table, &partitions)
+                    if await_running_inserts(client, &self.topology, batch.table, &partitions)
                         .await
                         .is_err()
                     {
                         continue;
                     }
-                    if let Ok(stored) = stored_offsets(client, batch.table).await {
+                    if let Ok(stored) = stored_offsets(client, &self.topology, batch.table).await {
                         if batch
                             .last
                             .iter()
@@ -553,22 +574,33 @@ impl Inserter {
     }
 }
 
-async fn insert<R: RowOwned + RowWrite>(
-    client: &Client,
-    table: &str,
-    rows: &[R],
-    tag: &str,
-) -> anyhow::Result<()> {
-    let mut insert = client
-        .insert::<R>(table)
-        .await?
-        .with_setting("query_id", tag)
-        .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)));
-    for row in rows {
-        insert.write(row).await?;
+impl Inserter {
+    /// One attempt at inserting `batch` as one block. On a cluster the insert waits for
+    /// its quorum of replicas, and carries a token that makes a retry of the same batch a
+    /// no-op on any replica that already holds it.
+    async fn insert<R: RowOwned + RowWrite>(
+        &self,
+        batch: &Batch<R>,
+        tag: &str,
+    ) -> anyhow::Result<()> {
+        let mut insert = self
+            .client
+            .insert::<R>(batch.table)
+            .await?
+            .with_setting("query_id", tag)
+            .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)));
+        for (name, value) in self
+            .topology
+            .insert_settings(&self.config.insert_quorum, batch.token())
+        {
+            insert = insert.with_setting(name, value);
+        }
+        for row in &batch.rows {
+            insert.write(row).await?;
+        }
+        insert.end().await?;
+        Ok(())
     }
-    insert.end().await?;
-    Ok(())
 }
 
 #[cfg(test)]

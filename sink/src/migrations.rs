@@ -6,6 +6,8 @@ use anyhow::Context;
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 
+use crate::topology::Topology;
+
 pub struct Migration {
     pub version: u32,
     pub name: &'static str,
@@ -61,6 +63,44 @@ impl Migration {
     }
 }
 
+/// The tables the migrations create (views aside): those a cluster gives `Distributed` twins.
+pub fn tables() -> Vec<&'static str> {
+    const OPENING: &str = "CREATE TABLE IF NOT EXISTS ";
+    MIGRATIONS
+        .iter()
+        .flat_map(|m| m.sql.lines())
+        .filter_map(|l| l.trim().strip_prefix(OPENING))
+        .filter_map(|rest| rest.split(|c: char| c.is_whitespace() || c == '(').next())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+const SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version UInt32,
+    name String,
+    checksum String,
+    applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = MergeTree ORDER BY version";
+
+fn create_database(database: &str) -> String {
+    format!("CREATE DATABASE IF NOT EXISTS {database}")
+}
+
+/// Every statement `apply` runs on an empty database, in order, as `topology` runs them.
+pub fn plan(topology: &Topology, database: &str) -> anyhow::Result<Vec<String>> {
+    let mut plan = vec![
+        topology.adapt(&create_database(database))?,
+        topology.adapt(SCHEMA_MIGRATIONS)?,
+    ];
+    for m in MIGRATIONS {
+        for statement in m.statements() {
+            plan.push(topology.adapt(&statement)?);
+        }
+    }
+    plan.extend(topology.distributed_tables(database, &tables(), true));
+    Ok(plan)
+}
+
 #[derive(Debug, Row, Serialize, Deserialize)]
 struct Applied {
     version: u32,
@@ -68,23 +108,21 @@ struct Applied {
     checksum: String,
 }
 
-/// Applies what `database` lacks; returns the versions applied now.
-pub async fn apply(client: &Client, database: &str) -> anyhow::Result<Vec<u32>> {
+/// Applies what `database` lacks, placed per `topology`; returns the versions applied now.
+pub async fn apply(
+    client: &Client,
+    database: &str,
+    topology: &Topology,
+) -> anyhow::Result<Vec<u32>> {
+    topology.check(client).await?;
     client
-        .query(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
+        .query(&topology.adapt(&create_database(database))?)
         .execute()
         .await
         .with_context(|| format!("creating database {database}"))?;
     let client = client.clone().with_database(database);
     client
-        .query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version UInt32,
-                name String,
-                checksum String,
-                applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
-            ) ENGINE = MergeTree ORDER BY version",
-        )
+        .query(&topology.adapt(SCHEMA_MIGRATIONS)?)
         .execute()
         .await
         .context("creating schema_migrations")?;
@@ -107,7 +145,7 @@ pub async fn apply(client: &Client, database: &str) -> anyhow::Result<Vec<u32>> 
         }
         for statement in m.statements() {
             client
-                .query(&statement)
+                .query(&topology.adapt(&statement)?)
                 .execute()
                 .await
                 .with_context(|| format!("migration {} ({})", m.version, m.name))?;
@@ -123,6 +161,13 @@ pub async fn apply(client: &Client, database: &str) -> anyhow::Result<Vec<u32>> 
         insert.end().await?;
         tracing::info!(version = m.version, name = m.name, "migration applied");
         now.push(m.version);
+    }
+    for statement in topology.distributed_tables(database, &tables(), !now.is_empty()) {
+        client
+            .query(&statement)
+            .execute()
+            .await
+            .context("creating the Distributed tables")?;
     }
     Ok(now)
 }
@@ -149,5 +194,38 @@ mod tests {
             }
         }
         assert_eq!(MIGRATIONS[3].statements().len(), 5);
+    }
+
+    #[test]
+    fn every_statement_can_be_placed_on_a_cluster() {
+        assert_eq!(
+            tables(),
+            [
+                "ledger",
+                "receipts",
+                "quarantine",
+                "postback_attempts",
+                "fx_rates",
+                "reporting_settings",
+                "attribution_windows",
+                "recon_results",
+                "quality_settings",
+                "conversion_minimums"
+            ]
+        );
+        let single = plan(&Topology::Single, "db").unwrap();
+        let cluster = plan(&Topology::from_flag("tl").unwrap(), "db").unwrap();
+        // The same statements, plus one Distributed twin per table.
+        assert_eq!(cluster.len(), single.len() + tables().len());
+        for s in &cluster {
+            assert!(s.contains(" ON CLUSTER `tl`"), "{s}");
+            assert!(!s.contains("ENGINE = MergeTree"), "{s}");
+        }
+        let engines = cluster
+            .iter()
+            .filter(|s| s.contains("ENGINE = Replicated"))
+            .count();
+        // The ten tables and schema_migrations.
+        assert_eq!(engines, 11);
     }
 }

@@ -78,7 +78,9 @@ struct Stats {
 async fn conversions_count_under_their_clicks_traffic() {
     let db = database("attribution");
     let root = clickhouse::Client::default().with_url(clickhouse_url());
-    sink::migrations::apply(&root, &db).await.unwrap();
+    sink::migrations::apply(&root, &db, &sink::topology::Topology::Single)
+        .await
+        .unwrap();
     root.query(&insert(&db)).execute().await.unwrap();
 
     let rows: Vec<Stats> = clickhouse(&db)

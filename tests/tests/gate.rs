@@ -121,7 +121,9 @@ const BEYOND: Traffic = Traffic {
 async fn the_gate_fails_beyond_each_threshold_and_passes_at_it() {
     let root = clickhouse::Client::default().with_url(clickhouse_url());
     let db = database("gate");
-    sink::migrations::apply(&root, &db).await.unwrap();
+    sink::migrations::apply(&root, &db, &sink::topology::Topology::Single)
+        .await
+        .unwrap();
     load(&root, &db, &AT).await;
     load(&root, &db, &BEYOND).await;
     recon(&root, &db, "clickbank", 2.9).await;
@@ -172,7 +174,9 @@ async fn the_gate_fails_beyond_each_threshold_and_passes_at_it() {
 
     // Without the traffic and network beyond: PASS, and exit 0.
     let db = database("gate_pass");
-    sink::migrations::apply(&root, &db).await.unwrap();
+    sink::migrations::apply(&root, &db, &sink::topology::Topology::Single)
+        .await
+        .unwrap();
     load(&root, &db, &AT).await;
     recon(&root, &db, "clickbank", 2.9).await;
     let (ok, out) = trackctl(&db, &["gate", "--json", json_path.to_str().unwrap()]);

@@ -192,7 +192,9 @@ async fn exec(sql: &str) {
 async fn a_crafted_report_gives_the_labelled_discrepancies_and_kpis() {
     let db = database("recon");
     let client = clickhouse::Client::default().with_url(clickhouse_url());
-    sink::migrations::apply(&client, &db).await.unwrap();
+    sink::migrations::apply(&client, &db, &sink::topology::Topology::Single)
+        .await
+        .unwrap();
     exec(&ledger_insert(&db)).await;
     // One network retry absorbed, and ten postbacks of which nine were delivered.
     exec(&format!("INSERT INTO {db}.receipts (event_id, conversion_key, kind, event_name, occurrence, route, received_at, first_received_at, recorded_at, kafka_partition, kafka_offset) VALUES ('cb-0', 'clickbank/order/CB1', 'DUPLICATE', 'SALE', 2, '/v1/postbacks/clickbank', '{D20}', '{D20}', '{D20}', 0, 0)")).await;

@@ -9,6 +9,7 @@ use rust_decimal::Decimal;
 use schemas::EventName;
 use serde::Deserialize;
 use sink::migrations::{apply, MIGRATIONS};
+use sink::topology::Topology;
 use tests::clickhouse_url;
 use tests::processor::{wait_caught_up, EventProducer, ProcessorTopics, Scenario};
 use tests::service::ServiceProcess;
@@ -18,7 +19,7 @@ use tests::sink::{clickhouse, count, database, stream_entries, wait_rows};
 async fn migrations_applied_twice_are_a_no_op() {
     let db = database("sink_migrations");
     let root = clickhouse::Client::default().with_url(clickhouse_url());
-    let first = apply(&root, &db).await.unwrap();
+    let first = apply(&root, &db, &Topology::Single).await.unwrap();
     assert_eq!(
         first,
         MIGRATIONS.iter().map(|m| m.version).collect::<Vec<_>>()
@@ -35,7 +36,10 @@ async fn migrations_applied_twice_are_a_no_op() {
     let before = tables(clickhouse(&db)).await;
     assert!(before.contains(&"ledger".to_owned()) && before.contains(&"daily_stats".to_owned()));
 
-    assert!(apply(&root, &db).await.unwrap().is_empty());
+    assert!(apply(&root, &db, &Topology::Single)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(tables(clickhouse(&db)).await, before);
     assert_eq!(
         count(&clickhouse(&db), "schema_migrations").await,
@@ -325,7 +329,7 @@ async fn a_permanent_clickhouse_error_stops_the_sink_with_the_reason() {
     let topics = ProcessorTopics::create("sink-permanent").await;
     let db = database("sink_permanent");
     let root = clickhouse::Client::default().with_url(clickhouse_url());
-    apply(&root, &db).await.unwrap();
+    apply(&root, &db, &Topology::Single).await.unwrap();
     clickhouse(&db)
         .query("ALTER TABLE ledger DROP COLUMN utm_content")
         .execute()
