@@ -170,6 +170,14 @@ pub struct TrackingEvent {
     /// Traffic-quality flags of a click (contract v2; see [`crate::quality`]). Not part of
     /// the event as the ledger embeds it: the processor moves them to the entry's `flags`.
     pub quality_flags: Vec<String>,
+    /// The ad platforms' matching hashes (contract v3; see [`crate::matching`]). The ledger
+    /// entry carries them beside its embedded event, and the outbox to the forwarder.
+    #[serde(default)]
+    pub match_keys: Option<crate::matching::MatchKeys>,
+    /// The ad platforms' click and browser IDs of the visit (contract v3), carried like
+    /// `match_keys`.
+    #[serde(default)]
+    pub platform_ids: Option<crate::matching::PlatformIds>,
 }
 
 impl TrackingEvent {
@@ -229,6 +237,8 @@ impl TrackingEvent {
             delivery_attempt: None,
             attributes: BTreeMap::new(),
             quality_flags: Vec::new(),
+            match_keys: None,
+            platform_ids: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use std::borrow::Cow;
 
 use crate::event::{ConsentState, EventName, TrackingEvent, FIRST_PARTY};
+use crate::matching::PlatformIds;
 use crate::validate::{check_conversion_link, check_fields, FieldError, Report, ValidationErrors};
 
 /// Personal data a producer sent. It never enters a [`TrackingEvent`] raw: ingest hashes it
@@ -19,6 +20,8 @@ use crate::validate::{check_conversion_link, check_fields, FieldError, Report, V
 pub struct RawPii {
     pub email: Option<String>,
     pub ip: Option<IpAddr>,
+    /// In E.164 (`+` and the country code), as [`crate::matching::e164`] makes it.
+    pub phone: Option<String>,
 }
 
 /// The fields a first-party producer may set, sorted for binary search. Everything else
@@ -33,15 +36,23 @@ pub const PRODUCER_FIELDS: &[&str] = &[
     "email",
     "event_id",
     "event_name",
+    "fbc",
+    "fbclid",
+    "fbp",
+    "ga_client_id",
+    "gbraid",
+    "gclid",
     "ip",
     "is_test",
     "lead_id",
+    "msclkid",
     "occurred_at",
     "offer_id",
     "order_id",
     "parent_order_id",
     "payout",
     "payout_status",
+    "phone",
     "placement",
     "rebill_sequence",
     "refund_status",
@@ -54,12 +65,14 @@ pub const PRODUCER_FIELDS: &[&str] = &[
     "sub4",
     "sub5",
     "transaction_id",
+    "ttclid",
     "user_agent",
     "utm_campaign",
     "utm_content",
     "utm_medium",
     "utm_source",
     "utm_term",
+    "wbraid",
 ];
 
 /// Every field in the contract's order, with the producer's `email` and `ip` beside the
@@ -107,12 +120,22 @@ pub const FIELD_ORDER: &[&str] = &[
     "data_minimization",
     "email",
     "ip",
+    "phone",
     "ip_hash",
     "email_hash",
     "user_agent",
     "route",
     "delivery_attempt",
     "attributes",
+    "gclid",
+    "gbraid",
+    "wbraid",
+    "fbclid",
+    "fbc",
+    "fbp",
+    "ttclid",
+    "msclkid",
+    "ga_client_id",
 ];
 
 /// Where an error on `field` is reported: unknown fields first, then the contract's order.
@@ -281,6 +304,8 @@ struct Fields {
     saw_event_name: bool,
     occurred_at: Option<DateTime<Utc>>,
     pii: RawPii,
+    /// Meta's click ID as the landing URL had it; becomes `platform_ids.fbc`.
+    fbclid: Option<String>,
 }
 
 impl Fields {
@@ -301,6 +326,7 @@ impl Fields {
             saw_event_name,
             occurred_at,
             pii,
+            fbclid,
             ..
         } = self;
         // The event being built; its identity and times are filled in by `finish`.
@@ -337,6 +363,13 @@ impl Fields {
             "attributes" => e.attributes = attributes(r, key, v),
             "email" => pii.email = email(r, key, v),
             "ip" => pii.ip = ip(r, key, v),
+            "phone" => pii.phone = phone(r, key, v),
+            "fbclid" => *fbclid = platform_id(r, key, v),
+            name if PlatformIds::FIELDS.contains(&name) => {
+                let value = platform_id(r, key, v);
+                let ids = e.platform_ids.get_or_insert_with(PlatformIds::default);
+                *ids.slot(name).expect("a platform field") = value;
+            }
             _ => match text_slot(e, key) {
                 Some(slot) => *slot = string(r, key, v),
                 None => r.push(key, "unknown field"),
@@ -379,6 +412,15 @@ impl Fields {
         e.occurred_at = self.occurred_at.unwrap_or(received_at);
         e.received_at = received_at;
         e.route = route.to_owned();
+        if let Some(fbclid) = self.fbclid.take() {
+            let ids = e.platform_ids.get_or_insert_with(PlatformIds::default);
+            ids.fbc.get_or_insert_with(|| {
+                crate::matching::fbc(&fbclid, received_at.timestamp_millis())
+            });
+        }
+        if e.platform_ids.as_ref().is_some_and(PlatformIds::is_empty) {
+            e.platform_ids = None;
+        }
 
         // A field that already failed to parse is reported once, by its parse error; and the
         // link check needs a known event name.
@@ -544,6 +586,28 @@ fn email(r: &mut Report, field: &str, v: Loose<'_>) -> Option<String> {
     }
 }
 
+fn platform_id(r: &mut Report, field: &str, v: Loose<'_>) -> Option<String> {
+    let s = string(r, field, v)?;
+    if crate::matching::valid_platform_id(&s) {
+        Some(s)
+    } else {
+        r.push(field, "not a platform ID (1-512 visible ASCII characters)");
+        None
+    }
+}
+
+fn phone(r: &mut Report, field: &str, v: Loose<'_>) -> Option<String> {
+    let s = string(r, field, v)?;
+    let e164 = crate::matching::e164(&s);
+    if e164.is_none() {
+        r.push(
+            field,
+            "not a phone number in international format ('+' or '00', the country code, 7 to 14 more digits)",
+        );
+    }
+    e164
+}
+
 fn ip(r: &mut Report, field: &str, v: Loose<'_>) -> Option<IpAddr> {
     let s = string(r, field, v)?;
     s.parse()
@@ -581,7 +645,8 @@ mod tests {
             "event_id": "ord-1001-sale", "event_name": "SALE", "order_id": "ord-1001",
             "occurred_at": "2026-11-23T03:00:00-08:00", "revenue": "49.99", "payout": 20.1,
             "currency": "EUR", "click_id": "clk_1", "sub2": "adset-9",
-            "email": " Buyer@Example.COM ", "ip": "203.0.113.7", "consent_state": "GRANTED"
+            "email": " Buyer@Example.COM ", "ip": "203.0.113.7", "consent_state": "GRANTED",
+            "phone": "0044 (20) 7946-0958"
         }))
         .unwrap();
         assert_eq!(e.event_name, EventName::Sale);
@@ -593,6 +658,46 @@ mod tests {
         assert_eq!(e.received_at, now());
         assert_eq!(pii.email.as_deref(), Some("buyer@example.com"));
         assert_eq!(pii.ip, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(pii.phone.as_deref(), Some("+442079460958"));
+    }
+
+    #[test]
+    fn platform_ids_are_captured_and_fbclid_becomes_meta_fbc() {
+        let (e, _) = parse(json!({
+            "event_id": "s1", "event_name": "SALE", "order_id": "o1", "revenue": 10, "currency": "USD",
+            "gclid": "Cj0KCQiA-abc_123", "fbclid": "IwAR2xyz", "fbp": "fb.1.1764000000000.42",
+            "ttclid": "E.C.P.abc", "ga_client_id": "1234567890.1764000000"
+        }))
+        .unwrap();
+        let ids = e.platform_ids.unwrap();
+        assert_eq!(ids.gclid.as_deref(), Some("Cj0KCQiA-abc_123"));
+        // Meta's format: fb.1.<ms when first seen>.<fbclid>; here the receipt time.
+        assert_eq!(
+            ids.fbc.as_deref(),
+            Some(format!("fb.1.{}.IwAR2xyz", now().timestamp_millis()).as_str())
+        );
+        assert_eq!(ids.fbp.as_deref(), Some("fb.1.1764000000000.42"));
+        assert_eq!(ids.ttclid.as_deref(), Some("E.C.P.abc"));
+        assert_eq!(ids.ga_client_id.as_deref(), Some("1234567890.1764000000"));
+        assert_eq!((ids.gbraid, ids.wbraid, ids.msclkid), (None, None, None));
+        // A producer's own fbc wins over the fbclid; none at all leaves the group null.
+        let (e, _) = parse(json!({
+            "event_id": "s2", "event_name": "LEAD", "lead_id": "l1",
+            "fbclid": "IwAR2xyz", "fbc": "fb.1.1700000000000.IwAR2xyz"
+        }))
+        .unwrap();
+        assert_eq!(
+            e.platform_ids.unwrap().fbc.as_deref(),
+            Some("fb.1.1700000000000.IwAR2xyz")
+        );
+        let (e, _) =
+            parse(json!({"event_id": "s3", "event_name": "LEAD", "lead_id": "l1"})).unwrap();
+        assert_eq!(e.platform_ids, None);
+        let err = parse(json!({
+            "event_id": "s4", "event_name": "LEAD", "lead_id": "l1", "gclid": "has space"
+        }))
+        .unwrap_err();
+        assert_eq!(err.fields(), ["gclid"]);
     }
 
     #[test]
@@ -634,11 +739,13 @@ mod tests {
     fn bad_pii_is_named_and_never_echoed() {
         let err = parse(json!({
             "event_id": "e1", "event_name": "LEAD", "lead_id": "l1",
-            "email": "not-an-address", "ip": "999.1.1.1"
+            "email": "not-an-address", "ip": "999.1.1.1", "phone": "555 0199"
         }))
         .unwrap_err();
-        assert_eq!(err.fields(), ["email", "ip"]);
+        assert_eq!(err.fields(), ["email", "ip", "phone"]);
         assert!(!err.to_string().contains("not-an-address"));
+        assert!(!err.to_string().contains("555 0199"));
+        assert!(err.to_string().contains("international format"), "{err}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod event_id;
 pub mod input;
 pub mod key;
 pub mod ledger;
+pub mod matching;
 pub mod money;
 pub mod offers;
 pub mod privacy;
@@ -32,6 +33,7 @@ pub use ledger::{
     AttemptOutcome, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, PayoutSource,
     PostbackAttempt, Receipt, ReceiptKind,
 };
+pub use matching::{MatchKeys, PlatformIds};
 pub use money::Money;
 pub use quarantine::{QuarantineKey, QuarantineRecord};
 pub use validate::{validate, FieldError, ValidationErrors};

@@ -305,6 +305,7 @@ pub(crate) fn check_fields(r: &mut Report, e: &TrackingEvent) {
         r.push("attributes", format!("more than {MAX_ATTRIBUTES} entries"));
     }
     check_quality_flags(r, e);
+    check_ad_matching(r, e);
     for (k, v) in &e.attributes {
         if k.is_empty() || k.len() > 64 || !k.chars().all(is_id_char) {
             r.push(
@@ -316,6 +317,37 @@ pub(crate) fn check_fields(r: &mut Report, e: &TrackingEvent) {
                 format!("attributes.{k}"),
                 format!("longer than {MAX_TEXT_LEN} bytes"),
             );
+        }
+    }
+}
+
+/// Match keys are SHA-256 digests; platform IDs are the platforms' URL-safe tokens.
+fn check_ad_matching(r: &mut Report, e: &TrackingEvent) {
+    if let Some(k) = &e.match_keys {
+        for (field, value) in [
+            ("match_keys.email_sha256", &k.email_sha256),
+            ("match_keys.phone_sha256", &k.phone_sha256),
+            ("match_keys.phone_digits_sha256", &k.phone_digits_sha256),
+        ] {
+            if matches!(value, Some(h) if !is_hex_digest(h)) {
+                r.push(
+                    field,
+                    "must be a lower-case hex SHA-256 digest (64 characters)",
+                );
+            }
+        }
+    }
+    if let Some(ids) = &e.platform_ids {
+        let mut ids = ids.clone();
+        for name in crate::matching::PlatformIds::FIELDS {
+            if let Some(Some(value)) = ids.slot(name).map(|v| v.as_deref()) {
+                if !crate::matching::valid_platform_id(value) {
+                    r.push(
+                        format!("platform_ids.{name}"),
+                        "must be 1-512 visible ASCII characters",
+                    );
+                }
+            }
         }
     }
 }

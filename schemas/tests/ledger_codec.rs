@@ -8,14 +8,37 @@ use chrono::{TimeZone, Utc};
 use schemas::avro::current_schema;
 use schemas::avro::ledger::{
     attempt_schema, decode_attempt, decode_entry, decode_outbox, decode_receipt, encode_attempt,
-    encode_entry, encode_entry_v1, encode_outbox, encode_receipt, entry_schema, entry_v1_schema,
-    outbox_schema, receipt_schema,
+    encode_entry, encode_entry_v1, encode_entry_v2, encode_outbox, encode_outbox_v1,
+    encode_receipt, entry_schema, entry_v1_schema, entry_v2_schema, outbox_schema,
+    outbox_v1_schema, receipt_schema,
 };
 use schemas::ledger::flags;
 use schemas::{
-    samples, AttemptOutcome, ConversionStatus, LedgerEntry, LinkStatus, OutboxRecord, PayoutSource,
-    PostbackAttempt, Receipt, ReceiptKind,
+    samples, AttemptOutcome, ConversionStatus, LedgerEntry, LinkStatus, MatchKeys, OutboxRecord,
+    PayoutSource, PostbackAttempt, Receipt, ReceiptKind, TrackingEvent,
 };
+
+/// Match keys with a null among them, so that both union branches are written.
+fn ids() -> schemas::PlatformIds {
+    schemas::PlatformIds {
+        gclid: Some("Cj0KCQiA-gclid".into()),
+        fbc: Some("fb.1.1764000000000.IwAR2x".into()),
+        ga_client_id: Some("1234567890.1764000000".into()),
+        ..Default::default()
+    }
+}
+
+fn keys() -> MatchKeys {
+    MatchKeys {
+        email_sha256: Some(
+            "6a6c26195c3682faa816966af789717c3bfa834eee6c599d667d2b3429c27cfd".into(),
+        ),
+        phone_sha256: None,
+        phone_digits_sha256: Some(
+            "033134b911b137918338415ee3d20a064b24773d36a3b02e8b99fdd3fcd6b4cd".into(),
+        ),
+    }
+}
 
 fn entry() -> LedgerEntry {
     LedgerEntry {
@@ -32,7 +55,11 @@ fn entry() -> LedgerEntry {
         recorded_at: Utc.timestamp_millis_opt(1_764_000_000_123).unwrap(),
         input_partition: 3,
         input_offset: 1_234_567,
-        event: samples::refund(),
+        event: TrackingEvent {
+            match_keys: Some(keys()),
+            platform_ids: Some(ids()),
+            ..samples::refund()
+        },
         payout_source: PayoutSource::Rule,
         payout_rule: Some("clawback of offer keto: revshare 40%".into()),
     }
@@ -40,6 +67,8 @@ fn entry() -> LedgerEntry {
 
 /// `entry` as a v1 record carries it: v1 has no payout rule, and its source is the event's.
 fn as_v1(mut e: LedgerEntry) -> LedgerEntry {
+    e.event.match_keys = None;
+    e.event.platform_ids = None;
     e.payout_rule = None;
     e.payout_source = if e.event.payout.is_some() {
         PayoutSource::Event
@@ -91,11 +120,46 @@ fn field<'a>(fields: &'a [(String, Value)], name: &str) -> &'a Value {
 fn entries_round_trip_and_apache_avro_reads_them() {
     for event in samples::all() {
         let mut e = entry();
-        e.event = event;
+        e.event = TrackingEvent {
+            match_keys: Some(keys()),
+            platform_ids: Some(ids()),
+            ..event
+        };
         let bytes = encode_entry(&e).unwrap();
         assert_eq!(&bytes[2..10], &entry_schema().fingerprint);
         assert_eq!(decode_entry(&bytes).unwrap(), e);
         let fields = apache_read(&entry_schema().schema, &bytes[10..]);
+        let Value::Union(1, keys) = field(&fields, "match_keys") else {
+            panic!("match_keys is null")
+        };
+        let Value::Record(keys) = keys.as_ref() else {
+            panic!("match_keys is not a record")
+        };
+        assert_eq!(
+            field(keys, "email_sha256"),
+            &Value::Union(
+                1,
+                Box::new(Value::String(self::keys().email_sha256.unwrap()))
+            )
+        );
+        assert_eq!(
+            field(keys, "phone_sha256"),
+            &Value::Union(0, Box::new(Value::Null))
+        );
+        let Value::Union(1, ids) = field(&fields, "platform_ids") else {
+            panic!("platform_ids is null")
+        };
+        let Value::Record(ids) = ids.as_ref() else {
+            panic!("platform_ids is not a record")
+        };
+        assert_eq!(
+            field(ids, "ga_client_id"),
+            &Value::Union(1, Box::new(Value::String("1234567890.1764000000".into())))
+        );
+        assert_eq!(
+            field(ids, "ttclid"),
+            &Value::Union(0, Box::new(Value::Null))
+        );
         assert_eq!(
             field(&fields, "conversion_key"),
             &Value::String(e.conversion_key.clone())
@@ -146,7 +210,7 @@ fn the_entry_embeds_the_v1_event_schema() {
     // The ledger keeps an event's quality flags in the entry's own `flags`, so the entry
     // embeds contract v1, which is the current contract without its `quality_flags`.
     let v1_event = &schemas::avro::published_versions()[0].schema;
-    for version in [entry_schema(), entry_v1_schema()] {
+    for version in [entry_schema(), entry_v2_schema(), entry_v1_schema()] {
         let Schema::Record(entry) = &version.schema else {
             panic!("not a record")
         };
@@ -157,13 +221,15 @@ fn the_entry_embeds_the_v1_event_schema() {
         panic!("not records")
     };
     let mut names: Vec<_> = v1.fields.iter().map(|f| f.name.as_str()).collect();
-    names.push("quality_flags");
+    names.extend(["quality_flags", "match_keys", "platform_ids"]);
     let current_names: Vec<_> = current.fields.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(current_names, names);
     // v2 is v1 and two fields after it, with defaults: a v2 reader reads v1 records.
-    let (Schema::Record(v1), Schema::Record(v2)) =
-        (&entry_v1_schema().schema, &entry_schema().schema)
-    else {
+    let (Schema::Record(v1), Schema::Record(v2), Schema::Record(v3)) = (
+        &entry_v1_schema().schema,
+        &entry_v2_schema().schema,
+        &entry_schema().schema,
+    ) else {
         panic!("not records")
     };
     let names = |r: &apache_avro::schema::RecordSchema| {
@@ -175,7 +241,28 @@ fn the_entry_embeds_the_v1_event_schema() {
     assert!(v2.fields[v1.fields.len()..]
         .iter()
         .all(|f| f.default.is_some()));
-    schemas::avro::check_can_read(&entry_v1_schema().schema, &entry_schema().schema).unwrap();
+    // v3 appends match_keys and platform_ids, with defaults: a v3 reader reads v1 and v2.
+    expected.extend(["match_keys".to_owned(), "platform_ids".to_owned()]);
+    assert_eq!(names(v3), expected);
+    assert!(v3.fields[v2.fields.len()..]
+        .iter()
+        .all(|f| f.default.is_some()));
+    for older in [entry_v1_schema(), entry_v2_schema()] {
+        schemas::avro::check_can_read(&older.schema, &entry_schema().schema).unwrap();
+    }
+}
+
+#[test]
+fn v2_entries_still_decode_without_match_keys() {
+    let e = entry();
+    let bytes = encode_entry_v2(&e).unwrap();
+    assert_eq!(&bytes[2..10], &entry_v2_schema().fingerprint);
+    let mut expected = e;
+    expected.event.match_keys = None;
+    expected.event.platform_ids = None;
+    assert_eq!(decode_entry(&bytes).unwrap(), expected);
+    let fields = apache_read(&entry_v2_schema().schema, &bytes[10..]);
+    assert_eq!(field(&fields, "input_offset"), &Value::Long(1_234_567));
 }
 
 #[test]
@@ -271,12 +358,24 @@ fn outbox_records_round_trip_and_embed_the_entry_schema() {
     };
     let bytes = encode_outbox(&record).unwrap();
     assert_eq!(&bytes[2..10], &outbox_schema().fingerprint);
-    // The outbox embeds the entry as ledger_entry.v1 has it.
+    // The outbox embeds the entry as ledger_entry.v1 has it, and its match keys after it.
+    let mut embedded = as_v1(record.entry.clone());
+    embedded.event.match_keys = Some(keys());
+    embedded.event.platform_ids = Some(ids());
+    let v2 = OutboxRecord {
+        entry: embedded,
+        ..record.clone()
+    };
+    assert_eq!(decode_outbox(&bytes).unwrap(), v2);
+    // A record written before v2 reads without them.
+    let old = encode_outbox_v1(&record).unwrap();
+    assert_eq!(&old[2..10], &outbox_v1_schema().fingerprint);
     let v1 = OutboxRecord {
         entry: as_v1(record.entry.clone()),
         ..record
     };
-    assert_eq!(decode_outbox(&bytes).unwrap(), v1);
+    assert_eq!(decode_outbox(&old).unwrap(), v1);
+    schemas::avro::check_can_read(&outbox_v1_schema().schema, &outbox_schema().schema).unwrap();
     let fields = apache_read(&outbox_schema().schema, &bytes[10..]);
     assert_eq!(
         field(&fields, "destination"),
@@ -301,9 +400,11 @@ fn published_ledger_schemas_never_change() {
     let hex = |fp: &[u8; 8]| fp.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let pinned = [
         (entry_v1_schema(), "731c46f40eb905c9", "1b7b2b62917ada66"),
-        (entry_schema(), "58ba322a11214991", "a0247ca17807d451"),
+        (entry_v2_schema(), "58ba322a11214991", "a0247ca17807d451"),
+        (entry_schema(), "6665c2f262373726", "93d4cb3e66aaeabe"),
         (receipt_schema(), "4f756557ed8b8553", "23df8a93fdb93b81"),
-        (outbox_schema(), "8d61f403291725ec", "af98671683984bbb"),
+        (outbox_v1_schema(), "8d61f403291725ec", "af98671683984bbb"),
+        (outbox_schema(), "d3d21b74218e1788", "b8fad745885c982c"),
         (attempt_schema(), "328f7995ca101677", "9465a85b3b2cfca8"),
     ];
     for (version, standard, legacy) in pinned {

@@ -108,6 +108,8 @@ prop_compose! {
         is_test in any::<bool>(),
         attrs in proptest::collection::btree_map("[a-z]{1,8}", "[ -~]{0,16}", 0..4),
         flags in proptest::sample::subsequence(schemas::quality::EVENT_FLAGS.to_vec(), 0..=2),
+        keys in proptest::option::of((opt_text(), opt_text(), opt_text())),
+        ids in proptest::option::of((opt_text(), opt_text(), opt_text(), opt_text())),
     ) -> TrackingEvent {
         let t = chrono::DateTime::from_timestamp_millis(occurred).unwrap();
         let mut e = TrackingEvent::new(id, name, t, t, "first_party", "/v1/events");
@@ -121,6 +123,18 @@ prop_compose! {
         e.is_test = is_test;
         e.attributes = attrs;
         e.quality_flags = flags.into_iter().map(String::from).collect();
+        e.match_keys = keys.map(|(email, phone, digits)| schemas::MatchKeys {
+            email_sha256: email,
+            phone_sha256: phone,
+            phone_digits_sha256: digits,
+        });
+        e.platform_ids = ids.map(|(gclid, fbc, ttclid, ga)| schemas::PlatformIds {
+            gclid,
+            fbc,
+            ttclid,
+            ga_client_id: ga,
+            ..Default::default()
+        });
         e
     }
 }

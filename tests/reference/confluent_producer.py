@@ -86,6 +86,7 @@ def event(run, event_id, name, order, minute, revenue, payout, currency="USD"):
         "delivery_attempt": None,
         "attributes": {"producer": "confluent-kafka-python"},
         "quality_flags": [],
+        "match_keys": None,
     }
 
 

@@ -152,7 +152,11 @@ pub(crate) fn one_event(event: TrackingEvent, email: Option<&str>) -> Result<Out
     let email = email.map(|s| s.trim().to_lowercase());
     Ok(Outcome::Events(vec![(
         validated(event)?,
-        RawPii { email, ip: None },
+        RawPii {
+            email,
+            ip: None,
+            phone: None,
+        },
     )]))
 }
 

@@ -15,7 +15,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use schemas::{
-    conversion_key, ConsentState, EventCodec, EventName, RawPii, TrackingEvent, FIRST_PARTY,
+    conversion_key, ConsentState, EventCodec, EventName, PlatformIds, RawPii, TrackingEvent,
+    FIRST_PARTY,
 };
 
 use crate::app::{ApiError, AppState};
@@ -59,6 +60,21 @@ fn click_event(
     e.sub3 = get(&["sub3"]);
     e.sub4 = get(&["sub4"]);
     e.sub5 = get(&["sub5"]);
+    // An ad platform's ID that is not a URL-safe token is left out (and noted), not
+    // allowed to send the whole click to quarantine.
+    let mut ids = PlatformIds::default();
+    for name in ["gclid", "gbraid", "wbraid", "fbclid", "ttclid", "msclkid"] {
+        let Some(value) = get(&[name]) else { continue };
+        if !schemas::matching::valid_platform_id(&value) {
+            e.data_minimization.push(format!("{name}:invalid_dropped"));
+            continue;
+        }
+        match name {
+            "fbclid" => ids.fbc = Some(schemas::matching::fbc(&value, now.timestamp_millis())),
+            _ => *ids.slot(name).expect("a platform field") = Some(value),
+        }
+    }
+    e.platform_ids = (!ids.is_empty()).then_some(ids);
     e.consent_state = get(&["consent"])
         .and_then(|c| c.to_ascii_uppercase().parse().ok())
         .unwrap_or(ConsentState::Unknown);
@@ -129,8 +145,8 @@ async fn handle(
         state.hasher.minimise(
             &mut event,
             RawPii {
-                email: None,
                 ip: Some(client),
+                ..RawPii::default()
             },
         );
         let payload = state.codec.encode(&event).map_err(|e| {
@@ -196,4 +212,37 @@ async fn handle(
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_landing_urls_platform_ids_are_captured_and_bad_ones_noted() {
+        let query: HashMap<String, String> = [
+            ("gclid", "Cj0KCQiA-abc_123"),
+            ("fbclid", "IwAR2xyz"),
+            ("ttclid", "bad id"),
+            ("msclkid", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let e = click_event("keto-vsl", "c1", &query, None);
+        let ids = e.platform_ids.clone().unwrap();
+        assert_eq!(ids.gclid.as_deref(), Some("Cj0KCQiA-abc_123"));
+        assert_eq!(
+            ids.fbc,
+            Some(format!(
+                "fb.1.{}.IwAR2xyz",
+                e.received_at.timestamp_millis()
+            ))
+        );
+        assert_eq!((ids.ttclid, ids.msclkid), (None, None));
+        assert_eq!(e.data_minimization, ["ttclid:invalid_dropped"]);
+        schemas::validate(&e).unwrap();
+        let bare = click_event("keto-vsl", "c2", &HashMap::new(), None);
+        assert_eq!(bare.platform_ids, None);
+    }
 }

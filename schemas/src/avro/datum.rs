@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 
 use super::{from_twos_complement, money_mantissa, DecodeError, EncodeError, MONEY_SCALE};
 use crate::event::{ConsentState, EventName, PayoutStatus, RefundStatus, TrackingEvent};
+use crate::matching::{MatchKeys, PlatformIds};
 use crate::money::Money;
 
 pub(crate) fn long(out: &mut Vec<u8>, n: i64) {
@@ -109,11 +110,44 @@ pub(crate) fn string_map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) {
 pub fn write_event(e: &TrackingEvent, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     write_event_body(e, out)?;
     string_array(out, &e.quality_flags);
+    ad_matching(out, e);
     Ok(())
 }
 
+/// `match_keys` then `platform_ids` (contract v3): nullable records of nullable strings.
+/// The ledger entry and the outbox append the same two fields.
+pub(crate) fn ad_matching(out: &mut Vec<u8>, e: &TrackingEvent) {
+    match &e.match_keys {
+        None => long(out, 0),
+        Some(k) => {
+            long(out, 1);
+            opt_string(out, &k.email_sha256);
+            opt_string(out, &k.phone_sha256);
+            opt_string(out, &k.phone_digits_sha256);
+        }
+    }
+    match &e.platform_ids {
+        None => long(out, 0),
+        Some(p) => {
+            long(out, 1);
+            for value in [
+                &p.gclid,
+                &p.gbraid,
+                &p.wbraid,
+                &p.fbc,
+                &p.fbp,
+                &p.ttclid,
+                &p.msclkid,
+                &p.ga_client_id,
+            ] {
+                opt_string(out, value);
+            }
+        }
+    }
+}
+
 /// The fields of contract v1, which the ledger entry embeds (and the content fingerprint
-/// covers): v2 only appended `quality_flags`.
+/// covers): v2 appended `quality_flags`, v3 `match_keys`.
 pub fn write_event_body(e: &TrackingEvent, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     string(out, &e.event_id);
     long(out, i64::from(e.event_name.index()));
@@ -265,6 +299,30 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The `match_keys` and `platform_ids` fields (see [`ad_matching`]) into `event`.
+    pub fn read_ad_matching(&mut self, event: &mut TrackingEvent) -> Result<(), DecodeError> {
+        event.match_keys = if self.at("match_keys").present()? {
+            Some(MatchKeys {
+                email_sha256: self.at("match_keys.email_sha256").opt_string()?,
+                phone_sha256: self.at("match_keys.phone_sha256").opt_string()?,
+                phone_digits_sha256: self.at("match_keys.phone_digits_sha256").opt_string()?,
+            })
+        } else {
+            None
+        };
+        event.platform_ids = if self.at("platform_ids").present()? {
+            let mut ids = PlatformIds::default();
+            for name in PlatformIds::FIELDS {
+                self.at("platform_ids");
+                *ids.slot(name).expect("a known field") = self.opt_string()?;
+            }
+            Some(ids)
+        } else {
+            None
+        };
+        Ok(())
+    }
+
     pub fn opt_string(&mut self) -> Result<Option<String>, DecodeError> {
         if self.present()? {
             self.string().map(Some)
@@ -380,6 +438,7 @@ impl<'a> Reader<'a> {
 pub fn read_event(r: &mut Reader<'_>) -> Result<TrackingEvent, DecodeError> {
     let mut event = read_event_body(r)?;
     event.quality_flags = r.at("quality_flags").string_array()?;
+    r.read_ad_matching(&mut event)?;
     Ok(event)
 }
 
@@ -457,6 +516,8 @@ pub fn read_event_body(r: &mut Reader<'_>) -> Result<TrackingEvent, DecodeError>
         delivery_attempt: r.at("delivery_attempt").opt_int()?,
         attributes: r.at("attributes").string_map()?,
         quality_flags: Vec::new(),
+        match_keys: None,
+        platform_ids: None,
     })
 }
 

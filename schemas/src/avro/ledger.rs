@@ -16,23 +16,31 @@ use crate::ledger::{
 };
 
 /// The published ledger-entry schema this build writes: v1's fields, then the payout's source
-/// and rule.
-pub const LEDGER_ENTRY_SCHEMA: &str = include_str!("../../avro/ledger_entry.v2.avsc");
+/// and rule (v2), then the event's match keys (v3).
+pub const LEDGER_ENTRY_SCHEMA: &str = include_str!("../../avro/ledger_entry.v3.avsc");
+/// The second ledger-entry schema, still read.
+pub const LEDGER_ENTRY_V2_SCHEMA: &str = include_str!("../../avro/ledger_entry.v2.avsc");
 /// The first ledger-entry schema, still read; the outbox embeds an entry in this shape.
 pub const LEDGER_ENTRY_V1_SCHEMA: &str = include_str!("../../avro/ledger_entry.v1.avsc");
 /// The published receipt schema this build writes.
 pub const RECEIPT_SCHEMA: &str = include_str!("../../avro/receipt.v1.avsc");
 /// The published attempt schema this build writes.
 pub const ATTEMPT_SCHEMA: &str = include_str!("../../avro/postback_attempt.v1.avsc");
-/// The published outbox schema this build writes.
-pub const OUTBOX_SCHEMA: &str = include_str!("../../avro/postback_outbox.v1.avsc");
+/// The published outbox schema this build writes: v1's fields, then the entry's match keys.
+pub const OUTBOX_SCHEMA: &str = include_str!("../../avro/postback_outbox.v2.avsc");
+/// The first outbox schema, still read.
+pub const OUTBOX_V1_SCHEMA: &str = include_str!("../../avro/postback_outbox.v1.avsc");
 
 static ENTRY: LazyLock<SchemaVersion> =
-    LazyLock::new(|| SchemaVersion::parse(2, LEDGER_ENTRY_SCHEMA));
+    LazyLock::new(|| SchemaVersion::parse(3, LEDGER_ENTRY_SCHEMA));
+static ENTRY_V2: LazyLock<SchemaVersion> =
+    LazyLock::new(|| SchemaVersion::parse(2, LEDGER_ENTRY_V2_SCHEMA));
 static ENTRY_V1: LazyLock<SchemaVersion> =
     LazyLock::new(|| SchemaVersion::parse(1, LEDGER_ENTRY_V1_SCHEMA));
 static RECEIPT: LazyLock<SchemaVersion> = LazyLock::new(|| SchemaVersion::parse(1, RECEIPT_SCHEMA));
-static OUTBOX: LazyLock<SchemaVersion> = LazyLock::new(|| SchemaVersion::parse(1, OUTBOX_SCHEMA));
+static OUTBOX: LazyLock<SchemaVersion> = LazyLock::new(|| SchemaVersion::parse(2, OUTBOX_SCHEMA));
+static OUTBOX_V1: LazyLock<SchemaVersion> =
+    LazyLock::new(|| SchemaVersion::parse(1, OUTBOX_V1_SCHEMA));
 static ATTEMPT: LazyLock<SchemaVersion> = LazyLock::new(|| SchemaVersion::parse(1, ATTEMPT_SCHEMA));
 
 pub fn entry_schema() -> &'static SchemaVersion {
@@ -41,6 +49,14 @@ pub fn entry_schema() -> &'static SchemaVersion {
 
 pub fn entry_v1_schema() -> &'static SchemaVersion {
     &ENTRY_V1
+}
+
+pub fn entry_v2_schema() -> &'static SchemaVersion {
+    &ENTRY_V2
+}
+
+pub fn outbox_v1_schema() -> &'static SchemaVersion {
+    &OUTBOX_V1
 }
 
 pub fn receipt_schema() -> &'static SchemaVersion {
@@ -95,6 +111,16 @@ pub fn encode_entry(e: &LedgerEntry) -> Result<Vec<u8>, EncodeError> {
     write_entry(e, &mut out)?;
     long(&mut out, i64::from(e.payout_source.index()));
     opt_string(&mut out, &e.payout_rule);
+    datum::ad_matching(&mut out, &e.event);
+    Ok(out)
+}
+
+/// An entry in v2's shape, for records written before v3.
+pub fn encode_entry_v2(e: &LedgerEntry) -> Result<Vec<u8>, EncodeError> {
+    let mut out = header(&ENTRY_V2, 768);
+    write_entry(e, &mut out)?;
+    long(&mut out, i64::from(e.payout_source.index()));
+    opt_string(&mut out, &e.payout_rule);
     Ok(out)
 }
 
@@ -122,15 +148,23 @@ fn write_entry(e: &LedgerEntry, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     datum::write_event_body(&e.event, out)
 }
 
-/// An entry written with v2, or with v1 (whose payout source reads as NONE, or EVENT for a
-/// payout the event carried).
+/// An entry written with v3, v2 (no match keys), or v1 (whose payout source reads as NONE,
+/// or EVENT for a payout the event carried).
 pub fn decode_entry(bytes: &[u8]) -> Result<LedgerEntry, DecodeError> {
-    let v1 = bytes.len() >= HEADER_LEN && ENTRY_V1.written_with(&bytes[2..HEADER_LEN]);
-    let mut r = Reader::new(body(if v1 { &ENTRY_V1 } else { &ENTRY }, bytes)?);
+    let written_with =
+        |v: &SchemaVersion| bytes.len() >= HEADER_LEN && v.written_with(&bytes[2..HEADER_LEN]);
+    let version = [&*ENTRY_V1, &*ENTRY_V2]
+        .into_iter()
+        .find(|v| written_with(v))
+        .unwrap_or(&ENTRY);
+    let mut r = Reader::new(body(version, bytes)?);
     let mut entry = read_entry(&mut r)?;
-    if !v1 {
+    if version.version >= 2 {
         entry.payout_source = r.at("payout_source").symbol(PayoutSource::ALL)?;
         entry.payout_rule = r.at("payout_rule").opt_string()?;
+    }
+    if version.version >= 3 {
+        r.read_ad_matching(&mut entry.event)?;
     }
     finish(&r, entry)
 }
@@ -163,7 +197,21 @@ fn read_entry(r: &mut Reader<'_>) -> Result<LedgerEntry, DecodeError> {
 }
 
 pub fn encode_outbox(o: &OutboxRecord) -> Result<Vec<u8>, EncodeError> {
-    let mut out = header(&OUTBOX, 1024);
+    let mut out = encode_outbox_v1_shape(&OUTBOX, o)?;
+    datum::ad_matching(&mut out, &o.entry.event);
+    Ok(out)
+}
+
+/// An outbox record in v1's shape (no match keys), for records written before v2.
+pub fn encode_outbox_v1(o: &OutboxRecord) -> Result<Vec<u8>, EncodeError> {
+    encode_outbox_v1_shape(&OUTBOX_V1, o)
+}
+
+fn encode_outbox_v1_shape(
+    version: &SchemaVersion,
+    o: &OutboxRecord,
+) -> Result<Vec<u8>, EncodeError> {
+    let mut out = header(version, 1024);
     string(&mut out, &o.destination);
     string(&mut out, &o.idempotency_key);
     timestamp(&mut out, o.enqueued_at);
@@ -171,14 +219,19 @@ pub fn encode_outbox(o: &OutboxRecord) -> Result<Vec<u8>, EncodeError> {
     Ok(out)
 }
 
+/// An outbox record written with v2, or with v1 (no match keys).
 pub fn decode_outbox(bytes: &[u8]) -> Result<OutboxRecord, DecodeError> {
-    let mut r = Reader::new(body(&OUTBOX, bytes)?);
-    let record = OutboxRecord {
+    let v1 = bytes.len() >= HEADER_LEN && OUTBOX_V1.written_with(&bytes[2..HEADER_LEN]);
+    let mut r = Reader::new(body(if v1 { &OUTBOX_V1 } else { &OUTBOX }, bytes)?);
+    let mut record = OutboxRecord {
         destination: r.at("destination").string()?,
         idempotency_key: r.at("idempotency_key").string()?,
         enqueued_at: r.at("enqueued_at").timestamp()?,
         entry: read_entry(&mut r)?,
     };
+    if !v1 {
+        r.read_ad_matching(&mut record.entry.event)?;
+    }
     finish(&r, record)
 }
 

@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::event::{ConsentState, EventName, PayoutStatus, RefundStatus, TrackingEvent};
+use crate::matching::{MatchKeys, PlatformIds};
 use crate::money::Money;
 
 pub mod datum;
@@ -34,6 +35,7 @@ pub const MONEY_PRECISION: u32 = crate::money::PRECISION;
 pub const PUBLISHED_SCHEMAS: &[(u32, &str)] = &[
     (1, include_str!("../../avro/tracking_event.v1.avsc")),
     (2, include_str!("../../avro/tracking_event.v2.avsc")),
+    (3, include_str!("../../avro/tracking_event.v3.avsc")),
 ];
 
 pub(crate) const SINGLE_OBJECT_MARKER: [u8; 2] = [0xC3, 0x01];
@@ -188,6 +190,7 @@ pub struct Subject {
 /// Every Avro topic of the contract, as registry subjects.
 pub fn registry_subjects() -> Vec<Subject> {
     use crate::topics;
+    let outbox = || vec![(1, ledger::OUTBOX_V1_SCHEMA), (2, ledger::OUTBOX_SCHEMA)];
     let subject = |topic: &'static str, versions: Vec<(u32, &'static str)>| Subject {
         subject: format!("{topic}-value"),
         topic,
@@ -199,13 +202,14 @@ pub fn registry_subjects() -> Vec<Subject> {
             topics::LEDGER,
             vec![
                 (1, ledger::LEDGER_ENTRY_V1_SCHEMA),
-                (2, ledger::LEDGER_ENTRY_SCHEMA),
+                (2, ledger::LEDGER_ENTRY_V2_SCHEMA),
+                (3, ledger::LEDGER_ENTRY_SCHEMA),
             ],
         ),
         subject(topics::RECEIPTS, vec![(1, ledger::RECEIPT_SCHEMA)]),
-        subject(topics::POSTBACK_OUTBOX, vec![(1, ledger::OUTBOX_SCHEMA)]),
-        subject(topics::POSTBACK_RETRY, vec![(1, ledger::OUTBOX_SCHEMA)]),
-        subject(topics::POSTBACK_DLQ, vec![(1, ledger::OUTBOX_SCHEMA)]),
+        subject(topics::POSTBACK_OUTBOX, outbox()),
+        subject(topics::POSTBACK_RETRY, outbox()),
+        subject(topics::POSTBACK_DLQ, outbox()),
         subject(topics::POSTBACK_ATTEMPTS, vec![(1, ledger::ATTEMPT_SCHEMA)]),
     ]
 }
@@ -429,10 +433,42 @@ pub fn to_value(e: &TrackingEvent) -> Result<Value, EncodeError> {
             "quality_flags",
             Value::Array(e.quality_flags.iter().cloned().map(Value::String).collect()),
         ),
+        ("match_keys", match_keys_value(&e.match_keys)),
+        ("platform_ids", platform_ids_value(&e.platform_ids)),
     ];
     Ok(Value::Record(
         fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
     ))
+}
+
+/// `match_keys` as a `Value` (see [`datum::match_keys`]).
+pub(crate) fn match_keys_value(keys: &Option<MatchKeys>) -> Value {
+    union(keys.as_ref().map(|k| {
+        Value::Record(vec![
+            ("email_sha256".into(), opt_string(&k.email_sha256)),
+            ("phone_sha256".into(), opt_string(&k.phone_sha256)),
+            (
+                "phone_digits_sha256".into(),
+                opt_string(&k.phone_digits_sha256),
+            ),
+        ])
+    }))
+}
+
+/// `platform_ids` as a `Value`.
+pub(crate) fn platform_ids_value(ids: &Option<PlatformIds>) -> Value {
+    union(ids.as_ref().map(|p| {
+        let mut p = p.clone();
+        Value::Record(
+            PlatformIds::FIELDS
+                .iter()
+                .map(|name| {
+                    let value = p.slot(name).expect("a known field").clone();
+                    ((*name).to_owned(), opt_string(&value))
+                })
+                .collect(),
+        )
+    }))
 }
 
 /// Fields of a decoded record, taken out by name.
@@ -577,6 +613,40 @@ pub fn from_value(value: Value) -> Result<TrackingEvent, DecodeError> {
     let consent_state = f.symbol("consent_state")?;
     let data_minimization = f.strings("data_minimization")?;
     let quality_flags = f.strings("quality_flags")?;
+    let match_keys = match f.take_opt("match_keys")? {
+        None => None,
+        Some(Value::Record(keys)) => {
+            let mut k = Fields(keys.into_iter().collect());
+            Some(MatchKeys {
+                email_sha256: k.opt_string("email_sha256")?,
+                phone_sha256: k.opt_string("phone_sha256")?,
+                phone_digits_sha256: k.opt_string("phone_digits_sha256")?,
+            })
+        }
+        Some(v) => {
+            return Err(Fields::err(
+                "match_keys",
+                format!("expected a record, got {v:?}"),
+            ))
+        }
+    };
+    let platform_ids = match f.take_opt("platform_ids")? {
+        None => None,
+        Some(Value::Record(values)) => {
+            let mut k = Fields(values.into_iter().collect());
+            let mut ids = PlatformIds::default();
+            for name in PlatformIds::FIELDS {
+                *ids.slot(name).expect("a known field") = k.opt_string(name)?;
+            }
+            Some(ids)
+        }
+        Some(v) => {
+            return Err(Fields::err(
+                "platform_ids",
+                format!("expected a record, got {v:?}"),
+            ))
+        }
+    };
     let attributes = match f.take("attributes")? {
         Value::Map(m) => m
             .into_iter()
@@ -640,6 +710,8 @@ pub fn from_value(value: Value) -> Result<TrackingEvent, DecodeError> {
         delivery_attempt: f.opt_int("delivery_attempt")?,
         attributes,
         quality_flags,
+        match_keys,
+        platform_ids,
     })
 }
 
