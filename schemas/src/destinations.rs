@@ -19,6 +19,7 @@
 //! backoff_max_ms = 600000                        # ... up to this
 //! max_age_hours = 72                             # older postbacks go to the DLQ unsent
 //! access_token_env = "META_ACCESS_TOKEN"         # meta_capi: the variable holding the token
+//! require_match_keys = false                     # true: skip entries without match keys
 //! ```
 
 use std::collections::HashSet;
@@ -121,6 +122,10 @@ pub struct Destination {
     /// of the file.
     #[serde(default)]
     pub access_token_env: Option<String>,
+    /// Only entries whose event carries `match_keys` (consent for ad use, and an e-mail or
+    /// phone) go to the destination; the others are not enqueued for it at all.
+    #[serde(default)]
+    pub require_match_keys: bool,
 }
 
 impl Destination {
@@ -139,6 +144,7 @@ impl Destination {
     pub fn matches(&self, entry: &LedgerEntry) -> bool {
         let e = &entry.event;
         self.takes(e.event_name, e.offer_id.as_deref(), e.is_test)
+            && (!self.require_match_keys || e.match_keys.is_some())
     }
 
     /// Every rule a destination must follow, whichever service reads it.

@@ -2,8 +2,11 @@
 //! environment. Meta deduplicates on `event_name` + `event_id` within 48 hours, so the
 //! event_id is the payload's dedup field as well as the idempotency header.
 //!
-//! E-mails and IPs reach the ledger only as keyed hashes, which Meta cannot match; the
-//! entry's e-mail hash goes as `external_id`, the user agent as `client_user_agent`.
+//! What Meta matches on is the event's `match_keys` (present only when consent allows ad
+//! use): `em` (SHA-256 of the normalised e-mail) and `ph` (of the phone's E.164 digits). The
+//! keyed e-mail hash goes as `external_id`, a stable pseudonymous id Meta can only match
+//! against itself, and the user agent as `client_user_agent`. The click's `fbc` and the
+//! browser's `fbp` go too, under the same consent.
 
 use schemas::{EventName, OutboxRecord};
 use serde_json::json;
@@ -34,6 +37,27 @@ impl DestinationKind for MetaCapi {
         let event_name = meta_event_name(e.event_name)
             .ok_or_else(|| BuildError(format!("Meta takes no {} events", e.event_name)))?;
         let mut user_data = serde_json::Map::new();
+        if let Some(keys) = &e.match_keys {
+            if let Some(h) = &keys.email_sha256 {
+                user_data.insert("em".into(), json!([h]));
+            }
+            if let Some(h) = &keys.phone_digits_sha256 {
+                user_data.insert("ph".into(), json!([h]));
+            }
+        }
+        // Click and browser IDs go only where consent allows ad use, like the match keys.
+        if let Some(ids) = e
+            .platform_ids
+            .as_ref()
+            .filter(|_| e.consent_state.allows_ad_use())
+        {
+            if let Some(fbc) = &ids.fbc {
+                user_data.insert("fbc".into(), json!(fbc));
+            }
+            if let Some(fbp) = &ids.fbp {
+                user_data.insert("fbp".into(), json!(fbp));
+            }
+        }
         if let Some(h) = &e.email_hash {
             user_data.insert("external_id".into(), json!([h]));
         }
@@ -101,6 +125,55 @@ mod tests {
         assert_eq!(event["custom_data"]["value"], "49.99");
         assert_eq!(event["custom_data"]["currency"], "USD");
         assert_eq!(body["access_token"], "tok");
+    }
+
+    #[test]
+    fn matchable_hashes_go_as_em_and_ph_only_when_the_event_has_them() {
+        let mut r = record("m");
+        r.entry.event.email_hash = Some("keyed".into());
+        r.entry.event.user_agent = None;
+        let body = |r: &OutboxRecord| -> serde_json::Value {
+            let req = MetaCapi.build(&meta(), r, Some("tok")).unwrap();
+            serde_json::from_slice(req.body.as_ref().unwrap()).unwrap()
+        };
+        let user = body(&r)["data"][0]["user_data"].clone();
+        assert_eq!(user, json!({"external_id": ["keyed"]}));
+        r.entry.event.match_keys = Some(schemas::MatchKeys {
+            email_sha256: Some("e".repeat(64)),
+            phone_sha256: Some("p".repeat(64)),
+            phone_digits_sha256: Some("d".repeat(64)),
+        });
+        let user = body(&r)["data"][0]["user_data"].clone();
+        assert_eq!(
+            user,
+            json!({"em": ["e".repeat(64)], "ph": ["d".repeat(64)], "external_id": ["keyed"]})
+        );
+    }
+
+    #[test]
+    fn fbc_and_fbp_go_only_under_consent_for_ad_use() {
+        let mut r = record("m");
+        r.entry.event.user_agent = None;
+        r.entry.event.email_hash = None;
+        r.entry.event.platform_ids = Some(schemas::PlatformIds {
+            fbc: Some("fb.1.1764000000000.IwAR2x".into()),
+            fbp: Some("fb.1.1764000000000.123456789".into()),
+            gclid: Some("not-for-meta".into()),
+            ..Default::default()
+        });
+        let user = |r: &OutboxRecord| -> serde_json::Value {
+            let req = MetaCapi.build(&meta(), r, Some("tok")).unwrap();
+            let body: serde_json::Value =
+                serde_json::from_slice(req.body.as_ref().unwrap()).unwrap();
+            body["data"][0]["user_data"].clone()
+        };
+        r.entry.event.consent_state = schemas::ConsentState::Granted;
+        assert_eq!(
+            user(&r),
+            json!({"fbc": "fb.1.1764000000000.IwAR2x", "fbp": "fb.1.1764000000000.123456789"})
+        );
+        r.entry.event.consent_state = schemas::ConsentState::Unknown;
+        assert_eq!(user(&r), json!({}));
     }
 
     #[test]
