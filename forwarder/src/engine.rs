@@ -33,7 +33,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Common, RunArgs};
 use crate::dlq::{self, headers};
-use crate::kinds::{kind, DestinationKind, PreparedRequest};
+use crate::kinds::{kind, DestinationKind, PreparedRequest, Verdict};
 use crate::metrics::Metrics;
 use crate::outcome::{classify, Class};
 use crate::retry::{Next, RetryPolicy};
@@ -437,9 +437,20 @@ async fn attempt(shared: &Shared, job: &Job) -> anyhow::Result<()> {
     let now = Utc::now();
     let (class, http_status, error, snippet) = match answer {
         Ok((status, retry_after, body)) => {
-            let class = classify(status, retry_after.as_deref(), now);
-            let error = (class != Class::Delivered).then(|| failure_reason(status));
-            (class, Some(i32::from(status)), error, body)
+            let (class, error) = match target.kind.judge(status, &body) {
+                Verdict::AsStatus => {
+                    let class = classify(status, retry_after.as_deref(), now);
+                    let error = (class != Class::Delivered).then(|| failure_reason(status));
+                    (class, error)
+                }
+                Verdict::Delivered => (Class::Delivered, None),
+                Verdict::Transient(reason) => {
+                    (Class::Transient { retry_after: None }, Some(reason))
+                }
+                Verdict::Permanent(reason) => (Class::Permanent, Some(reason)),
+            };
+            let snippet: String = body.chars().take(SNIPPET).collect();
+            (class, Some(i32::from(status)), error, snippet)
         }
         Err(e) => (
             Class::Transient { retry_after: None },
@@ -617,7 +628,10 @@ fn failure_reason(status: u16) -> String {
     }
 }
 
-/// The status, `Retry-After` and the start of the body; or why there is no answer.
+/// How much of an answer's body a kind's verdict sees.
+const BODY_READ: usize = 16 * 1024;
+
+/// The status, `Retry-After` and the body; or why there is no answer.
 async fn send(
     shared: &Shared,
     destination: &Destination,
@@ -652,9 +666,10 @@ async fn send(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    // Read whole (capped) for the kind's verdict; only its start is recorded.
     let body = response.text().await.unwrap_or_default();
-    let snippet: String = body.chars().take(SNIPPET).collect();
-    Ok((status, retry_after, snippet))
+    let body: String = body.chars().take(BODY_READ).collect();
+    Ok((status, retry_after, body))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! ```toml
 //! [[destination]]
 //! name = "tracker"
-//! kind = "s2s"                                  # s2s | webhook | meta_capi
+//! kind = "s2s"                                  # s2s | webhook | meta_capi | tiktok | ga4
 //! url = "https://t.example/pb?cid={click_id}&tx={event_id}&amount={revenue}&status={status}"
 //! events = ["SALE", "REFUND", "CHARGEBACK"]
 //! offers = ["keto-vsl"]                         # optional; every offer when absent
@@ -20,6 +20,7 @@
 //! max_age_hours = 72                             # older postbacks go to the DLQ unsent
 //! access_token_env = "META_ACCESS_TOKEN"         # meta_capi: the variable holding the token
 //! require_match_keys = false                     # true: skip entries without match keys
+//! pixel_code = "C4ABCDEF"                       # tiktok: the pixel (event_source_id)
 //! ```
 
 use std::collections::HashSet;
@@ -43,6 +44,10 @@ pub enum Kind {
     Webhook,
     /// Meta's Conversions API.
     MetaCapi,
+    /// TikTok's Events API (`event/track`).
+    Tiktok,
+    /// Google Analytics 4's Measurement Protocol.
+    Ga4,
 }
 
 impl Kind {
@@ -57,7 +62,24 @@ impl Kind {
                     | EventName::QualifiedLead
                     | EventName::ApprovedLead
             ),
+            // TikTok's standard events: CompletePayment and SubmitForm.
+            Kind::Tiktok => matches!(name, EventName::Sale | EventName::Lead),
+            // GA4's purchase, and its refund for a refund or a chargeback.
+            Kind::Ga4 => matches!(
+                name,
+                EventName::Sale | EventName::Refund | EventName::Chargeback
+            ),
             Kind::S2s | Kind::Webhook => true,
+        }
+    }
+
+    /// What [`Kind::accepts`] takes, in words.
+    pub fn accepted(self) -> &'static str {
+        match self {
+            Kind::MetaCapi => "SALE, LEAD, QUALIFIED_LEAD and APPROVED_LEAD",
+            Kind::Tiktok => "SALE and LEAD",
+            Kind::Ga4 => "SALE, REFUND and CHARGEBACK",
+            Kind::S2s | Kind::Webhook => "every event",
         }
     }
 
@@ -66,6 +88,8 @@ impl Kind {
             Kind::S2s => "s2s",
             Kind::Webhook => "webhook",
             Kind::MetaCapi => "meta_capi",
+            Kind::Tiktok => "tiktok",
+            Kind::Ga4 => "ga4",
         }
     }
 }
@@ -126,6 +150,9 @@ pub struct Destination {
     /// phone) go to the destination; the others are not enqueued for it at all.
     #[serde(default)]
     pub require_match_keys: bool,
+    /// `tiktok`: the pixel code the events belong to (`event_source_id`).
+    #[serde(default)]
+    pub pixel_code: Option<String>,
 }
 
 impl Destination {
@@ -145,6 +172,9 @@ impl Destination {
         let e = &entry.event;
         self.takes(e.event_name, e.offer_id.as_deref(), e.is_test)
             && (!self.require_match_keys || e.match_keys.is_some())
+            // GA4 attributes an event only to its client ID: without one it is not sent.
+            && (self.kind != Kind::Ga4
+                || e.platform_ids.as_ref().is_some_and(|p| p.ga_client_id.is_some()))
     }
 
     /// Every rule a destination must follow, whichever service reads it.
@@ -161,8 +191,9 @@ impl Destination {
         }
         if let Some(name) = self.events.iter().find(|n| !self.kind.accepts(**n)) {
             return Err(format!(
-                "{} takes SALE, LEAD, QUALIFIED_LEAD and APPROVED_LEAD, not {name}",
-                self.kind.as_str()
+                "{} takes {}, not {name}",
+                self.kind.as_str(),
+                self.kind.accepted()
             ));
         }
         match self.kind {
@@ -175,12 +206,24 @@ impl Destination {
                 .expect("the sample sale's amounts fit");
                 fill(&self.url, |n| ledger_macro(&probe, n)).map_err(|e| e.to_string())?;
             }
-            Kind::MetaCapi if self.access_token_env.is_none() => {
+            Kind::MetaCapi | Kind::Tiktok if self.access_token_env.is_none() => {
+                return Err(format!(
+                    "{} needs access_token_env, the variable that holds the token",
+                    self.kind.as_str()
+                ))
+            }
+            Kind::Ga4 if self.access_token_env.is_none() => {
                 return Err(
-                    "meta_capi needs access_token_env, the variable that holds the token".into(),
+                    "ga4 needs access_token_env, the variable that holds the API secret".into(),
                 )
             }
-            Kind::MetaCapi | Kind::Webhook => {}
+            Kind::Ga4 if !self.url.contains("measurement_id=") => {
+                return Err("ga4's url needs its measurement_id=G-... query parameter".into())
+            }
+            Kind::Tiktok if self.pixel_code.as_deref().is_none_or(str::is_empty) => {
+                return Err("tiktok needs pixel_code, the pixel the events belong to".into())
+            }
+            Kind::MetaCapi | Kind::Tiktok | Kind::Ga4 | Kind::Webhook => {}
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::Utc;
 use schemas::{samples, ConversionStatus, LedgerEntry, OutboxRecord};
@@ -108,4 +109,42 @@ pub async fn counting_receiver() -> (String, Deliveries) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (format!("http://{addr}"), seen)
+}
+
+/// (destination, reason) of every dead letter.
+pub fn dead_letters(topics: &ProcessorTopics) -> Vec<(String, String)> {
+    let consumer: rdkafka::consumer::BaseConsumer = crate::kafka()
+        .config(&[])
+        .set("group.id", crate::unique_name("dlq-read"))
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    use rdkafka::consumer::Consumer;
+    use rdkafka::message::{Headers, Message};
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..crate::processor::PARTITIONS {
+        tpl.add_partition_offset(&topics.dlq, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut pending = crate::processor::PARTITIONS;
+    let mut out = Vec::new();
+    while pending > 0 {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) => {
+                let header = |name: &str| {
+                    m.headers()
+                        .and_then(|h| h.iter().find(|h| h.key == name))
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default()
+                };
+                out.push((header("destination"), header("reason")));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => pending -= 1,
+            Some(Err(e)) => panic!("{e}"),
+            None => panic!("the DLQ did not answer"),
+        }
+    }
+    out
 }

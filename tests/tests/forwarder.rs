@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use axum::routing::any;
 use axum::Router;
 use schemas::avro::ledger::{decode_attempt, encode_outbox};
-use tests::forwarder::{outbox_record, replay};
+use tests::forwarder::{dead_letters, outbox_record, replay};
 use tests::processor::{read_committed, EventProducer, ProcessorTopics};
 use tests::service::ServiceProcess;
 
@@ -174,44 +174,6 @@ events = ["SALE"]
     let path = std::env::temp_dir().join(format!("{}.forwarder.toml", topics.group));
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// (destination, reason) of every dead letter.
-fn dead_letters(topics: &ProcessorTopics) -> Vec<(String, String)> {
-    let consumer: rdkafka::consumer::BaseConsumer = tests::kafka()
-        .config(&[])
-        .set("group.id", tests::unique_name("dlq-read"))
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    use rdkafka::consumer::Consumer;
-    use rdkafka::message::{Headers, Message};
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..tests::processor::PARTITIONS {
-        tpl.add_partition_offset(&topics.dlq, p, rdkafka::Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut pending = tests::processor::PARTITIONS;
-    let mut out = Vec::new();
-    while pending > 0 {
-        match consumer.poll(Duration::from_secs(10)) {
-            Some(Ok(m)) => {
-                let header = |name: &str| {
-                    m.headers()
-                        .and_then(|h| h.iter().find(|h| h.key == name))
-                        .and_then(|h| h.value)
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                        .unwrap_or_default()
-                };
-                out.push((header("destination"), header("reason")));
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => pending -= 1,
-            Some(Err(e)) => panic!("{e}"),
-            None => panic!("the DLQ did not answer"),
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]

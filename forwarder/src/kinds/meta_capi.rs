@@ -11,7 +11,7 @@
 use schemas::{EventName, OutboxRecord};
 use serde_json::json;
 
-use super::{json_post, BuildError, DestinationKind, PreparedRequest};
+use super::{json_post, platform_request, BuildError, DestinationKind, PreparedRequest};
 use schemas::destinations::Destination;
 
 pub struct MetaCapi;
@@ -32,10 +32,8 @@ impl DestinationKind for MetaCapi {
         record: &OutboxRecord,
         secret: Option<&str>,
     ) -> Result<PreparedRequest, BuildError> {
-        let token = secret.ok_or_else(|| BuildError("the access token is not set".into()))?;
+        let (token, event_name) = platform_request("Meta", secret, record, meta_event_name)?;
         let e = &record.entry.event;
-        let event_name = meta_event_name(e.event_name)
-            .ok_or_else(|| BuildError(format!("Meta takes no {} events", e.event_name)))?;
         let mut user_data = serde_json::Map::new();
         if let Some(keys) = &e.match_keys {
             if let Some(h) = &keys.email_sha256 {
@@ -91,16 +89,11 @@ impl DestinationKind for MetaCapi {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::record;
+    use super::super::fixtures::{parsed, record};
     use super::*;
 
     fn meta() -> Destination {
-        let text = "[[destination]]\nname='m'\nkind='meta_capi'\nurl='https://graph.example/v19.0/1/events'\naccess_token_env='T'\nevents=['SALE']\n";
-        schemas::destinations::Destinations::parse(text)
-            .unwrap()
-            .into_iter()
-            .next()
-            .unwrap()
+        parsed("[[destination]]\nname='m'\nkind='meta_capi'\nurl='https://graph.example/v19.0/1/events'\naccess_token_env='T'\nevents=['SALE']\n")
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Destination kinds: how a ledger entry becomes an HTTP request. Adding a kind is one
 //! module implementing [`DestinationKind`] and one line in [`kind`].
 
+mod ga4;
 mod meta_capi;
 mod s2s;
+mod tiktok;
 mod webhook;
 
 use schemas::destinations::{Destination, Kind};
@@ -25,6 +27,19 @@ pub struct PreparedRequest {
 #[error("{0}")]
 pub struct BuildError(pub String);
 
+/// What an answer's body says beyond its HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The status decides (`outcome::classify`).
+    AsStatus,
+    /// Delivered whatever the status says.
+    Delivered,
+    /// Retried on schedule, for the reason given.
+    Transient(String),
+    /// Dead-lettered, for the reason given.
+    Permanent(String),
+}
+
 /// How a destination of one kind is sent to; its configuration was checked when the file
 /// was parsed (`schemas::destinations`).
 pub trait DestinationKind: Send + Sync {
@@ -36,6 +51,12 @@ pub trait DestinationKind: Send + Sync {
         record: &OutboxRecord,
         secret: Option<&str>,
     ) -> Result<PreparedRequest, BuildError>;
+
+    /// The verdict on an answer, for platforms that answer errors with a 2xx and a code in
+    /// the body; by default the status decides.
+    fn judge(&self, _status: u16, _body: &str) -> Verdict {
+        Verdict::AsStatus
+    }
 }
 
 /// The sender of a destination kind.
@@ -44,6 +65,8 @@ pub fn kind(kind: Kind) -> &'static dyn DestinationKind {
         Kind::S2s => &s2s::S2s,
         Kind::Webhook => &webhook::Webhook,
         Kind::MetaCapi => &meta_capi::MetaCapi,
+        Kind::Tiktok => &tiktok::Tiktok,
+        Kind::Ga4 => &ga4::Ga4,
     }
 }
 
@@ -52,6 +75,35 @@ fn idempotency(record: &OutboxRecord) -> (String, String) {
         IDEMPOTENCY_HEADER.to_owned(),
         record.idempotency_key.clone(),
     )
+}
+
+/// What an ad-platform request starts from: its secret, and the platform's name for the
+/// event (`names`), or why the request cannot be built.
+fn platform_request<'a>(
+    platform: &str,
+    secret: Option<&'a str>,
+    record: &OutboxRecord,
+    names: fn(schemas::EventName) -> Option<&'static str>,
+) -> Result<(&'a str, &'static str), BuildError> {
+    let secret = secret.ok_or_else(|| {
+        BuildError(format!(
+            "the {platform} token is not set (the variable access_token_env names)"
+        ))
+    })?;
+    let name = record.entry.event.event_name;
+    let event =
+        names(name).ok_or_else(|| BuildError(format!("{platform} takes no {name} events")))?;
+    Ok((secret, event))
+}
+
+/// An amount as a JSON number, as the ad platforms want `value` (exact decimals print as
+/// they are).
+fn json_amount(value: impl std::fmt::Display) -> Result<serde_json::Value, BuildError> {
+    value
+        .to_string()
+        .parse::<serde_json::Number>()
+        .map(serde_json::Value::Number)
+        .map_err(|_| BuildError(format!("amount {value} is not a JSON number")))
 }
 
 /// A JSON POST of `body` to the destination, with the record's idempotency header.
@@ -85,9 +137,14 @@ pub(crate) mod fixtures {
     }
 
     pub fn destination(kind: &str, url: &str) -> Destination {
-        let text =
-            format!("[[destination]]\nname='d'\nkind='{kind}'\nurl='{url}'\nevents=['SALE']\n");
-        Destinations::parse(&text)
+        parsed(&format!(
+            "[[destination]]\nname='d'\nkind='{kind}'\nurl='{url}'\nevents=['SALE']\n"
+        ))
+    }
+
+    /// The one destination of a destinations file's `text`.
+    pub fn parsed(text: &str) -> Destination {
+        Destinations::parse(text)
             .unwrap()
             .into_iter()
             .next()
