@@ -33,8 +33,9 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Common, RunArgs};
 use crate::dlq::{self, headers};
-use crate::kinds::{kind, DestinationKind, PreparedRequest, Verdict};
+use crate::kinds::{kind, Credentials, DestinationKind, PreparedRequest, Verdict};
 use crate::metrics::Metrics;
+use crate::oauth::{TokenError, TokenSource};
 use crate::outcome::{classify, Class};
 use crate::retry::{Next, RetryPolicy};
 use schemas::destinations::{Destination, Destinations};
@@ -48,8 +49,26 @@ struct Target {
     destination: Destination,
     kind: &'static dyn DestinationKind,
     secret: Option<String>,
+    /// Google Ads: the developer token, and the OAuth access tokens.
+    developer_token: Option<String>,
+    oauth: Option<TokenSource>,
     limiter: DefaultDirectRateLimiter,
     concurrency: Semaphore,
+}
+
+/// The value of the environment variable `var` names, warning when it is not set: that
+/// destination's postbacks are then dead-lettered with the reason, and replayed once it is.
+fn secret_from_env(destination: &str, var: Option<&String>) -> Option<String> {
+    let var = var?;
+    let value = std::env::var(var).ok();
+    if value.is_none() {
+        tracing::warn!(
+            destination,
+            var,
+            "secret not set; its postbacks go to the DLQ"
+        );
+    }
+    value
 }
 
 /// Unresolved offsets per (topic, partition) this instance owns, and the highest offset seen.
@@ -198,21 +217,36 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut targets = HashMap::new();
     for d in destinations {
-        // A missing token is not fatal: that destination's postbacks are dead-lettered with
-        // the reason, and replayed once the token is set.
-        let secret = d.access_token_env.as_ref().and_then(|var| {
-            let token = std::env::var(var).ok();
-            if token.is_none() {
-                tracing::warn!(destination = %d.name, var, "access token not set; its postbacks go to the DLQ");
-            }
-            token
-        });
+        let secret = secret_from_env(&d.name, d.access_token_env.as_ref());
+        let google = d.google_ads.as_ref();
+        let developer_token =
+            google.and_then(|g| secret_from_env(&d.name, g.developer_token_env.as_ref()));
+        let oauth = match google.map(|g| {
+            (
+                g,
+                secret_from_env(&d.name, g.oauth_client_secret_env.as_ref()),
+                secret_from_env(&d.name, g.oauth_refresh_token_env.as_ref()),
+            )
+        }) {
+            Some((g, Some(client_secret), Some(refresh_token))) => Some(
+                TokenSource::new(
+                    &g.oauth_token_url,
+                    g.oauth_client_id.as_deref().unwrap_or_default(),
+                    client_secret,
+                    refresh_token,
+                )
+                .map_err(|e| anyhow::anyhow!("destination {}: oauth_token_url: {e}", d.name))?,
+            ),
+            _ => None,
+        };
         let quota = Quota::per_second(d.rate_per_second).allow_burst(d.burst);
         targets.insert(
             d.name.clone(),
             Arc::new(Target {
                 kind: kind(d.kind),
                 secret,
+                developer_token,
+                oauth,
                 limiter: RateLimiter::direct(quota),
                 concurrency: Semaphore::new(args.concurrency),
                 destination: d,
@@ -409,12 +443,37 @@ async fn attempt(shared: &Shared, job: &Job) -> anyhow::Result<()> {
         );
         return give_up_unsent(shared, job, &record, &reason).await;
     }
-    let request = match target
-        .kind
-        .build(&target.destination, &record, target.secret.as_deref())
-    {
-        Ok(r) => r,
-        Err(e) => return give_up_unsent(shared, job, &record, &e.0).await,
+    // Google Ads: an access token from the refresh token first. A refused refresh token
+    // is the operator's to fix (dead-lettered); an unreachable endpoint is retried.
+    let mut unavailable = None;
+    let bearer = match &target.oauth {
+        None => None,
+        Some(source) => match source.token(&shared.http).await {
+            Ok(token) => Some(token),
+            Err(TokenError::Refused(reason)) => {
+                let reason =
+                    format!("the OAuth token endpoint refused the refresh token: {reason}");
+                return give_up_unsent(shared, job, &record, &reason).await;
+            }
+            Err(TokenError::Unavailable(reason)) => {
+                unavailable = Some(format!("OAuth: {reason}"));
+                None
+            }
+        },
+    };
+    let credentials = Credentials {
+        token: bearer.as_deref().or(target.secret.as_deref()),
+        developer_token: target.developer_token.as_deref(),
+    };
+    let request = match &unavailable {
+        Some(_) => None,
+        None => match target
+            .kind
+            .build(&target.destination, &record, &credentials)
+        {
+            Ok(r) => Some(r),
+            Err(e) => return give_up_unsent(shared, job, &record, &e.0).await,
+        },
     };
 
     let slot = target.concurrency.acquire().await.expect("never closed");
@@ -430,7 +489,13 @@ async fn attempt(shared: &Shared, job: &Job) -> anyhow::Result<()> {
     }
 
     let started = Instant::now();
-    let answer = send(shared, &target.destination, request).await;
+    let answer = match (request, unavailable) {
+        (Some(request), _) => send(shared, &target.destination, request).await,
+        (None, reason) => Err(reason.unwrap_or_default()),
+    };
+    if let (Ok((401, _, _)), Some(source), Some(token)) = (&answer, &target.oauth, &bearer) {
+        source.invalidate(token).await;
+    }
     let latency = started.elapsed();
     // The slot limits requests to the destination, not the Kafka writes that follow.
     drop(slot);

@@ -11,5 +11,6 @@ pub mod dlq;
 pub mod engine;
 pub mod kinds;
 pub mod metrics;
+pub mod oauth;
 pub mod outcome;
 pub mod retry;

@@ -48,6 +48,8 @@ pub enum Kind {
     Tiktok,
     /// Google Analytics 4's Measurement Protocol.
     Ga4,
+    /// Google Ads' offline click-conversion upload and conversion adjustments.
+    GoogleAds,
 }
 
 impl Kind {
@@ -69,6 +71,11 @@ impl Kind {
                 name,
                 EventName::Sale | EventName::Refund | EventName::Chargeback
             ),
+            // Uploads of sales and leads; refunds and chargebacks as adjustments.
+            Kind::GoogleAds => matches!(
+                name,
+                EventName::Sale | EventName::Lead | EventName::Refund | EventName::Chargeback
+            ),
             Kind::S2s | Kind::Webhook => true,
         }
     }
@@ -79,6 +86,7 @@ impl Kind {
             Kind::MetaCapi => "SALE, LEAD, QUALIFIED_LEAD and APPROVED_LEAD",
             Kind::Tiktok => "SALE and LEAD",
             Kind::Ga4 => "SALE, REFUND and CHARGEBACK",
+            Kind::GoogleAds => "SALE, LEAD, REFUND and CHARGEBACK",
             Kind::S2s | Kind::Webhook => "every event",
         }
     }
@@ -90,6 +98,7 @@ impl Kind {
             Kind::MetaCapi => "meta_capi",
             Kind::Tiktok => "tiktok",
             Kind::Ga4 => "ga4",
+            Kind::GoogleAds => "google_ads",
         }
     }
 }
@@ -153,6 +162,36 @@ pub struct Destination {
     /// `tiktok`: the pixel code the events belong to (`event_source_id`).
     #[serde(default)]
     pub pixel_code: Option<String>,
+    /// `google_ads` (required there): its `[destination.google_ads]` table.
+    #[serde(default)]
+    pub google_ads: Option<GoogleAdsSettings>,
+}
+
+/// A `google_ads` destination's own settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoogleAdsSettings {
+    /// The account the conversions belong to: ten digits, no dashes.
+    pub customer_id: Option<String>,
+    /// The conversion action's ID (digits) in that account.
+    pub conversion_action_id: Option<String>,
+    /// The manager account the credentials act through, if any (`login-customer-id`).
+    pub login_customer_id: Option<String>,
+    /// The variable holding the developer token.
+    pub developer_token_env: Option<String>,
+    /// The OAuth client's ID (not a secret).
+    pub oauth_client_id: Option<String>,
+    /// The variable holding the OAuth client secret.
+    pub oauth_client_secret_env: Option<String>,
+    /// The variable holding the OAuth refresh token.
+    pub oauth_refresh_token_env: Option<String>,
+    /// Google's token endpoint.
+    #[serde(default = "default_token_url")]
+    pub oauth_token_url: String,
+}
+
+fn default_token_url() -> String {
+    "https://oauth2.googleapis.com/token".into()
 }
 
 impl Destination {
@@ -175,6 +214,8 @@ impl Destination {
             // GA4 attributes an event only to its client ID: without one it is not sent.
             && (self.kind != Kind::Ga4
                 || e.platform_ids.as_ref().is_some_and(|p| p.ga_client_id.is_some()))
+            // Google Ads uploads by click ID and adjusts by order ID.
+            && (self.kind != Kind::GoogleAds || google_ads_can_take(entry))
     }
 
     /// Every rule a destination must follow, whichever service reads it.
@@ -223,7 +264,55 @@ impl Destination {
             Kind::Tiktok if self.pixel_code.as_deref().is_none_or(str::is_empty) => {
                 return Err("tiktok needs pixel_code, the pixel the events belong to".into())
             }
+            Kind::GoogleAds => match &self.google_ads {
+                Some(settings) => settings.check()?,
+                None => return Err("google_ads needs its [destination.google_ads] table".into()),
+            },
             Kind::MetaCapi | Kind::Tiktok | Kind::Ga4 | Kind::Webhook => {}
+        }
+        Ok(())
+    }
+}
+
+/// Whether a Google Ads destination can take `entry`: an upload needs one of the click IDs
+/// (`gclid`, `gbraid`, `wbraid`), an adjustment the order ID it was uploaded under.
+fn google_ads_can_take(entry: &LedgerEntry) -> bool {
+    let e = &entry.event;
+    if e.event_name.is_reversal() {
+        return e.order_id.is_some();
+    }
+    e.platform_ids
+        .as_ref()
+        .is_some_and(|p| p.gclid.is_some() || p.gbraid.is_some() || p.wbraid.is_some())
+}
+
+impl GoogleAdsSettings {
+    fn check(&self) -> Result<(), String> {
+        let digits = |field: &str, value: &Option<String>, required: bool| match value {
+            Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+            Some(_) => Err(format!(
+                "google_ads: {field} must be digits only (no dashes)"
+            )),
+            None if required => Err(format!("google_ads needs {field}")),
+            None => Ok(()),
+        };
+        digits("customer_id", &self.customer_id, true)?;
+        digits("conversion_action_id", &self.conversion_action_id, true)?;
+        digits("login_customer_id", &self.login_customer_id, false)?;
+        for (field, value) in [
+            ("developer_token_env", &self.developer_token_env),
+            ("oauth_client_id", &self.oauth_client_id),
+            ("oauth_client_secret_env", &self.oauth_client_secret_env),
+            ("oauth_refresh_token_env", &self.oauth_refresh_token_env),
+        ] {
+            if value.as_deref().is_none_or(str::is_empty) {
+                return Err(format!("google_ads needs {field}"));
+            }
+        }
+        if !self.oauth_token_url.starts_with("https://")
+            && !self.oauth_token_url.starts_with("http://")
+        {
+            return Err("google_ads: oauth_token_url must be an http(s) URL".into());
         }
         Ok(())
     }

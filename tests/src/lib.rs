@@ -441,3 +441,11 @@ pub fn screenshot(page: &str, window: &str, keep_env: &str) {
     }
     std::fs::remove_file(&png).ok();
 }
+
+/// Serves `app` on a free loopback port for the rest of the test; returns its base URL.
+pub async fn serve_locally(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}

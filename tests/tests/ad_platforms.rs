@@ -71,10 +71,7 @@ async fn receiver() -> (String, Seen) {
             ),
         )
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}"), seen)
+    (tests::serve_locally(app).await, seen)
 }
 
 async fn until(what: &str, done: impl Fn() -> bool) {
@@ -258,5 +255,247 @@ events = ["SALE", "REFUND"]
             json!({"transaction_id": format!("{run}-ord"), "value": 49.9, "currency": "EUR"})
         );
     }
+    pipeline.stop().await;
+}
+
+/// (operation, the Authorization, developer-token and login-customer-id headers, body) of
+/// one Google Ads request.
+type ApiCall = (String, [String; 3], Value);
+
+/// What the local Google endpoints saw.
+#[derive(Clone, Default)]
+struct Google {
+    /// The token endpoint's form fields, one map per exchange.
+    token_requests: Arc<Mutex<Vec<std::collections::HashMap<String, String>>>>,
+    api: Arc<Mutex<Vec<ApiCall>>>,
+}
+
+async fn google_receiver() -> (String, Google) {
+    use axum::extract::{Form, Path};
+    let seen = Google::default();
+    let app = Router::new()
+        .route(
+            "/token",
+            post(
+                |State(seen): State<Google>,
+                 Form(form): Form<std::collections::HashMap<String, String>>| async move {
+                    let mut all = seen.token_requests.lock().unwrap();
+                    all.push(form);
+                    Json(json!({
+                        "access_token": format!("at-{}", all.len()),
+                        "expires_in": 3599, "token_type": "Bearer"
+                    }))
+                },
+            ),
+        )
+        .route(
+            "/v21/customers/{operation}",
+            post(
+                |State(seen): State<Google>,
+                 Path(operation): Path<String>,
+                 headers: HeaderMap,
+                 Json(body): Json<Value>| async move {
+                    let header = |name: &str| {
+                        headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    let checked = [
+                        header("authorization"),
+                        header("developer-token"),
+                        header("login-customer-id"),
+                    ];
+                    let bearer = checked[0].clone();
+                    seen.api
+                        .lock()
+                        .unwrap()
+                        .push((operation, checked, body.clone()));
+                    if bearer == "Bearer at-1" {
+                        // The first token has "expired".
+                        return (
+                            axum::http::StatusCode::UNAUTHORIZED,
+                            Json(json!({"error": {"code": 401, "status": "UNAUTHENTICATED",
+                                "message": "Request had invalid authentication credentials."}})),
+                        );
+                    }
+                    let gclid = body["conversions"][0]["gclid"].as_str().unwrap_or_default();
+                    let answer = match gclid {
+                        "gclid-already" => json!({"results": [{}], "partialFailureError": {
+                            "code": 3, "message": "Conversion already exists.",
+                            "details": [{"errors": [{"errorCode": {"conversionUploadError": "CLICK_CONVERSION_ALREADY_EXISTS"}}]}]}}),
+                        "gclid-unknown" => json!({"results": [{}], "partialFailureError": {
+                            "code": 3, "message": "The click was not found.",
+                            "details": [{"errors": [{"errorCode": {"conversionUploadError": "CLICK_NOT_FOUND"}}]}]}}),
+                        _ => json!({"results": [{"gclid": gclid}]}),
+                    };
+                    (axum::http::StatusCode::OK, Json(answer))
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    (tests::serve_locally(app).await, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn google_ads_uploads_by_click_id_refreshes_its_token_and_adjusts_refunds() {
+    let (base, seen) = google_receiver().await;
+    std::env::set_var("TL_TEST_GADS_DEV", "dev-token-1");
+    std::env::set_var("TL_TEST_GADS_SECRET", "client-s3cret");
+    std::env::set_var("TL_TEST_GADS_REFRESH", "1//refresh-token");
+    let destinations = format!(
+        r#"
+[[destination]]
+name = "google-ads"
+kind = "google_ads"
+url = "{base}/v21"
+events = ["SALE", "REFUND"]
+backoff_initial_ms = 200
+
+[destination.google_ads]
+customer_id = "1234567890"
+conversion_action_id = "987654"
+login_customer_id = "1112223334"
+developer_token_env = "TL_TEST_GADS_DEV"
+oauth_client_id = "cid.apps.googleusercontent.com"
+oauth_client_secret_env = "TL_TEST_GADS_SECRET"
+oauth_refresh_token_env = "TL_TEST_GADS_REFRESH"
+oauth_token_url = "{base}/token"
+"#
+    );
+    let topics = ProcessorTopics::create("google_ads").await;
+    let pipeline = Pipeline::start_with(topics, database("google_ads"), &destinations, &|_| {
+        Vec::new()
+    })
+    .await;
+    let ingest = pipeline.ingest.base_url.clone();
+    let run = tests::unique_name("ga");
+    let at = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() - 60, 0).unwrap();
+    let occurred = at.to_rfc3339();
+    let google_time = at.format("%Y-%m-%d %H:%M:%S+00:00").to_string();
+    let sale = |suffix: &str, gclid: &str| {
+        json!({
+            "event_id": format!("{run}-{suffix}"), "event_name": "SALE", "occurred_at": &occurred,
+            "order_id": format!("{run}-ord-{suffix}"), "revenue": "120.00", "currency": "USD",
+            "consent_state": "GRANTED", "email": "Person@Example.com", "gclid": gclid
+        })
+    };
+    tests::post_event(&ingest, sale("a", "gclid-good")).await;
+    // Wait for the first upload, so that its 401 and refresh come before the others.
+    until("the first upload", || !seen.api.lock().unwrap().is_empty()).await;
+    tests::post_event(&ingest, sale("b", "gclid-already")).await;
+    tests::post_event(&ingest, sale("c", "gclid-unknown")).await;
+    // A sale without a Google click ID is not routed to Google Ads at all.
+    tests::post_event(
+        &ingest,
+        sale("d", "x")
+            .as_object()
+            .map(|o| {
+                let mut o = o.clone();
+                o.remove("gclid");
+                Value::Object(o)
+            })
+            .unwrap(),
+    )
+    .await;
+    tests::post_event(
+        &ingest,
+        json!({"event_id": format!("{run}-refund"), "event_name": "REFUND", "occurred_at": &occurred,
+               "order_id": format!("{run}-ord-a"), "revenue": "120.00", "currency": "USD"}),
+    )
+    .await;
+
+    until("the unknown click is dead-lettered", || {
+        tests::forwarder::dead_letters(&pipeline.topics)
+            .iter()
+            .any(|(d, _)| d == "google-ads")
+    })
+    .await;
+    until("Google Ads saw the three sales and the refund", || {
+        let api = seen.api.lock().unwrap();
+        let ok = |op: &str| {
+            api.iter()
+                .filter(|(o, c, _)| o.ends_with(op) && c[0] == "Bearer at-2")
+                .count()
+        };
+        ok("uploadClickConversions") >= 3 && ok("uploadConversionAdjustments") >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Two token exchanges, each with Google's documented form fields.
+    let tokens = seen.token_requests.lock().unwrap().clone();
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
+    for form in &tokens {
+        assert_eq!(form["grant_type"], "refresh_token");
+        assert_eq!(form["refresh_token"], "1//refresh-token");
+        assert_eq!(form["client_id"], "cid.apps.googleusercontent.com");
+        assert_eq!(form["client_secret"], "client-s3cret");
+    }
+    let api = seen.api.lock().unwrap().clone();
+    for (_, checked, _) in &api {
+        assert_eq!(checked[1], "dev-token-1");
+        assert_eq!(checked[2], "1112223334");
+    }
+    // The first upload was refused with the first token, then sent again with the second.
+    let first: Vec<&ApiCall> = api
+        .iter()
+        .filter(|(_, _, b)| b["conversions"][0]["gclid"] == "gclid-good")
+        .collect();
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert_eq!(first[0].1[0], "Bearer at-1");
+    assert_eq!(first[1].1[0], "Bearer at-2");
+    assert_eq!(first[1].0, "1234567890:uploadClickConversions");
+    assert_eq!(
+        first[1].2,
+        json!({"partialFailure": true, "conversions": [{
+            "conversionAction": "customers/1234567890/conversionActions/987654",
+            "conversionDateTime": google_time,
+            "consent": {"adUserData": "GRANTED"},
+            "gclid": "gclid-good", "conversionValue": 120, "currencyCode": "USD",
+            "orderId": format!("{run}-ord-a"),
+            "userIdentifiers": [{"hashedEmail": EM}]
+        }]})
+    );
+    // Already there: delivered, sent once. Unknown click: dead-lettered with Google's words.
+    let sent = |gclid: &str| {
+        api.iter()
+            .filter(|(_, _, b)| b["conversions"][0]["gclid"] == gclid)
+            .count()
+    };
+    assert_eq!(sent("gclid-already"), 1);
+    assert_eq!(sent("gclid-unknown"), 1);
+    assert_eq!(sent("x"), 0);
+    assert_eq!(
+        api.iter()
+            .filter(|(o, _, _)| o.ends_with("uploadClickConversions"))
+            .count(),
+        4
+    );
+    let letters = tests::forwarder::dead_letters(&pipeline.topics);
+    let google: Vec<&(String, String)> =
+        letters.iter().filter(|(d, _)| d == "google-ads").collect();
+    assert_eq!(google.len(), 1, "{letters:?}");
+    assert!(
+        google[0].1.contains("The click was not found."),
+        "{:?}",
+        google[0]
+    );
+    assert!(!google[0].1.contains("s3cret") && !google[0].1.contains("refresh-token"));
+    // The refund retracts the first sale's conversion, by its order ID.
+    let adjustment = api
+        .iter()
+        .find(|(o, _, _)| o.ends_with("uploadConversionAdjustments"))
+        .unwrap();
+    assert_eq!(
+        adjustment.2,
+        json!({"partialFailure": true, "conversionAdjustments": [{
+            "conversionAction": "customers/1234567890/conversionActions/987654",
+            "orderId": format!("{run}-ord-a"),
+            "adjustmentDateTime": google_time,
+            "adjustmentType": "RETRACTION"
+        }]})
+    );
     pipeline.stop().await;
 }

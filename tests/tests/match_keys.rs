@@ -53,10 +53,7 @@ async fn meta_receiver() -> (String, Received) {
             ),
         )
         .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}"), received)
+    (tests::serve_locally(app).await, received)
 }
 
 fn sale(id: &str, consent: &str) -> Value {

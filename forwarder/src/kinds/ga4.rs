@@ -13,7 +13,8 @@ use schemas::{EventName, OutboxRecord};
 use serde_json::json;
 
 use super::{
-    idempotency, json_amount, platform_request, BuildError, DestinationKind, PreparedRequest,
+    idempotency, json_amount, platform_request, BuildError, Credentials, DestinationKind,
+    PreparedRequest,
 };
 
 pub struct Ga4;
@@ -31,9 +32,10 @@ impl DestinationKind for Ga4 {
         &self,
         d: &Destination,
         record: &OutboxRecord,
-        secret: Option<&str>,
+        credentials: &Credentials<'_>,
     ) -> Result<PreparedRequest, BuildError> {
-        let (api_secret, name) = platform_request("GA4", secret, record, ga4_event_name)?;
+        let (api_secret, name) =
+            platform_request("GA4", credentials.token, record, ga4_event_name)?;
         let e = &record.entry.event;
         let client_id = e
             .platform_ids
@@ -95,7 +97,9 @@ mod tests {
             ..Default::default()
         });
         r.entry.event.consent_state = schemas::ConsentState::Granted;
-        let req = Ga4.build(&ga4(), &r, Some("s3cr&t")).unwrap();
+        let req = Ga4
+            .build(&ga4(), &r, &Credentials::token(Some("s3cr&t")))
+            .unwrap();
         assert_eq!(
             req.url,
             "https://www.google-analytics.com/mp/collect?measurement_id=G-TEST123&api_secret=s3cr%26t"
@@ -113,7 +117,7 @@ mod tests {
         r.entry.event.event_name = EventName::Refund;
         r.entry.event.consent_state = schemas::ConsentState::Unknown;
         let body: serde_json::Value = serde_json::from_slice(
-            Ga4.build(&ga4(), &r, Some("s"))
+            Ga4.build(&ga4(), &r, &Credentials::token(Some("s")))
                 .unwrap()
                 .body
                 .as_ref()

@@ -11,7 +11,9 @@
 use schemas::{EventName, OutboxRecord};
 use serde_json::json;
 
-use super::{json_post, platform_request, BuildError, DestinationKind, PreparedRequest};
+use super::{
+    json_post, platform_request, BuildError, Credentials, DestinationKind, PreparedRequest,
+};
 use schemas::destinations::Destination;
 
 pub struct MetaCapi;
@@ -30,9 +32,10 @@ impl DestinationKind for MetaCapi {
         &self,
         d: &Destination,
         record: &OutboxRecord,
-        secret: Option<&str>,
+        credentials: &Credentials<'_>,
     ) -> Result<PreparedRequest, BuildError> {
-        let (token, event_name) = platform_request("Meta", secret, record, meta_event_name)?;
+        let (token, event_name) =
+            platform_request("Meta", credentials.token, record, meta_event_name)?;
         let e = &record.entry.event;
         let mut user_data = serde_json::Map::new();
         if let Some(keys) = &e.match_keys {
@@ -110,7 +113,9 @@ mod tests {
 
     #[test]
     fn a_sale_is_a_purchase_deduplicated_on_the_event_id() {
-        let r = MetaCapi.build(&meta(), &record("m"), Some("tok")).unwrap();
+        let r = MetaCapi
+            .build(&meta(), &record("m"), &Credentials::token(Some("tok")))
+            .unwrap();
         let body: serde_json::Value = serde_json::from_slice(r.body.as_ref().unwrap()).unwrap();
         let event = &body["data"][0];
         assert_eq!(event["event_name"], "Purchase");
@@ -126,7 +131,9 @@ mod tests {
         r.entry.event.email_hash = Some("keyed".into());
         r.entry.event.user_agent = None;
         let body = |r: &OutboxRecord| -> serde_json::Value {
-            let req = MetaCapi.build(&meta(), r, Some("tok")).unwrap();
+            let req = MetaCapi
+                .build(&meta(), r, &Credentials::token(Some("tok")))
+                .unwrap();
             serde_json::from_slice(req.body.as_ref().unwrap()).unwrap()
         };
         let user = body(&r)["data"][0]["user_data"].clone();
@@ -155,7 +162,9 @@ mod tests {
             ..Default::default()
         });
         let user = |r: &OutboxRecord| -> serde_json::Value {
-            let req = MetaCapi.build(&meta(), r, Some("tok")).unwrap();
+            let req = MetaCapi
+                .build(&meta(), r, &Credentials::token(Some("tok")))
+                .unwrap();
             let body: serde_json::Value =
                 serde_json::from_slice(req.body.as_ref().unwrap()).unwrap();
             body["data"][0]["user_data"].clone()
@@ -171,10 +180,14 @@ mod tests {
 
     #[test]
     fn no_token_or_an_unmapped_event_cannot_be_built() {
-        assert!(MetaCapi.build(&meta(), &record("m"), None).is_err());
+        assert!(MetaCapi
+            .build(&meta(), &record("m"), &Credentials::default())
+            .is_err());
         let mut refund = record("m");
         refund.entry.event.event_name = EventName::Refund;
-        assert!(MetaCapi.build(&meta(), &refund, Some("tok")).is_err());
+        assert!(MetaCapi
+            .build(&meta(), &refund, &Credentials::token(Some("tok")))
+            .is_err());
         let bad = "[[destination]]\nname='m'\nkind='meta_capi'\nurl='https://g.example'\nevents=['SALE']\n";
         assert!(schemas::destinations::Destinations::parse(bad).is_err());
     }

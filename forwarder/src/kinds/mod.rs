@@ -2,6 +2,7 @@
 //! module implementing [`DestinationKind`] and one line in [`kind`].
 
 mod ga4;
+mod google_ads;
 mod meta_capi;
 mod s2s;
 mod tiktok;
@@ -27,6 +28,25 @@ pub struct PreparedRequest {
 #[error("{0}")]
 pub struct BuildError(pub String);
 
+/// The secrets a request is built with, read from the environment (never the file).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    /// The access token (Meta, TikTok), the API secret (GA4), or the OAuth access token
+    /// (Google Ads, obtained from its refresh token).
+    pub token: Option<&'a str>,
+    /// Google Ads' developer token.
+    pub developer_token: Option<&'a str>,
+}
+
+impl<'a> Credentials<'a> {
+    pub fn token(token: Option<&'a str>) -> Self {
+        Self {
+            token,
+            developer_token: None,
+        }
+    }
+}
+
 /// What an answer's body says beyond its HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -43,13 +63,12 @@ pub enum Verdict {
 /// How a destination of one kind is sent to; its configuration was checked when the file
 /// was parsed (`schemas::destinations`).
 pub trait DestinationKind: Send + Sync {
-    /// The request that delivers `record`; `secret` is the destination's access token, if
-    /// it has one.
+    /// The request that delivers `record`, with the destination's `credentials`.
     fn build(
         &self,
         destination: &Destination,
         record: &OutboxRecord,
-        secret: Option<&str>,
+        credentials: &Credentials<'_>,
     ) -> Result<PreparedRequest, BuildError>;
 
     /// The verdict on an answer, for platforms that answer errors with a 2xx and a code in
@@ -67,6 +86,7 @@ pub fn kind(kind: Kind) -> &'static dyn DestinationKind {
         Kind::MetaCapi => &meta_capi::MetaCapi,
         Kind::Tiktok => &tiktok::Tiktok,
         Kind::Ga4 => &ga4::Ga4,
+        Kind::GoogleAds => &google_ads::GoogleAds,
     }
 }
 

@@ -10,7 +10,7 @@ use schemas::destinations::Destination;
 use schemas::template::{fill, ledger_macro};
 use schemas::OutboxRecord;
 
-use super::{idempotency, BuildError, DestinationKind, PreparedRequest};
+use super::{idempotency, BuildError, Credentials, DestinationKind, PreparedRequest};
 
 pub struct S2s;
 
@@ -19,7 +19,7 @@ impl DestinationKind for S2s {
         &self,
         d: &Destination,
         record: &OutboxRecord,
-        _secret: Option<&str>,
+        _credentials: &Credentials<'_>,
     ) -> Result<PreparedRequest, BuildError> {
         let url = fill(&d.url, |n| ledger_macro(&record.entry, n))
             .map_err(|e| BuildError(format!("bad template: {e}")))?;
@@ -43,7 +43,9 @@ mod tests {
             "s2s",
             "https://t.example/pb?cid={click_id}&tx={event_id}&amt={revenue}&st={status}&s1={sub1}",
         );
-        let r = S2s.build(&d, &record("d"), None).unwrap();
+        let r = S2s
+            .build(&d, &record("d"), &Credentials::default())
+            .unwrap();
         assert_eq!(r.method, "GET");
         assert_eq!(
             r.url,

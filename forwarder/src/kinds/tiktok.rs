@@ -13,8 +13,8 @@ use schemas::{EventName, OutboxRecord};
 use serde_json::json;
 
 use super::{
-    idempotency, json_amount, platform_request, BuildError, DestinationKind, PreparedRequest,
-    Verdict,
+    idempotency, json_amount, platform_request, BuildError, Credentials, DestinationKind,
+    PreparedRequest, Verdict,
 };
 
 pub struct Tiktok;
@@ -35,9 +35,10 @@ impl DestinationKind for Tiktok {
         &self,
         d: &Destination,
         record: &OutboxRecord,
-        secret: Option<&str>,
+        credentials: &Credentials<'_>,
     ) -> Result<PreparedRequest, BuildError> {
-        let (token, event) = platform_request("TikTok", secret, record, tiktok_event_name)?;
+        let (token, event) =
+            platform_request("TikTok", credentials.token, record, tiktok_event_name)?;
         let e = &record.entry.event;
         let pixel = d
             .pixel_code
@@ -141,7 +142,9 @@ mod tests {
             ttclid: Some("E.C.P.abc".into()),
             ..Default::default()
         });
-        let req = Tiktok.build(&tiktok(), &r, Some("tok")).unwrap();
+        let req = Tiktok
+            .build(&tiktok(), &r, &Credentials::token(Some("tok")))
+            .unwrap();
         assert!(req.headers.contains(&("Access-Token".into(), "tok".into())));
         let body: serde_json::Value = serde_json::from_slice(req.body.as_ref().unwrap()).unwrap();
         assert_eq!(body["event_source"], "web");
@@ -158,7 +161,9 @@ mod tests {
         // Without consent for ad use, the click ID stays home.
         r.entry.event.consent_state = schemas::ConsentState::Unknown;
         r.entry.event.match_keys = None;
-        let req = Tiktok.build(&tiktok(), &r, Some("tok")).unwrap();
+        let req = Tiktok
+            .build(&tiktok(), &r, &Credentials::token(Some("tok")))
+            .unwrap();
         let body: serde_json::Value = serde_json::from_slice(req.body.as_ref().unwrap()).unwrap();
         assert_eq!(body["data"][0]["user"], json!({}));
     }

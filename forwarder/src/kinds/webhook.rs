@@ -4,7 +4,7 @@
 use schemas::OutboxRecord;
 use serde_json::json;
 
-use super::{json_post, BuildError, DestinationKind, PreparedRequest};
+use super::{json_post, BuildError, Credentials, DestinationKind, PreparedRequest};
 use schemas::destinations::Destination;
 
 pub struct Webhook;
@@ -14,7 +14,7 @@ impl DestinationKind for Webhook {
         &self,
         d: &Destination,
         record: &OutboxRecord,
-        _secret: Option<&str>,
+        _credentials: &Credentials<'_>,
     ) -> Result<PreparedRequest, BuildError> {
         let entry = &record.entry;
         let e = &entry.event;
@@ -52,7 +52,9 @@ mod tests {
     #[test]
     fn the_body_carries_the_entry_and_its_key() {
         let d = destination("webhook", "https://hooks.example/in");
-        let r = Webhook.build(&d, &record("d"), None).unwrap();
+        let r = Webhook
+            .build(&d, &record("d"), &Credentials::default())
+            .unwrap();
         assert_eq!(r.method, "POST");
         let body: serde_json::Value = serde_json::from_slice(r.body.as_ref().unwrap()).unwrap();
         assert_eq!(body["event_id"], "evt-sale-1001");
