@@ -12,7 +12,7 @@ use schemas::{EventName, OutboxRecord};
 use serde_json::json;
 
 use super::{
-    json_post, platform_request, BuildError, Credentials, DestinationKind, PreparedRequest,
+    json_post, platform_request, BuildError, Credentials, DestinationKind, PreparedRequest, Verdict,
 };
 use schemas::destinations::Destination;
 
@@ -87,6 +87,30 @@ impl DestinationKind for MetaCapi {
             "access_token": token,
         });
         Ok(json_post(d, record, &body))
+    }
+
+    /// Graph API errors carry their code in the body, throttling included (which comes as
+    /// a 400): codes 1 and 2 (Meta's own failures), 4, 17, 32, 341, 613 (rate limits) and
+    /// 368 (a temporary block) are retried; any other code is permanent, e.g. 190 (the
+    /// access token expired or was revoked) or 100 (a bad parameter).
+    fn judge(&self, status: u16, body: &str) -> Verdict {
+        if (200..300).contains(&status) {
+            return Verdict::AsStatus;
+        }
+        let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let Some(code) = answer["error"]["code"].as_i64() else {
+            return Verdict::AsStatus;
+        };
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        match code {
+            1 | 2 | 4 | 17 | 32 | 341 | 368 | 613 => {
+                Verdict::Transient(format!("Meta code {code}: {message}"))
+            }
+            190 => Verdict::Permanent(format!(
+                "Meta refused the access token (code 190): {message}"
+            )),
+            _ => Verdict::Permanent(format!("Meta code {code}: {message}")),
+        }
     }
 }
 
@@ -176,6 +200,39 @@ mod tests {
         );
         r.entry.event.consent_state = schemas::ConsentState::Unknown;
         assert_eq!(user(&r), json!({}));
+    }
+
+    #[test]
+    fn graph_api_codes_decide_between_retry_and_dead_letter() {
+        let error = |code: i64| {
+            format!(
+                r#"{{"error":{{"message":"m","type":"OAuthException","code":{code},"fbtrace_id":"x"}}}}"#
+            )
+        };
+        assert!(
+            matches!(MetaCapi.judge(400, &error(17)), Verdict::Transient(r) if r == "Meta code 17: m")
+        );
+        assert!(matches!(
+            MetaCapi.judge(400, &error(613)),
+            Verdict::Transient(_)
+        ));
+        assert!(matches!(
+            MetaCapi.judge(500, &error(2)),
+            Verdict::Transient(_)
+        ));
+        assert_eq!(
+            MetaCapi.judge(400, &error(190)),
+            Verdict::Permanent("Meta refused the access token (code 190): m".into())
+        );
+        assert_eq!(
+            MetaCapi.judge(400, &error(100)),
+            Verdict::Permanent("Meta code 100: m".into())
+        );
+        assert_eq!(
+            MetaCapi.judge(200, r#"{"events_received":1}"#),
+            Verdict::AsStatus
+        );
+        assert_eq!(MetaCapi.judge(502, "<html>"), Verdict::AsStatus);
     }
 
     #[test]
