@@ -33,5 +33,17 @@ fn main() -> anyhow::Result<()> {
         flag.store(true, Ordering::SeqCst);
     });
 
-    processor::run(config, metrics, shutdown, ready)
+    let result = processor::run(config, metrics, shutdown, ready);
+    if let Err(e) = &result {
+        if processor::transaction::fenced(e) {
+            // Restartable, like a stall: the exit status asks the supervisor to start it again.
+            tracing::error!(
+                error = %format!("{e:#}"),
+                exit_code = processor::watchdog::STALLED_EXIT_CODE,
+                "the transactional producer was fenced; exiting to be restarted"
+            );
+            std::process::exit(processor::watchdog::STALLED_EXIT_CODE);
+        }
+    }
+    result
 }

@@ -40,6 +40,26 @@ pub(crate) enum TxnError {
     Fatal(anyhow::Error),
 }
 
+/// Whether `e` ended the processor because its transactional producer was fenced: by the
+/// broker, which aborts a transaction left open past its timeout (a coordinator failover can
+/// hold one that long) and bumps the producer's epoch, or by a newer instance with the same
+/// transactional id. This producer cannot continue; a restarted process can, from the
+/// committed offsets.
+pub fn fenced(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause
+                .downcast_ref::<KafkaError>()
+                .and_then(KafkaError::rdkafka_error_code),
+            Some(
+                RDKafkaErrorCode::Fenced
+                    | RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+            )
+        )
+    })
+}
+
 pub(crate) fn classify(e: KafkaError) -> TxnError {
     match &e {
         KafkaError::Transaction(rd) if rd.txn_requires_abort() => TxnError::Aborted(e),
@@ -301,5 +321,28 @@ pub(crate) fn patiently(
             }
             Err(e) => return Err(e.context(what.to_owned())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fenced_producer_is_told_apart_from_other_failures() {
+        let fenced_error =
+            anyhow::Error::from(KafkaError::MessageProduction(RDKafkaErrorCode::Fenced))
+                .context("transaction failed");
+        assert!(fenced(&fenced_error));
+        let epoch = anyhow::Error::from(KafkaError::MessageProduction(
+            RDKafkaErrorCode::InvalidProducerEpoch,
+        ));
+        assert!(fenced(&epoch));
+        let other = anyhow::Error::from(KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge,
+        ))
+        .context("transaction failed");
+        assert!(!fenced(&other));
+        assert!(!fenced(&anyhow!("the consumer has no group metadata")));
     }
 }

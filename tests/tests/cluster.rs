@@ -228,8 +228,9 @@ impl Supervised {
 }
 
 // Three to five minutes on these machines. Before the processor's watchdog, about one run in
-// five hit a stall inside librdkafka (docs/DEPLOYMENT.md); the watchdog ends it and the
-// supervisor below starts the processor again, as compose does.
+// five hit a stall inside librdkafka (docs/DEPLOYMENT.md); the watchdog ends it, as a fenced
+// producer ends it after a failover outlasts the transaction timeout (both exit 75), and the
+// supervisor below starts the processor again, as compose does. Any other exit fails.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_and_the_transaction_coordinator_killed_under_load_lose_and_double_nothing() {
     let cluster = Cluster::start();
