@@ -34,8 +34,13 @@ impl DestinationKind for Ga4 {
         record: &OutboxRecord,
         credentials: &Credentials<'_>,
     ) -> Result<PreparedRequest, BuildError> {
-        let (api_secret, name) =
-            platform_request("GA4", credentials.token, record, ga4_event_name)?;
+        let (api_secret, name) = platform_request(
+            "GA4",
+            "API secret",
+            credentials.token,
+            record,
+            ga4_event_name,
+        )?;
         let e = &record.entry.event;
         let client_id = e
             .platform_ids

@@ -55,8 +55,13 @@ impl DestinationKind for GoogleAds {
         record: &OutboxRecord,
         credentials: &Credentials<'_>,
     ) -> Result<PreparedRequest, BuildError> {
-        let (bearer, operation) =
-            platform_request("Google Ads", credentials.token, record, operation)?;
+        let (bearer, operation) = platform_request(
+            "Google Ads",
+            "OAuth access token",
+            credentials.token,
+            record,
+            operation,
+        )?;
         let developer_token = credentials
             .developer_token
             .ok_or_else(|| BuildError("the Google Ads developer token is not set".into()))?;

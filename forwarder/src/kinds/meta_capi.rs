@@ -34,8 +34,13 @@ impl DestinationKind for MetaCapi {
         record: &OutboxRecord,
         credentials: &Credentials<'_>,
     ) -> Result<PreparedRequest, BuildError> {
-        let (token, event_name) =
-            platform_request("Meta", credentials.token, record, meta_event_name)?;
+        let (token, event_name) = platform_request(
+            "Meta",
+            "access token",
+            credentials.token,
+            record,
+            meta_event_name,
+        )?;
         let e = &record.entry.event;
         let mut user_data = serde_json::Map::new();
         if let Some(keys) = &e.match_keys {

@@ -97,19 +97,17 @@ fn idempotency(record: &OutboxRecord) -> (String, String) {
     )
 }
 
-/// What an ad-platform request starts from: its secret, and the platform's name for the
-/// event (`names`), or why the request cannot be built.
+/// What an ad-platform request starts from: its secret (`secret_name` when it is missing,
+/// e.g. "access token"), and the platform's name for the event (`names`), or why the request
+/// cannot be built.
 fn platform_request<'a>(
     platform: &str,
+    secret_name: &str,
     secret: Option<&'a str>,
     record: &OutboxRecord,
     names: fn(schemas::EventName) -> Option<&'static str>,
 ) -> Result<(&'a str, &'static str), BuildError> {
-    let secret = secret.ok_or_else(|| {
-        BuildError(format!(
-            "the {platform} token is not set (the variable access_token_env names)"
-        ))
-    })?;
+    let secret = secret.ok_or_else(|| BuildError(format!("the {secret_name} is not set")))?;
     let name = record.entry.event.event_name;
     let event =
         names(name).ok_or_else(|| BuildError(format!("{platform} takes no {name} events")))?;

@@ -37,8 +37,13 @@ impl DestinationKind for Tiktok {
         record: &OutboxRecord,
         credentials: &Credentials<'_>,
     ) -> Result<PreparedRequest, BuildError> {
-        let (token, event) =
-            platform_request("TikTok", credentials.token, record, tiktok_event_name)?;
+        let (token, event) = platform_request(
+            "TikTok",
+            "access token",
+            credentials.token,
+            record,
+            tiktok_event_name,
+        )?;
         let e = &record.entry.event;
         let pixel = d
             .pixel_code
