@@ -112,7 +112,19 @@ async fn a_first_party_sale_is_produced_keyed_and_minimised() {
     let hasher = schemas::privacy::PiiHasher::new(secrets::PII_KEY.as_bytes());
     assert_eq!(event.email_hash, Some(hasher.hash("buyer@example.com")));
     assert_eq!(event.ip_hash, Some(hasher.hash("203.0.113.9")));
-    assert_eq!(event.data_minimization, ["ip:hashed", "email:hashed"]);
+    // Granted consent allows ad use: the platforms' plain SHA-256 too
+    // (`printf %s buyer@example.com | sha256sum`).
+    assert_eq!(
+        event.data_minimization,
+        ["ip:hashed", "email:hashed", "email:platform_hashed"]
+    );
+    assert_eq!(
+        event
+            .match_keys
+            .as_ref()
+            .and_then(|k| k.email_sha256.as_deref()),
+        Some("6a6c26195c3682faa816966af789717c3bfa834eee6c599d667d2b3429c27cfd")
+    );
     server.stop().await;
 }
 
