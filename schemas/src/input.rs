@@ -602,7 +602,7 @@ fn phone(r: &mut Report, field: &str, v: Loose<'_>) -> Option<String> {
     if e164.is_none() {
         r.push(
             field,
-            "not a phone number in international format ('+' or '00', the country code, 7 to 14 more digits)",
+            "not a phone number in international format ('+' or '00', then 8 to 15 digits starting with the country code)",
         );
     }
     e164
