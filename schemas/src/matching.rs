@@ -106,6 +106,15 @@ impl ConsentState {
     pub fn allows_ad_use(self) -> bool {
         matches!(self, ConsentState::Granted | ConsentState::NotRequired)
     }
+
+    /// The Consent Mode v2 signal (`ad_user_data`) Google's APIs take: GRANTED or DENIED.
+    pub fn ad_user_data(self) -> &'static str {
+        if self.allows_ad_use() {
+            "GRANTED"
+        } else {
+            "DENIED"
+        }
+    }
 }
 
 /// An e-mail as the platforms hash it: surrounding spaces removed, lower case.

@@ -13,7 +13,7 @@ use schemas::{EventName, OutboxRecord};
 use serde_json::json;
 
 use super::{
-    idempotency, json_amount, platform_request, BuildError, Credentials, DestinationKind,
+    json_amount, json_post_to, platform_request, BuildError, Credentials, DestinationKind,
     PreparedRequest,
 };
 
@@ -62,26 +62,14 @@ impl DestinationKind for Ga4 {
         if let Some(c) = &e.currency {
             params.insert("currency".into(), json!(c));
         }
-        let consent = if e.consent_state.allows_ad_use() {
-            "GRANTED"
-        } else {
-            "DENIED"
-        };
+        let consent = e.consent_state.ad_user_data();
         let body = json!({
             "client_id": client_id,
             "timestamp_micros": e.occurred_at.timestamp_micros(),
             "consent": {"ad_user_data": consent, "ad_personalization": consent},
             "events": [{"name": name, "params": params}],
         });
-        Ok(PreparedRequest {
-            method: "POST",
-            url: url.into(),
-            headers: vec![
-                idempotency(record),
-                ("Content-Type".into(), "application/json".into()),
-            ],
-            body: Some(serde_json::to_vec(&body).expect("JSON values serialize")),
-        })
+        Ok(json_post_to(url.into(), record, Vec::new(), &body))
     }
 }
 

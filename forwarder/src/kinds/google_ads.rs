@@ -15,7 +15,7 @@ use schemas::{EventName, OutboxRecord};
 use serde_json::json;
 
 use super::{
-    idempotency, json_amount, platform_request, BuildError, Credentials, DestinationKind,
+    json_amount, json_post_to, platform_request, BuildError, Credentials, DestinationKind,
     PreparedRequest, Verdict,
 };
 
@@ -75,11 +75,7 @@ impl DestinationKind for GoogleAds {
             settings.conversion_action_id.as_deref().unwrap_or_default()
         );
         let e = &record.entry.event;
-        let consent = if e.consent_state.allows_ad_use() {
-            "GRANTED"
-        } else {
-            "DENIED"
-        };
+        let consent = e.consent_state.ad_user_data();
         let body = if e.event_name.is_reversal() {
             let order = e
                 .order_id
@@ -129,23 +125,17 @@ impl DestinationKind for GoogleAds {
             json!({"conversions": [conversion], "partialFailure": true})
         };
         let mut headers = vec![
-            idempotency(record),
             ("Authorization".into(), format!("Bearer {bearer}")),
             ("developer-token".into(), developer_token.to_owned()),
-            ("Content-Type".into(), "application/json".into()),
         ];
         if let Some(login) = &settings.login_customer_id {
             headers.push(("login-customer-id".into(), login.clone()));
         }
-        Ok(PreparedRequest {
-            method: "POST",
-            url: format!(
-                "{}/customers/{customer}:{operation}",
-                d.url.trim_end_matches('/')
-            ),
-            headers,
-            body: Some(serde_json::to_vec(&body).expect("JSON values serialize")),
-        })
+        let url = format!(
+            "{}/customers/{customer}:{operation}",
+            d.url.trim_end_matches('/')
+        );
+        Ok(json_post_to(url, record, headers, &body))
     }
 
     fn judge(&self, status: u16, body: &str) -> Verdict {

@@ -126,13 +126,25 @@ fn json_amount(value: impl std::fmt::Display) -> Result<serde_json::Value, Build
 
 /// A JSON POST of `body` to the destination, with the record's idempotency header.
 fn json_post(d: &Destination, record: &OutboxRecord, body: &serde_json::Value) -> PreparedRequest {
+    json_post_to(d.url.clone(), record, Vec::new(), body)
+}
+
+/// A JSON POST of `body` to `url`, with the record's idempotency header and `headers`.
+fn json_post_to(
+    url: String,
+    record: &OutboxRecord,
+    headers: Vec<(String, String)>,
+    body: &serde_json::Value,
+) -> PreparedRequest {
+    let mut all = vec![
+        idempotency(record),
+        ("Content-Type".into(), "application/json".into()),
+    ];
+    all.extend(headers);
     PreparedRequest {
         method: "POST",
-        url: d.url.clone(),
-        headers: vec![
-            idempotency(record),
-            ("Content-Type".into(), "application/json".into()),
-        ],
+        url,
+        headers: all,
         body: Some(serde_json::to_vec(body).expect("JSON values serialize")),
     }
 }

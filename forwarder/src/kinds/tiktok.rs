@@ -13,7 +13,7 @@ use schemas::{EventName, OutboxRecord};
 use serde_json::json;
 
 use super::{
-    idempotency, json_amount, platform_request, BuildError, Credentials, DestinationKind,
+    json_amount, json_post_to, platform_request, BuildError, Credentials, DestinationKind,
     PreparedRequest, Verdict,
 };
 
@@ -89,16 +89,8 @@ impl DestinationKind for Tiktok {
                 "properties": properties,
             }],
         });
-        Ok(PreparedRequest {
-            method: "POST",
-            url: d.url.clone(),
-            headers: vec![
-                idempotency(record),
-                ("Access-Token".into(), token.to_owned()),
-                ("Content-Type".into(), "application/json".into()),
-            ],
-            body: Some(serde_json::to_vec(&body).expect("JSON values serialize")),
-        })
+        let headers = vec![("Access-Token".into(), token.to_owned())];
+        Ok(json_post_to(d.url.clone(), record, headers, &body))
     }
 
     fn judge(&self, status: u16, body: &str) -> Verdict {

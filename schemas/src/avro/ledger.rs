@@ -92,7 +92,7 @@ fn body<'a>(version: &SchemaVersion, bytes: &'a [u8]) -> Result<&'a [u8], Decode
         return Err(DecodeError::NotSingleObject);
     }
     if !version.written_with(&bytes[2..HEADER_LEN]) {
-        return Err(DecodeError::UnknownSchema(super::hex(
+        return Err(DecodeError::UnknownSchema(crate::privacy::lower_hex(
             &bytes[2..HEADER_LEN],
         )));
     }

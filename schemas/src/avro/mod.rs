@@ -293,13 +293,9 @@ impl SingleObjectCodec {
         let reader = self
             .readers
             .get(fingerprint)
-            .ok_or_else(|| DecodeError::UnknownSchema(hex(fingerprint)))?;
+            .ok_or_else(|| DecodeError::UnknownSchema(crate::privacy::lower_hex(fingerprint)))?;
         framing::read_resolved(reader, datum)
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn union(value: Option<Value>) -> Value {
