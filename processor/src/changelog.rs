@@ -4,8 +4,8 @@
 //! Keys: `e` + the 16-byte event-key hash, or `c` + the conversion key. Values: a format
 //! byte, then postcard. Dedup entries are written in format 2, which appended `click` to
 //! format 1's fields; a format-1 entry reads as not a click's. Conversions are written in format 3: format 2 appended two `Option`s
-//! (`rule_paid`, `currency`) to format 1's fields, and format 3 one (`capped_offer`); an
-//! older value still reads, with the fields it lacks `None`. The record goes to the partition number of the input it came from,
+//! (`rule_paid`, `currency`) to format 1's fields, format 3 one (`capped_offer`) and format 4
+//! one (`click_ids_from`); an older value still reads, with the fields it lacks `None`. The record goes to the partition number of the input it came from,
 //! so that whoever owns input partition *n* restores exactly changelog partition *n*.
 
 use crate::ledger::{Change, Conversion, Seen};
@@ -15,7 +15,8 @@ const CONVERSION: u8 = b'c';
 const FORMAT_V1: u8 = 1;
 const FORMAT_V2: u8 = 2;
 const FORMAT_V3: u8 = 3;
-/// Postcard encodes a `None` as one zero byte: what an older conversion lacks to be a format-3
+const FORMAT_V4: u8 = 4;
+/// Postcard encodes a `None` as one zero byte: what an older conversion lacks to be a format-4
 /// one is a `None` per appended field.
 const POSTCARD_NONE: u8 = 0;
 /// Postcard's `false`.
@@ -56,7 +57,7 @@ pub fn key(change: &Change) -> Vec<u8> {
 pub fn value(change: &Change) -> Option<Vec<u8>> {
     let encoded = match change {
         Change::Seen(_, Some(s)) => postcard::to_extend(s, vec![FORMAT_V2]),
-        Change::Conversion(_, Some(c)) => postcard::to_extend(c, vec![FORMAT_V3]),
+        Change::Conversion(_, Some(c)) => postcard::to_extend(c, vec![FORMAT_V4]),
         Change::Seen(_, None) | Change::Conversion(_, None) => return None,
     };
     Some(encoded.expect("state values always serialize"))
@@ -80,16 +81,17 @@ fn seen(value: &[u8]) -> Result<Seen, ChangelogError> {
 
 fn conversion(value: &[u8]) -> Result<Conversion, ChangelogError> {
     let (rest, missing) = match value.split_first() {
-        Some((&FORMAT_V3, rest)) => return Ok(postcard::from_bytes(rest)?),
-        Some((&FORMAT_V2, rest)) => (rest, 1),
-        Some((&FORMAT_V1, rest)) => (rest, 3),
+        Some((&FORMAT_V4, rest)) => return Ok(postcard::from_bytes(rest)?),
+        Some((&FORMAT_V3, rest)) => (rest, 1),
+        Some((&FORMAT_V2, rest)) => (rest, 2),
+        Some((&FORMAT_V1, rest)) => (rest, 4),
         Some((&other, _)) => return Err(ChangelogError::UnknownFormat(other)),
         None => return Err(ChangelogError::UnknownFormat(0)),
     };
-    let mut v3 = Vec::with_capacity(rest.len() + missing);
-    v3.extend_from_slice(rest);
-    v3.extend(std::iter::repeat_n(POSTCARD_NONE, missing));
-    Ok(postcard::from_bytes(&v3)?)
+    let mut v4 = Vec::with_capacity(rest.len() + missing);
+    v4.extend_from_slice(rest);
+    v4.extend(std::iter::repeat_n(POSTCARD_NONE, missing));
+    Ok(postcard::from_bytes(&v4)?)
 }
 
 pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Change, ChangelogError> {
@@ -205,7 +207,7 @@ mod tests {
                 ..Conversion::default()
             }
         );
-        // And what is written now is format 3, with the rule.
+        // And what is written now is format 4, with the rule.
         let now = Conversion {
             rule_paid: Some(crate::payout::RulePaid {
                 rule: "offer k: revshare 40%".into(),
@@ -215,7 +217,7 @@ mod tests {
             ..c
         };
         let change = Change::Conversion("cb/order/1".into(), Some(now));
-        assert_eq!(value(&change).unwrap()[0], FORMAT_V3);
+        assert_eq!(value(&change).unwrap()[0], FORMAT_V4);
         round_trip(change);
     }
 
@@ -228,7 +230,8 @@ mod tests {
             ..Conversion::default()
         };
         let mut bytes = value(&Change::Conversion("k".into(), Some(c.clone()))).unwrap();
-        // Format 2 is format 3 without its last field.
+        // Format 2 is format 4 without its last two fields (click_ids_from is None here).
+        assert_eq!(bytes.pop(), Some(POSTCARD_NONE));
         assert_eq!(bytes.pop(), Some(b'o'));
         bytes.truncate(bytes.len() - "ket".len() - 2);
         bytes[0] = FORMAT_V2;
@@ -239,6 +242,31 @@ mod tests {
             old,
             Conversion {
                 capped_offer: None,
+                ..c
+            }
+        );
+    }
+
+    #[test]
+    fn a_format_3_conversion_reads_without_its_click() {
+        let c = Conversion {
+            sale: Some("s".into()),
+            capped_offer: Some("keto".into()),
+            click_ids_from: Some("clk".into()),
+            ..Conversion::default()
+        };
+        let mut bytes = value(&Change::Conversion("k".into(), Some(c.clone()))).unwrap();
+        round_trip(Change::Conversion("k".into(), Some(c.clone())));
+        // Format 3 is format 4 without `click_ids_from`: Some, a length, then the bytes.
+        bytes.truncate(bytes.len() - "clk".len() - 2);
+        bytes[0] = FORMAT_V3;
+        let Change::Conversion(_, Some(old)) = decode(b"ck", Some(&bytes)).unwrap() else {
+            panic!("a conversion");
+        };
+        assert_eq!(
+            old,
+            Conversion {
+                click_ids_from: None,
                 ..c
             }
         );

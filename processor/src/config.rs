@@ -17,6 +17,15 @@ pub enum Mode {
     PassThrough,
 }
 
+/// Whether conversions take their click's ad-platform IDs (`--click-ids`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClickIdsMode {
+    /// When a destination sends them: kinds meta_capi, tiktok, ga4 and google_ads.
+    Auto,
+    Always,
+    Never,
+}
+
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "processor",
@@ -80,6 +89,31 @@ pub struct Config {
     /// The capping stage's compacted state changelog: cap usage and verdicts.
     #[arg(long, env = "PROCESSOR_CAPS_STATE_TOPIC", default_value = topics::CAPS_STATE)]
     pub caps_state_topic: String,
+
+    /// Whether conversions take the ad-platform IDs (gclid, fbc, ttclid...) of the click
+    /// they name, through the click-ID stage (docs/PROCESSOR.md, "Click IDs"): `auto` runs it
+    /// when a destination sends them (kinds meta_capi, tiktok, ga4, google_ads).
+    #[arg(long, env = "PROCESSOR_CLICK_IDS", value_enum, default_value = "auto")]
+    pub click_ids: ClickIdsMode,
+
+    /// Where the ledger stage sends clicks with ad-platform IDs and the conversions that take
+    /// them, keyed by click ID.
+    #[arg(long, env = "PROCESSOR_CLICK_IDS_TOPIC", default_value = topics::LEDGER_CLICK_IDS)]
+    pub click_ids_topic: String,
+
+    /// The click-ID stage's compacted state changelog: each click's ad-platform IDs.
+    #[arg(long, env = "PROCESSOR_CLICK_IDS_STATE_TOPIC", default_value = topics::CLICK_IDS_STATE)]
+    pub click_ids_state_topic: String,
+
+    /// How long a click's ad-platform IDs are kept for its conversions, from the click's
+    /// time (`90days`, `36h`). Google Ads takes a click's conversions for up to 90 days.
+    #[arg(
+        long,
+        env = "PROCESSOR_CLICK_IDS_RETENTION",
+        default_value = "90days",
+        value_parser = parse_window
+    )]
+    pub click_ids_retention: Duration,
 
     /// A transaction commits after this long, or after `max-transaction-events`.
     #[arg(long, env = "PROCESSOR_COMMIT_INTERVAL_MS", default_value_t = 200)]

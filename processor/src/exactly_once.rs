@@ -17,21 +17,24 @@ use anyhow::Context;
 use base64::Engine as _;
 use chrono::Utc;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use schemas::avro::ledger::{content_fingerprint, encode_entry, encode_outbox, encode_receipt};
 use schemas::erasure::{ErasureRequest, CONTROL_HEADER, ERASE};
+use schemas::key::click_of_key;
 use schemas::validate::FieldError;
-use schemas::{conversion_key, LedgerEntry, QuarantineRecord};
+use schemas::{conversion_key, EventName, LedgerEntry, QuarantineRecord};
 
 use crate::caps::{self, CapsFile};
 use crate::changelog;
+use crate::click_ids::CAPPING_OFFER_HEADER;
 use crate::config::Config;
 use crate::events::{EventReader, ReadError};
 use crate::ledger::{Occurrence, PartitionLedger, Position, StateKey};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::restore::{restore, ChangelogSource};
+use crate::stage::to_capping;
 use crate::transaction::{
     finish, partitions, patiently, seek_to_committed, stage_consumer, Transaction, TxnError,
     KAFKA_TIMEOUT,
@@ -72,6 +75,17 @@ struct Engine {
     blocked: Option<(i32, i64, String)>,
     /// The caps file, when caps are configured: capped offers' entries take the capping stage.
     caps_file: Option<CapsFile>,
+    /// Whether the click-ID stage runs: clicks' IDs and the conversions naming them go there.
+    click_ids: bool,
+}
+
+/// Where an entry goes besides (or instead of) the ledger, for the click-ID stage.
+enum ClickRoute {
+    None,
+    /// A click with ad-platform IDs: to the ledger, and a copy to the stage, to be kept.
+    Click(String),
+    /// A conversion taking its click's IDs: to the stage, which writes it on.
+    Conversion(String),
 }
 
 struct RebalanceHook {
@@ -128,7 +142,7 @@ impl ConsumerContext for RebalanceHook {
     }
 }
 
-fn is_erasure(m: &BorrowedMessage<'_>) -> bool {
+pub(crate) fn is_erasure(m: &BorrowedMessage<'_>) -> bool {
     m.headers().is_some_and(|h| {
         h.iter()
             .any(|h| h.key == CONTROL_HEADER && h.value == Some(ERASE.as_bytes()))
@@ -274,25 +288,10 @@ impl Engine {
                 };
                 if let Some(entry) = &outcome.entry {
                     let capped_offer = self.capped_offer(partition, entry);
+                    let click_route = self.click_route(partition, entry);
                     match encode_entry(entry) {
-                        // The capping stage decides, writes it to the ledger and forwards it.
-                        Ok(value) if capped_offer.is_some() => {
-                            self.txn.send(
-                                &self.config.capping_topic,
-                                -1,
-                                capped_offer.as_deref().unwrap_or_default().as_bytes(),
-                                Some(&value),
-                            )?;
-                            self.metrics.capping_routed.inc();
-                        }
                         Ok(value) => {
-                            self.txn.send(
-                                &self.config.ledger_topic,
-                                partition,
-                                entry.conversion_key.as_bytes(),
-                                Some(&value),
-                            )?;
-                            self.enqueue_postbacks(partition, entry)?;
+                            self.route(partition, entry, &value, capped_offer, click_route)?
                         }
                         Err(e) => {
                             // The event decoded, so its amounts fit; a failure here is a bug,
@@ -348,6 +347,21 @@ impl Engine {
                 );
                 self.mark_dirty(partition, changed);
                 self.metrics.events.with_label_values(&["erasure"]).inc();
+                // A click's IDs are held by the click-ID stage, keyed by click: it forgets them
+                // in its own transaction.
+                if let Some(click) = click_of_key(&r.conversion_key).filter(|_| self.click_ids) {
+                    let headers = OwnedHeaders::new().insert(Header {
+                        key: CONTROL_HEADER,
+                        value: Some(ERASE),
+                    });
+                    self.txn.send_with(
+                        &self.config.click_ids_topic,
+                        -1,
+                        click.as_bytes(),
+                        m.payload(),
+                        Some(headers),
+                    )?;
+                }
             }
             (Ok(_), None) => {
                 tracing::error!(
@@ -367,6 +381,99 @@ impl Engine {
         }
         self.txn.consumed(partition, m.offset());
         Ok(())
+    }
+
+    /// Writes an encoded entry where it goes: a conversion that takes its click's IDs to the
+    /// click-ID stage (which passes it on to the capping stage or the ledger); a capped
+    /// offer's to the capping stage; any other to the ledger with its postbacks, and a click
+    /// with IDs also to the click-ID stage.
+    fn route(
+        &self,
+        partition: i32,
+        entry: &LedgerEntry,
+        value: &[u8],
+        capped_offer: Option<String>,
+        click_route: ClickRoute,
+    ) -> Result<(), TxnError> {
+        let to_stage = |click: &str, headers| {
+            self.txn.send_with(
+                &self.config.click_ids_topic,
+                -1,
+                click.as_bytes(),
+                Some(value),
+                headers,
+            )
+        };
+        if let ClickRoute::Conversion(click) = &click_route {
+            let headers = capped_offer.map(|offer| {
+                OwnedHeaders::new().insert(Header {
+                    key: CAPPING_OFFER_HEADER,
+                    value: Some(offer.as_bytes()),
+                })
+            });
+            to_stage(click, headers)?;
+            self.metrics
+                .click_ids_routed
+                .with_label_values(&["conversion"])
+                .inc();
+            return Ok(());
+        }
+        if let Some(offer) = capped_offer {
+            return to_capping(&self.txn, &self.config, &self.metrics, &offer, value);
+        }
+        self.txn.send(
+            &self.config.ledger_topic,
+            partition,
+            entry.conversion_key.as_bytes(),
+            Some(value),
+        )?;
+        self.enqueue_postbacks(partition, entry)?;
+        if let ClickRoute::Click(click) = &click_route {
+            to_stage(click, None)?;
+            self.metrics
+                .click_ids_routed
+                .with_label_values(&["click"])
+                .inc();
+        }
+        Ok(())
+    }
+
+    /// Whether an entry goes to the click-ID stage, when it runs: a click that carries IDs,
+    /// and every entry of a conversion whose first routed entry named a click (its state
+    /// remembers the click, so a later entry never overtakes an earlier one).
+    fn click_route(&mut self, partition: i32, entry: &LedgerEntry) -> ClickRoute {
+        if !self.click_ids {
+            return ClickRoute::None;
+        }
+        let e = &entry.event;
+        if e.event_name == EventName::Click {
+            return match (&e.click_id, &e.platform_ids) {
+                (Some(click), Some(ids)) if !ids.is_empty() => ClickRoute::Click(click.clone()),
+                _ => ClickRoute::None,
+            };
+        }
+        let conversion = self
+            .ledgers
+            .get_mut(&partition)
+            .and_then(|l| l.conversions.get_mut(&entry.conversion_key));
+        let Some(conversion) = conversion else {
+            return e
+                .click_id
+                .clone()
+                .map_or(ClickRoute::None, ClickRoute::Conversion);
+        };
+        if let Some(click) = &conversion.click_ids_from {
+            return ClickRoute::Conversion(click.clone());
+        }
+        let Some(click) = e.click_id.clone() else {
+            return ClickRoute::None;
+        };
+        conversion.click_ids_from = Some(click.clone());
+        self.mark_dirty(
+            partition,
+            vec![StateKey::Conversion(entry.conversion_key.clone())],
+        );
+        ClickRoute::Conversion(click)
     }
 
     /// The offer whose capping partition an entry goes to, when the capping stage runs; a
@@ -669,6 +776,7 @@ pub fn run(
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     caps_file: Option<CapsFile>,
+    click_ids: bool,
     shutdown: Arc<AtomicBool>,
     ready: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
@@ -704,6 +812,7 @@ pub fn run(
         waiting: HashMap::new(),
         blocked: None,
         caps_file,
+        click_ids,
     }));
     let consumer = stage_consumer(
         &config.kafka,

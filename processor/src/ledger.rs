@@ -76,6 +76,9 @@ pub struct Conversion {
     /// The offer whose caps decided the conversion: its later entries go through the capping
     /// stage too, keyed by it, whatever offer they name. Format 3 appended it.
     pub capped_offer: Option<String>,
+    /// The click whose IDs the conversion takes: its later entries go through the click-ID
+    /// stage too, keyed by it, so none overtakes an earlier one. Format 4 appended it.
+    pub click_ids_from: Option<String>,
 }
 
 impl Conversion {

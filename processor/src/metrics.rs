@@ -47,6 +47,16 @@ pub struct Metrics {
     pub caps_transactions: IntCounterVec,
     /// The capping stage's state, by kind: usage (cap periods), verdict (conversions).
     pub caps_state_keys: IntGaugeVec,
+    /// Ledger entries sent to the click-ID stage, by kind: click (its IDs, to be kept),
+    /// conversion (to take them).
+    pub click_ids_routed: IntCounterVec,
+    /// Conversions through the click-ID stage, by outcome: inherited, nothing_missing,
+    /// click_unknown, consent_denied.
+    pub click_ids: IntCounterVec,
+    /// The click-ID stage's transactions by result: committed, aborted.
+    pub click_ids_transactions: IntCounterVec,
+    /// Clicks whose ad-platform IDs the click-ID stage holds.
+    pub click_ids_state_keys: IntGauge,
 }
 
 impl Default for Metrics {
@@ -171,6 +181,35 @@ impl Metrics {
                 &["kind"],
             )
             .unwrap(),
+            click_ids_routed: IntCounterVec::new(
+                Opts::new(
+                    "click_ids_routed_total",
+                    "Ledger entries sent to the click-ID stage, by kind",
+                ),
+                &["kind"],
+            )
+            .unwrap(),
+            click_ids: IntCounterVec::new(
+                Opts::new(
+                    "click_ids_total",
+                    "Conversions through the click-ID stage, by outcome",
+                ),
+                &["outcome"],
+            )
+            .unwrap(),
+            click_ids_transactions: IntCounterVec::new(
+                Opts::new(
+                    "click_ids_transactions_total",
+                    "The click-ID stage's transactions by result",
+                ),
+                &["result"],
+            )
+            .unwrap(),
+            click_ids_state_keys: IntGauge::new(
+                "click_ids_state_keys",
+                "Clicks whose ad-platform IDs the click-ID stage holds",
+            )
+            .unwrap(),
             registry: Registry::new(),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -193,6 +232,10 @@ impl Metrics {
             Box::new(m.caps_reloads.clone()),
             Box::new(m.caps_transactions.clone()),
             Box::new(m.caps_state_keys.clone()),
+            Box::new(m.click_ids_routed.clone()),
+            Box::new(m.click_ids.clone()),
+            Box::new(m.click_ids_transactions.clone()),
+            Box::new(m.click_ids_state_keys.clone()),
         ];
         m.registry = telemetry::registry("processor", collectors);
         m

@@ -31,6 +31,12 @@ impl Outbox {
         self.destinations.names()
     }
 
+    /// Whether a destination sends the ad platforms' click IDs, which conversions then take
+    /// from their clicks (`--click-ids auto`).
+    pub fn sends_click_ids(&self) -> bool {
+        self.destinations.iter().any(|d| d.kind.uses_platform_ids())
+    }
+
     /// One outbox record per destination that takes `entry`.
     pub fn records(&self, entry: &LedgerEntry, now: DateTime<Utc>) -> Vec<OutboxRecord> {
         self.destinations

@@ -1,6 +1,6 @@
 //! One Kafka transaction at a time over a consumer's input: the records it queues, the input
-//! offsets it covers, and the commit that makes both visible at once. Both stages, the
-//! ledger's ([`crate::exactly_once`]) and the caps' ([`crate::caps::stage`]), run on it.
+//! offsets it covers, and the commit that makes both visible at once. Every stage runs on
+//! it: the ledger's ([`crate::exactly_once`]) and the keyed ones ([`crate::stage`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use telemetry::kafka::KafkaConnection;
@@ -141,12 +142,27 @@ impl Transaction {
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<(), TxnError> {
+        self.send_with(topic, partition, key, value, None)
+    }
+
+    /// [`Self::send`] with headers.
+    pub fn send_with(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), TxnError> {
         let mut record = BaseRecord::<[u8], [u8]>::to(topic).key(key);
         if partition >= 0 {
             record = record.partition(partition);
         }
         if let Some(v) = value {
             record = record.payload(v);
+        }
+        if let Some(h) = headers {
+            record = record.headers(h);
         }
         loop {
             match self.producer.send(record) {

@@ -80,6 +80,15 @@ impl Kind {
         }
     }
 
+    /// Whether this kind sends the ad platforms' click and browser IDs (`platform_ids`), and
+    /// so wants a conversion to carry its click's.
+    pub fn uses_platform_ids(self) -> bool {
+        matches!(
+            self,
+            Kind::MetaCapi | Kind::Tiktok | Kind::Ga4 | Kind::GoogleAds
+        )
+    }
+
     /// What [`Kind::accepts`] takes, in words.
     pub fn accepted(self) -> &'static str {
         match self {

@@ -27,6 +27,11 @@ pub fn conversion_key(e: &TrackingEvent) -> String {
     }
 }
 
+/// The click ID of a click's key (`click/{click_id}`).
+pub fn click_of_key(key: &str) -> Option<&str> {
+    key.strip_prefix(CLICK)
+}
+
 /// What a conversion key names, read back from the key itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {

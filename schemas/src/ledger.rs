@@ -86,6 +86,12 @@ pub mod flags {
     /// A revenue cap of the conversion's offer is in another currency, so it did not count
     /// there (its other caps still applied).
     pub const CAP_CURRENCY_MISMATCH: &str = "CAP_CURRENCY_MISMATCH";
+    /// The conversion took ad-platform IDs (`platform_ids`) it lacked from its click: the
+    /// processor's click-ID stage.
+    pub const CLICK_IDS_INHERITED: &str = "CLICK_IDS_INHERITED";
+    /// The conversion's consent was UNKNOWN (a network does not know it) and it took its
+    /// click's, under which the inherited IDs were captured.
+    pub const CONSENT_FROM_CLICK: &str = "CONSENT_FROM_CLICK";
 }
 
 /// One entry of the canonical ledger: the first occurrence of an event.

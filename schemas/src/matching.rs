@@ -70,6 +70,21 @@ impl PlatformIds {
     pub fn is_empty(&self) -> bool {
         self == &Self::default()
     }
+
+    /// Fills each ID this one lacks from `click`'s (a conversion taking its click's IDs);
+    /// an ID it has is kept. Whether any was filled.
+    pub fn inherit(&mut self, click: &PlatformIds) -> bool {
+        let mut theirs = click.clone();
+        let mut filled = false;
+        for name in Self::FIELDS {
+            let id = theirs.slot(name).and_then(Option::take);
+            if let (Some(mine @ None), Some(id)) = (self.slot(name), id) {
+                *mine = Some(id);
+                filled = true;
+            }
+        }
+        filled
+    }
 }
 
 /// Meta's `fbc` for a click ID first seen at `seen_ms` (Unix milliseconds): the `fb`
@@ -214,5 +229,33 @@ mod tests {
         assert!(ConsentState::NotRequired.allows_ad_use());
         assert!(!ConsentState::Denied.allows_ad_use());
         assert!(!ConsentState::Unknown.allows_ad_use());
+    }
+
+    #[test]
+    fn a_conversion_keeps_its_own_ids_and_takes_the_missing_ones_from_its_click() {
+        let click = PlatformIds {
+            gclid: Some("click-gclid".into()),
+            fbc: Some("fb.1.1.abc".into()),
+            ga_client_id: Some("111.222".into()),
+            ..PlatformIds::default()
+        };
+        let mut own = PlatformIds {
+            gclid: Some("own-gclid".into()),
+            ..PlatformIds::default()
+        };
+        assert!(own.inherit(&click));
+        assert_eq!(
+            own,
+            PlatformIds {
+                gclid: Some("own-gclid".into()),
+                fbc: Some("fb.1.1.abc".into()),
+                ga_client_id: Some("111.222".into()),
+                ..PlatformIds::default()
+            }
+        );
+        assert!(!own.inherit(&click), "nothing left to fill");
+        let mut none = PlatformIds::default();
+        assert!(!none.inherit(&PlatformIds::default()));
+        assert!(none.is_empty());
     }
 }

@@ -16,6 +16,11 @@ pub const PROCESSOR_STATE: &str = "processor.state.v1";
 pub const LEDGER_CAPPING: &str = "ledger.capping.v1";
 /// The capping stage's compacted state changelog: cap usage and verdicts.
 pub const CAPS_STATE: &str = "processor.caps.v1";
+/// Ledger entries on their way through the processor's click-ID stage, keyed by click ID:
+/// clicks that carry ad-platform IDs, and the conversions that take them.
+pub const LEDGER_CLICK_IDS: &str = "ledger.clickids.v1";
+/// The click-ID stage's compacted state changelog: each click's ad-platform IDs.
+pub const CLICK_IDS_STATE: &str = "processor.clickids.v1";
 /// Postbacks to forward, written in the ledger's transaction.
 pub const POSTBACK_OUTBOX: &str = "postbacks.outbox.v1";
 /// Postbacks waiting for their next attempt (the outbox record, with the attempt number and
@@ -35,6 +40,8 @@ pub const ALL: &[&str] = &[
     PROCESSOR_STATE,
     LEDGER_CAPPING,
     CAPS_STATE,
+    LEDGER_CLICK_IDS,
+    CLICK_IDS_STATE,
     POSTBACK_OUTBOX,
     POSTBACK_RETRY,
     POSTBACK_ATTEMPTS,

@@ -208,6 +208,36 @@ pub async fn post_clickbank(
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
 }
 
+/// Waits up to 60 s for `done`, looking every 200 ms; fails the test with `what` after that.
+pub async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// A visit through the click redirect `GET /c/{offer}?{query}` of ingest at `base`: its 302,
+/// and the click ID from the `tl_click` cookie.
+pub async fn land(base: &str, offer: &str, query: &str) -> String {
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{base}/c/{offer}?{query}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    cookie
+        .trim_start_matches("tl_click=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// The API key, PII key and network secrets the test servers use.
 pub mod secrets {
     pub const API_KEY: &str = "test-api-key-0001";

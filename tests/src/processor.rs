@@ -36,6 +36,9 @@ pub struct ProcessorTopics {
     /// The capping stage's input and state (used with a caps file: [`Self::caps_args`]).
     pub capping: String,
     pub caps_state: String,
+    /// The click-ID stage's input and state (the stage runs with an ad-platform destination).
+    pub click_ids: String,
+    pub click_ids_state: String,
     /// Not the processor's: the forwarder writes it and the sink reads it.
     pub attempts: String,
     /// The forwarder's retry topic and DLQ.
@@ -76,6 +79,8 @@ impl ProcessorTopics {
             outbox: format!("{name}.outbox"),
             capping: format!("{name}.capping"),
             caps_state: format!("{name}.caps"),
+            click_ids: format!("{name}.clickids"),
+            click_ids_state: format!("{name}.clickids-state"),
             attempts: format!("{name}.attempts"),
             retry: format!("{name}.retry"),
             dlq: format!("{name}.dlq"),
@@ -95,6 +100,8 @@ impl ProcessorTopics {
             &t.outbox,
             &t.capping,
             &t.caps_state,
+            &t.click_ids,
+            &t.click_ids_state,
             &t.attempts,
             &t.retry,
             &t.dlq,
@@ -102,7 +109,7 @@ impl ProcessorTopics {
         .into_iter()
         .map(|name| {
             let topic = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1));
-            if *name == t.state || *name == t.caps_state {
+            if [&t.state, &t.caps_state, &t.click_ids_state].contains(&name) {
                 compacted
                     .iter()
                     .fold(topic, |topic, (k, v)| topic.set(k, v))
@@ -140,6 +147,8 @@ impl ProcessorTopics {
             ("--state-topic", &self.state),
             ("--quarantine-topic", &self.quarantine),
             ("--outbox-topic", &self.outbox),
+            ("--click-ids-topic", &self.click_ids),
+            ("--click-ids-state-topic", &self.click_ids_state),
             ("--group-id", &self.group),
         ]
         .into_iter()
@@ -224,7 +233,8 @@ impl EventProducer {
     }
 }
 
-/// Waits until the group has committed every input offset (or panics after `timeout`).
+/// Waits until the group has committed every input offset, and its keyed stages every record
+/// of theirs (or panics after `timeout`).
 pub fn wait_caught_up(topics: &ProcessorTopics, timeout: Duration) {
     let consumer: BaseConsumer = crate::kafka()
         .config(&[])
@@ -258,7 +268,7 @@ pub fn wait_caught_up(topics: &ProcessorTopics, timeout: Duration) {
             })
             .sum();
         if behind == 0 {
-            return;
+            break;
         }
         assert!(
             Instant::now() < deadline,
@@ -266,6 +276,67 @@ pub fn wait_caught_up(topics: &ProcessorTopics, timeout: Duration) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The ledger stage's outputs are committed with its offsets, so the keyed stages' inputs
+    // are complete now: wait for the stages to have committed past all of them.
+    for (topic, suffix) in [(&topics.capping, "caps"), (&topics.click_ids, "clickids")] {
+        let group = format!("{}-{suffix}", topics.group);
+        while has_uncommitted(topic, &group) {
+            assert!(
+                Instant::now() < deadline,
+                "the {suffix} stage is still behind after {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Whether `topic` holds a committed record past what `group` has committed: a keyed stage's
+/// input is transactional, so its high watermark counts commit markers and cannot be
+/// compared with the committed offsets; reading from them can.
+fn has_uncommitted(topic: &str, group: &str) -> bool {
+    let committed: BaseConsumer = crate::kafka()
+        .config(&[])
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    let committed = committed
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    let reader: BaseConsumer = crate::kafka()
+        .config(&[])
+        .set("group.id", unique_name("behind"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    let mut from = TopicPartitionList::new();
+    for e in committed.elements() {
+        let offset = match e.offset() {
+            Offset::Offset(o) => Offset::Offset(o),
+            _ => Offset::Beginning,
+        };
+        from.add_partition_offset(topic, e.partition(), offset)
+            .expect("partition");
+    }
+    reader.assign(&from).expect("assign");
+    let mut at_end = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while at_end.len() < PARTITIONS as usize && Instant::now() < deadline {
+        match reader.poll(Duration::from_millis(200)) {
+            Some(Ok(_)) => return true,
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            _ => {}
+        }
+    }
+    at_end.len() < PARTITIONS as usize
 }
 
 /// Every committed record of `topic`, read `read_committed` to the end of each partition.
@@ -536,6 +607,29 @@ impl Scenario {
         }
         s.events.extend(repeats.map(|(_, r)| r));
         s
+    }
+
+    /// The same scenario with ad-platform IDs: each click carries a `gclid` (`G-` and its
+    /// click ID), and each sale names the click made just before it in the construction. The
+    /// ledger's expectations are unchanged: the conversion key is the order's.
+    pub fn with_click_ids(mut self) -> Self {
+        for e in &mut self.events {
+            match e.event_name {
+                EventName::Click => {
+                    e.platform_ids = Some(schemas::PlatformIds {
+                        gclid: e.click_id.as_ref().map(|c| format!("G-{c}")),
+                        ..Default::default()
+                    });
+                }
+                EventName::Sale => {
+                    let (run, i) = e.event_id.rsplit_once("-sale-").expect("a mixed sale");
+                    let i: usize = i.parse().expect("a mixed sale's number");
+                    e.click_id = Some(format!("{run}-c{}", i - 1));
+                }
+                _ => {}
+            }
+        }
+        self
     }
 
     /// The outbox records the scenario must produce with [`DESTINATIONS`]: (destination,

@@ -139,6 +139,8 @@ pub fn grant(topics: &ProcessorTopics) {
         ("postbacks.outbox.v1", &topics.outbox),
         ("ledger.capping.v1", &topics.capping),
         ("processor.caps.v1", &topics.caps_state),
+        ("ledger.clickids.v1", &topics.click_ids),
+        ("processor.clickids.v1", &topics.click_ids_state),
         ("postbacks.retry.v1", &topics.retry),
         ("postbacks.attempts.v1", &topics.attempts),
         ("postbacks.dlq.v1", &topics.dlq),

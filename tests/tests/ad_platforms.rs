@@ -9,7 +9,7 @@
 //! 40105) must dead-letter at once, with TikTok's code as the reason.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
@@ -72,14 +72,6 @@ async fn receiver() -> (String, Seen) {
         )
         .with_state(seen.clone());
     (tests::serve_locally(app).await, seen)
-}
-
-async fn until(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -161,7 +153,7 @@ events = ["SALE", "REFUND"]
     .await;
 
     // TikTok: the sale refused once with its rate-limit code, then delivered.
-    until("TikTok saw the sale twice", || {
+    tests::until("TikTok saw the sale twice", || {
         seen.tiktok
             .lock()
             .unwrap()
@@ -171,11 +163,11 @@ events = ["SALE", "REFUND"]
             >= 2
     })
     .await;
-    until("GA4 saw the purchase and the refund", || {
+    tests::until("GA4 saw the purchase and the refund", || {
         seen.ga4.lock().unwrap().len() >= 2
     })
     .await;
-    until("the bad token is dead-lettered", || {
+    tests::until("the bad token is dead-lettered", || {
         tests::forwarder::dead_letters(&pipeline.topics)
             .iter()
             .any(|(d, _)| d == "tiktok-bad-token")
@@ -383,7 +375,7 @@ oauth_token_url = "{base}/token"
     };
     tests::post_event(&ingest, sale("a", "gclid-good")).await;
     // Wait for the first upload, so that its 401 and refresh come before the others.
-    until("the first upload", || !seen.api.lock().unwrap().is_empty()).await;
+    tests::until("the first upload", || !seen.api.lock().unwrap().is_empty()).await;
     tests::post_event(&ingest, sale("b", "gclid-already")).await;
     tests::post_event(&ingest, sale("c", "gclid-unknown")).await;
     // A sale without a Google click ID is not routed to Google Ads at all.
@@ -406,13 +398,13 @@ oauth_token_url = "{base}/token"
     )
     .await;
 
-    until("the unknown click is dead-lettered", || {
+    tests::until("the unknown click is dead-lettered", || {
         tests::forwarder::dead_letters(&pipeline.topics)
             .iter()
             .any(|(d, _)| d == "google-ads")
     })
     .await;
-    until("Google Ads saw the three sales and the refund", || {
+    tests::until("Google Ads saw the three sales and the refund", || {
         let api = seen.api.lock().unwrap();
         let ok = |op: &str| {
             api.iter()

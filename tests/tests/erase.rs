@@ -19,22 +19,7 @@ struct Person {
 }
 
 async fn click(base: &str) -> String {
-    let resp = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(format!("{base}/c/keto-vsl?aff_id=aff12&sub1=someone"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 302);
-    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
-    cookie
-        .trim_start_matches("tl_click=")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
+    tests::land(base, "keto-vsl", "aff_id=aff12&sub1=someone").await
 }
 
 /// A click, a sale with that click and an e-mail, and a partial refund without either.
