@@ -60,6 +60,24 @@ async fn hit(axum::extract::State(c): axum::extract::State<Counter>) -> &'static
     "ok"
 }
 
+/// The CPU time (user and system) process `pid` has used so far, from `/proc/<pid>/stat`
+/// (in clock ticks of 1/100 s, Linux's USER_HZ).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 async fn wait_for(counter: &Counter, n: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     while counter.hits.load(Ordering::SeqCst) < n as u64 {
@@ -89,6 +107,8 @@ async fn main() -> anyhow::Result<()> {
     for round in 1..=args.rounds {
         // Baseline: the bare client, same concurrency.
         counter.reset();
+        let me = std::process::id();
+        let bench_cpu = cpu_seconds(me);
         let client = reqwest::Client::new();
         let next = Arc::new(AtomicU64::new(0));
         let workers: Vec<_> = (0..args.concurrency)
@@ -107,6 +127,8 @@ async fn main() -> anyhow::Result<()> {
         }
         wait_for(&counter, args.requests).await?;
         let base = counter.rate();
+        // This process ran the client and the receiver.
+        let baseline_cpu = cpu_seconds(me) - bench_cpu;
 
         // The forwarder: the same requests as outbox records.
         counter.reset();
@@ -124,14 +146,20 @@ async fn main() -> anyhow::Result<()> {
                 "[[destination]]\nname='bench'\nkind='s2s'\nurl='{url}?tx={{event_id}}'\nevents=['SALE']\nrate_per_second=1000000000\nburst=1000000000\n"
             ),
         )?;
+        let receiver_cpu = cpu_seconds(me);
         let forwarder = ServiceProcess::forwarder(&topics, &file);
         wait_for(&counter, args.requests).await?;
+        // This process ran the receiver only: the bare client's own share is the difference.
+        let receiver_cpu = cpu_seconds(me) - receiver_cpu;
+        let client_us = (baseline_cpu - receiver_cpu) * 1e6 / args.requests as f64;
         let fwd = counter.rate();
+        // Its start-up included: a few milliseconds against seconds of delivery.
+        let cpu_us = cpu_seconds(forwarder.pid()) * 1e6 / args.requests as f64;
         forwarder.terminate();
         // Amortised: how much longer each attempt takes the whole system than a bare request.
         let overhead_us = (1.0 / fwd - 1.0 / base) * 1e6;
         println!(
-            "round {round}: bare client {base:.0} requests/s, forwarder {fwd:.0} requests/s, ratio {:.2}, overhead {overhead_us:.1} µs per attempt (amortised)",
+            "round {round}: bare client {base:.0} requests/s, forwarder {fwd:.0} requests/s, ratio {:.2}, overhead {overhead_us:.1} µs per attempt (amortised), CPU per request: bare client {client_us:.1} µs, forwarder {cpu_us:.1} µs",
             fwd / base
         );
         results.push((fwd / base, base, fwd, overhead_us));
