@@ -54,6 +54,8 @@ struct Target {
     oauth: Option<TokenSource>,
     limiter: DefaultDirectRateLimiter,
     concurrency: Semaphore,
+    /// This destination's `token_wait_seconds`, looked up once rather than per attempt.
+    token_wait: prometheus::Histogram,
 }
 
 /// The value of the environment variable `var` names, warning when it is not set: that
@@ -249,6 +251,7 @@ pub async fn run(
                 oauth,
                 limiter: RateLimiter::direct(quota),
                 concurrency: Semaphore::new(args.concurrency),
+                token_wait: metrics.token_wait.with_label_values(&[&d.name]),
                 destination: d,
             }),
         );
@@ -479,11 +482,7 @@ async fn attempt(shared: &Shared, job: &Job) -> anyhow::Result<()> {
     let slot = target.concurrency.acquire().await.expect("never closed");
     let waited = Instant::now();
     target.limiter.until_ready().await;
-    shared
-        .metrics
-        .token_wait
-        .with_label_values(&[&record.destination])
-        .observe(waited.elapsed().as_secs_f64());
+    target.token_wait.observe(waited.elapsed().as_secs_f64());
     if abandoned(shared, job) {
         return Ok(());
     }
@@ -731,9 +730,10 @@ async fn send(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    // Read whole (capped) for the kind's verdict; only its start is recorded.
-    let body = response.text().await.unwrap_or_default();
-    let body: String = body.chars().take(BODY_READ).collect();
+    // Read whole, its first BODY_READ bytes kept for the kind's verdict (the platforms answer
+    // UTF-8 JSON); only its start is recorded.
+    let body = response.bytes().await.unwrap_or_default();
+    let body = String::from_utf8_lossy(&body[..body.len().min(BODY_READ)]).into_owned();
     Ok((status, retry_after, body))
 }
 

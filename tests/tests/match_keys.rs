@@ -152,6 +152,11 @@ require_match_keys = true
             );
             assert_eq!(e["user_data"]["fbp"], "fb.1.1764000000000.42", "{e}");
             assert_eq!(e["custom_data"]["currency"], "USD");
+            assert_eq!(
+                e["custom_data"]["value"].as_f64(),
+                Some(49.0),
+                "a JSON number"
+            );
         }
     }
     // DENIED: nothing personal at all. UNKNOWN: the keyed hash, which Meta cannot match,

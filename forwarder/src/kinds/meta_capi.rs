@@ -12,7 +12,8 @@ use schemas::{EventName, OutboxRecord};
 use serde_json::json;
 
 use super::{
-    json_post, platform_request, BuildError, Credentials, DestinationKind, PreparedRequest, Verdict,
+    json_amount, json_post, platform_request, BuildError, Credentials, DestinationKind,
+    PreparedRequest, Verdict,
 };
 use schemas::destinations::Destination;
 
@@ -72,7 +73,8 @@ impl DestinationKind for MetaCapi {
         }
         let mut custom_data = serde_json::Map::new();
         if let Some(r) = e.revenue {
-            custom_data.insert("value".into(), json!(r.to_string()));
+            // A number, as Meta documents `value` (its SDKs type it so).
+            custom_data.insert("value".into(), json_amount(r)?);
         }
         if let Some(c) = &e.currency {
             custom_data.insert("currency".into(), json!(c));
@@ -149,7 +151,8 @@ mod tests {
         let event = &body["data"][0];
         assert_eq!(event["event_name"], "Purchase");
         assert_eq!(event["event_id"], "evt-sale-1001");
-        assert_eq!(event["custom_data"]["value"], "49.99");
+        assert_eq!(event["custom_data"]["value"], serde_json::json!(49.99));
+        assert!(event["custom_data"]["value"].is_number());
         assert_eq!(event["custom_data"]["currency"], "USD");
         assert_eq!(body["access_token"], "tok");
     }
