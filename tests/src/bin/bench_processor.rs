@@ -17,6 +17,11 @@
 //! build without caps. A capped run is done when the input is committed and the capping
 //! stage has written every entry the ledger stage sent it.
 //!
+//! `click-ids`: exactly-once over an input whose clicks carry a gclid and whose sales name
+//! their click, with the click-ID stage off and on (every sale then takes the stage: one more
+//! hop and transaction). A run with the stage is done when the input is committed and the
+//! stage has passed on every conversion the ledger stage sent it.
+//!
 //! `soak`: a steady rate of new events (mostly clicks, as affiliate traffic is) for N minutes
 //! into one exactly-once processor with short windows, sampling its RSS and state keys: once
 //! the windows are full, what expires each sweep matches what arrives, and memory stays flat.
@@ -99,6 +104,8 @@ enum Command {
     Framing(Compared),
     /// Exactly-once events/s with every conversion capped, beside no caps and another build.
     Caps(Compared),
+    /// Exactly-once events/s with the click-ID stage on, beside off and another build.
+    ClickIds(Compared),
     /// RSS and state over a steady rate for a while, with short dedup windows.
     Soak {
         #[arg(long, default_value_t = 30)]
@@ -131,6 +138,7 @@ fn main() -> anyhow::Result<()> {
         } => throughput(conversions, rounds),
         Command::Framing(c) => framing(c.conversions, c.rounds, c.baseline_bin.as_deref()),
         Command::Caps(c) => caps_bench(c.conversions, c.rounds, c.baseline_bin.as_deref()),
+        Command::ClickIds(c) => click_ids_bench(c.conversions, c.rounds, c.baseline_bin.as_deref()),
         Command::Soak {
             minutes,
             rate,
@@ -162,23 +170,87 @@ fn run_once(input: &str, total: i64, mode: &str) -> anyhow::Result<f64> {
 
 /// `run_once` with the processor binary `bin`.
 fn run_bin(bin: &str, input: &str, total: i64, mode: &str) -> anyhow::Result<f64> {
-    run_with(bin, input, total, mode, None)
+    run_with(bin, input, total, mode, Stage::None)
 }
 
-/// `run_bin`, with the caps file `caps` when given: then the run ends once the capping stage
-/// has written every entry the ledger stage sent it, too.
+/// The keyed stage a run turns on, besides the ledger stage.
+#[derive(Clone, Copy)]
+enum Stage<'a> {
+    None,
+    /// The capping stage, with this caps file.
+    Caps(&'a std::path::Path),
+    /// The click-ID stage (`--click-ids always`).
+    ClickIds,
+}
+
+impl Stage<'_> {
+    /// Whether the stage has passed on everything the ledger stage sent it, by its metrics.
+    fn settled(self, metrics: &str) -> bool {
+        let sent_and_done = |sent: f64, done: f64| sent > 0.0 && done >= sent;
+        match self {
+            Stage::None => true,
+            Stage::Caps(_) => sent_and_done(
+                tests::metric(metrics, "processor_capping_routed_total", ""),
+                tests::metric(metrics, "processor_capping_entries_total", ""),
+            ),
+            Stage::ClickIds => sent_and_done(
+                tests::metric(
+                    metrics,
+                    "processor_click_ids_routed_total",
+                    "kind=\"conversion\"",
+                ),
+                tests::metric_values(metrics, "processor_click_ids_total", "")
+                    .iter()
+                    .sum(),
+            ),
+        }
+    }
+
+    /// What the stage did, for the log; `seconds` is the run's length.
+    fn report(self, metrics: &str, seconds: f64) {
+        match self {
+            Stage::None => {}
+            Stage::Caps(_) => {
+                let entries = tests::metric(metrics, "processor_capping_entries_total", "");
+                eprintln!(
+                    "[bench] capping stage: {entries} entries decided and written, {:.0} entries/s",
+                    entries / seconds
+                );
+            }
+            Stage::ClickIds => {
+                let outcome = |o: &str| {
+                    tests::metric(
+                        metrics,
+                        "processor_click_ids_total",
+                        &format!("outcome=\"{o}\""),
+                    )
+                };
+                eprintln!(
+                    "[bench] click-ID stage: {} conversions took their click's IDs, {} found no click",
+                    outcome("inherited"),
+                    outcome("click_unknown")
+                );
+            }
+        }
+    }
+}
+
+/// `run_bin`, with a keyed `stage` on: then the run ends once that stage has passed on every
+/// entry the ledger stage sent it, too.
 fn run_with(
     bin: &str,
     input: &str,
     total: i64,
     mode: &str,
-    caps: Option<&std::path::Path>,
+    stage: Stage<'_>,
 ) -> anyhow::Result<f64> {
     let mut topics = runtime().block_on(ProcessorTopics::create(&format!("bench-{mode}")));
     topics.input = input.to_owned();
     let mut args: Vec<String> = vec!["--mode".into(), mode.into()];
-    if let Some(caps) = caps {
-        args.extend(topics.caps_args(caps));
+    match stage {
+        Stage::None => {}
+        Stage::Caps(caps) => args.extend(topics.caps_args(caps)),
+        Stage::ClickIds => args.push("--click-ids=always".into()),
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut p = ServiceProcess::processor_bin(bin, &topics, "bench", &args);
@@ -212,22 +284,12 @@ fn run_with(
         if done > 0 && first.is_none() {
             first = Some((now, done));
         }
-        let settled = caps.is_none() || {
-            let metrics = p.get("/metrics").unwrap_or_default();
-            let routed = tests::metric(&metrics, "processor_capping_routed_total", "");
-            routed > 0.0 && tests::metric(&metrics, "processor_capping_entries_total", "") >= routed
-        };
+        let settled =
+            matches!(stage, Stage::None) || stage.settled(&p.get("/metrics").unwrap_or_default());
         if done >= total && settled {
             let (t0, c0) = first.expect("a first commit");
             let seconds = now.duration_since(t0).as_secs_f64();
-            if caps.is_some() {
-                let metrics = p.get("/metrics").unwrap_or_default();
-                let entries = tests::metric(&metrics, "processor_capping_entries_total", "");
-                eprintln!(
-                    "[bench] capping stage: {entries} entries decided and written, {:.0} entries/s",
-                    entries / seconds
-                );
-            }
+            stage.report(&p.get("/metrics").unwrap_or_default(), seconds);
             break (done - c0) as f64 / seconds;
         }
         anyhow::ensure!(p.is_running(), "processor ({mode}) exited; see its log");
@@ -257,8 +319,12 @@ fn run_with(
 
 /// A new input topic holding the mixed scenario of `conversions` conversions.
 fn mixed_input(prefix: &str, conversions: usize) -> (String, Scenario) {
+    produced(prefix, Scenario::mixed("bench", conversions))
+}
+
+/// A new input topic holding `scenario`'s events.
+fn produced(prefix: &str, scenario: Scenario) -> (String, Scenario) {
     let input = runtime().block_on(ProcessorTopics::create(prefix)).input;
-    let scenario = Scenario::mixed("bench", conversions);
     let producer = EventProducer::new(&input);
     for e in &scenario.events {
         producer.send(e);
@@ -382,12 +448,12 @@ fn caps_bench(conversions: usize, rounds: usize, baseline_bin: Option<&str>) -> 
         "[[cap]]\nid = \"bench\"\noffer_id = \"offer-a\"\nperiod = \"total\"\nconversions = 1000000000000\n",
     )?;
     eprintln!("[bench] input: {total} events, every conversion on one offer");
-    let mut variants: Vec<(&str, &str, Option<&std::path::Path>)> = vec![
-        ("no caps", "processor", None),
-        ("every conversion capped", "processor", Some(caps.as_path())),
+    let mut variants: Vec<(&str, &str, Stage<'_>)> = vec![
+        ("no caps", "processor", Stage::None),
+        ("every conversion capped", "processor", Stage::Caps(&caps)),
     ];
     if let Some(bin) = baseline_bin {
-        variants.push(("baseline build", bin, None));
+        variants.push(("baseline build", bin, Stage::None));
     }
     let names: Vec<&str> = variants.iter().map(|v| v.0).collect();
     let rates = rotated(rounds, &names, |i| {
@@ -407,6 +473,46 @@ fn caps_bench(conversions: usize, rounds: usize, baseline_bin: Option<&str>) -> 
         );
     }
     std::fs::remove_file(&caps).ok();
+    Ok(())
+}
+
+fn click_ids_bench(
+    conversions: usize,
+    rounds: usize,
+    baseline_bin: Option<&str>,
+) -> anyhow::Result<()> {
+    let (input, scenario) = produced(
+        "bench-clickids",
+        Scenario::mixed("bench", conversions).with_click_ids(),
+    );
+    let total = scenario.events.len() as i64;
+    eprintln!(
+        "[bench] input: {total} events; every click carries a gclid, every sale names a click"
+    );
+    let mut variants: Vec<(&str, &str, Stage<'_>)> = vec![
+        ("click IDs off", "processor", Stage::None),
+        ("click IDs on", "processor", Stage::ClickIds),
+    ];
+    if let Some(bin) = baseline_bin {
+        variants.push(("baseline build", bin, Stage::None));
+    }
+    let names: Vec<&str> = variants.iter().map(|v| v.0).collect();
+    let rates = rotated(rounds, &names, |i| {
+        let (_, bin, stage) = variants[i];
+        run_with(bin, &input, total, "exactly-once", stage)
+    })?;
+    let (off, on) = (median(&rates[0]), median(&rates[1]));
+    println!(
+        "median: click IDs off {off:.0} events/s, on {on:.0} events/s, on / off {:.2}",
+        on / off
+    );
+    if rates.len() == 3 {
+        let b = median(&rates[2]);
+        println!(
+            "median: baseline build {b:.0} events/s, this build (off) / baseline {:.2}",
+            off / b
+        );
+    }
     Ok(())
 }
 
