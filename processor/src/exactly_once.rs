@@ -19,7 +19,7 @@ use chrono::Utc;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use schemas::avro::ledger::{content_fingerprint, encode_entry, encode_outbox, encode_receipt};
+use schemas::avro::ledger::{content_fingerprint, encode_entry, encode_receipt};
 use schemas::erasure::{ErasureRequest, CONTROL_HEADER, ERASE};
 use schemas::key::click_of_key;
 use schemas::validate::FieldError;
@@ -34,7 +34,7 @@ use crate::ledger::{Occurrence, PartitionLedger, Position, StateKey};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::restore::{restore, ChangelogSource};
-use crate::stage::to_capping;
+use crate::stage::{to_capping, to_ledger};
 use crate::transaction::{
     finish, partitions, patiently, seek_to_committed, stage_consumer, Transaction, TxnError,
     KAFKA_TIMEOUT,
@@ -290,9 +290,7 @@ impl Engine {
                     let capped_offer = self.capped_offer(partition, entry);
                     let click_route = self.click_route(partition, entry);
                     match encode_entry(entry) {
-                        Ok(value) => {
-                            self.route(partition, entry, &value, capped_offer, click_route)?
-                        }
+                        Ok(value) => self.route(entry, &value, capped_offer, click_route)?,
                         Err(e) => {
                             // The event decoded, so its amounts fit; a failure here is a bug,
                             // and the event is kept rather than lost.
@@ -389,7 +387,6 @@ impl Engine {
     /// with IDs also to the click-ID stage.
     fn route(
         &self,
-        partition: i32,
         entry: &LedgerEntry,
         value: &[u8],
         capped_offer: Option<String>,
@@ -421,13 +418,14 @@ impl Engine {
         if let Some(offer) = capped_offer {
             return to_capping(&self.txn, &self.config, &self.metrics, &offer, value);
         }
-        self.txn.send(
-            &self.config.ledger_topic,
-            partition,
-            entry.conversion_key.as_bytes(),
-            Some(value),
+        to_ledger(
+            &self.txn,
+            &self.config,
+            &self.outbox,
+            &self.metrics,
+            (entry, value),
+            true,
         )?;
-        self.enqueue_postbacks(partition, entry)?;
         if let ClickRoute::Click(click) = &click_route {
             to_stage(click, None)?;
             self.metrics
@@ -493,19 +491,6 @@ impl Engine {
             );
         }
         offer
-    }
-
-    /// One outbox record per matching destination, in the entry's transaction: a duplicate
-    /// input makes no entry, and so no second forward.
-    fn enqueue_postbacks(&self, partition: i32, entry: &LedgerEntry) -> Result<(), TxnError> {
-        enqueue_postbacks(
-            &self.txn,
-            &self.outbox,
-            &self.config.outbox_topic,
-            partition,
-            entry,
-            &self.metrics,
-        )
     }
 
     fn quarantine(
@@ -703,32 +688,6 @@ impl Engine {
             }
         }
     }
-}
-
-/// Queues one outbox record per destination that takes `entry`, at `partition` of the
-/// outbox, in the open transaction.
-pub(crate) fn enqueue_postbacks(
-    txn: &Transaction,
-    outbox: &Outbox,
-    topic: &str,
-    partition: i32,
-    entry: &LedgerEntry,
-    metrics: &Metrics,
-) -> Result<(), TxnError> {
-    for record in outbox.records(entry, Utc::now()) {
-        let value = encode_outbox(&record).map_err(|e| TxnError::Fatal(e.into()))?;
-        txn.send(
-            topic,
-            partition,
-            record.idempotency_key.as_bytes(),
-            Some(&value),
-        )?;
-        metrics
-            .outbox_records
-            .with_label_values(&[&record.destination])
-            .inc();
-    }
-    Ok(())
 }
 
 /// Poison input goes to quarantine inside the transaction, so that it neither blocks its

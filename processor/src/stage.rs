@@ -16,15 +16,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::ClientContext;
-use schemas::avro::ledger::decode_entry;
+use schemas::avro::ledger::{decode_entry, encode_outbox};
 use schemas::validate::FieldError;
 use schemas::LedgerEntry;
 
 use crate::config::Config;
-use crate::exactly_once::{enqueue_postbacks, quarantine};
+use crate::exactly_once::quarantine;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::restore::{read_changelog, ChangelogSource};
@@ -90,8 +91,9 @@ pub(crate) fn entry_or_quarantine(
     }
 }
 
-/// Writes an entry a keyed stage decided on to the ledger, at the partition the ledger stage
-/// would have used (the conversion's own), and its postbacks when `forward`.
+/// Writes an entry to the ledger and, when `forward`, its postbacks (one outbox record per
+/// destination that takes it), both at the partition of the entry's input: the conversion's
+/// own, whichever stage writes it. A duplicate input makes no entry, and so no second forward.
 pub(crate) fn to_ledger(
     txn: &Transaction,
     config: &Config,
@@ -107,8 +109,21 @@ pub(crate) fn to_ledger(
         entry.conversion_key.as_bytes(),
         Some(value),
     )?;
-    if forward {
-        enqueue_postbacks(txn, outbox, &config.outbox_topic, out, entry, metrics)?;
+    if !forward {
+        return Ok(());
+    }
+    for record in outbox.records(entry, Utc::now()) {
+        let value = encode_outbox(&record).map_err(|e| TxnError::Fatal(e.into()))?;
+        txn.send(
+            &config.outbox_topic,
+            out,
+            record.idempotency_key.as_bytes(),
+            Some(&value),
+        )?;
+        metrics
+            .outbox_records
+            .with_label_values(&[&record.destination])
+            .inc();
     }
     Ok(())
 }

@@ -16,12 +16,11 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use schemas::avro::ledger::encode_entry;
 use schemas::erasure::ErasureRequest;
 use schemas::ledger::flags;
-use schemas::validate::FieldError;
 use schemas::EventName;
 
 use super::{ClickBook, ClickIds, Inheritance, CAPPING_OFFER_HEADER};
 use crate::config::Config;
-use crate::exactly_once::{is_erasure, quarantine};
+use crate::exactly_once::is_erasure;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::stage::{entry_or_quarantine, to_capping, to_ledger, KeyedStage, StageSpec};
@@ -62,8 +61,9 @@ impl ClickIdStage {
         )
     }
 
-    /// An erasure of a click the ledger stage passed on: its IDs go, and a tombstone. A
-    /// request that does not parse is quarantined, like the ledger stage's.
+    /// An erasure of a click the ledger stage passed on: its IDs go, and a tombstone. Only the
+    /// ledger stage writes this topic, and only with a request it parsed (it quarantines the
+    /// others), so the request is read here for its ID alone.
     fn erase(
         &self,
         book: &mut ClickBook,
@@ -71,24 +71,13 @@ impl ClickIdStage {
         m: &BorrowedMessage<'_>,
         click_id: &str,
     ) -> Result<(), TxnError> {
-        match serde_json::from_slice::<ErasureRequest>(m.payload().unwrap_or_default()) {
-            Ok(request) => {
-                book.erase(click_id);
-                self.send_state(txn, m.partition(), click_id, None)?;
-                tracing::info!(partition = m.partition(), erasure_id = %request.erasure_id, "click IDs erased");
-                Ok(())
-            }
-            Err(e) => quarantine(
-                txn,
-                &self.config.quarantine_topic,
-                m,
-                "undecodable_event",
-                vec![FieldError::new(
-                    "value",
-                    format!("erasure request does not parse: {e}"),
-                )],
-            ),
-        }
+        book.erase(click_id);
+        self.send_state(txn, m.partition(), click_id, None)?;
+        let erasure_id = serde_json::from_slice::<ErasureRequest>(m.payload().unwrap_or_default())
+            .map(|r| r.erasure_id)
+            .unwrap_or_default();
+        tracing::info!(partition = m.partition(), erasure_id, "click IDs erased");
+        Ok(())
     }
 }
 
