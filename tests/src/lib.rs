@@ -2,6 +2,7 @@
 //! and ClickHouse server that `scripts/test` starts; see the README.
 
 pub mod forwarder;
+pub mod host;
 pub mod pipeline;
 pub mod processor;
 pub mod secured;

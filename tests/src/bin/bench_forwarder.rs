@@ -17,6 +17,7 @@ use axum::Router;
 use clap::Parser;
 use schemas::avro::ledger::encode_outbox;
 use tests::forwarder::outbox_record;
+use tests::host::cpu_seconds;
 use tests::processor::{EventProducer, ProcessorTopics};
 use tests::service::ServiceProcess;
 
@@ -58,24 +59,6 @@ async fn hit(axum::extract::State(c): axum::extract::State<Counter>) -> &'static
     *c.last.lock().unwrap() = Some(now);
     c.hits.fetch_add(1, Ordering::SeqCst);
     "ok"
-}
-
-/// The CPU time (user and system) process `pid` has used so far, from `/proc/<pid>/stat`
-/// (in clock ticks of 1/100 s, Linux's USER_HZ).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 async fn wait_for(counter: &Counter, n: usize) -> anyhow::Result<()> {

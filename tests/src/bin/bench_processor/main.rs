@@ -26,9 +26,14 @@
 //! into one exactly-once processor with short windows, sampling its RSS and state keys: once
 //! the windows are full, what expires each sweep matches what arrives, and memory stays flat.
 //!
+//! `peers`: exactly-once beside the Kafka Streams peer of `benches/peers/kafka-streams`
+//! (`peers.rs`).
+//!
 //! `restore`: a changelog of N dedup keys is written once; the processor's restore reads it
 //! back, beside a plain consumer that only reads the same records (the baseline). Memory per
 //! key is the allocator's count of live bytes held by the restored state, divided by N.
+
+mod peers;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,6 +48,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
+use tests::host::{cpu_seconds, peak_rss_mib, rss_mib};
 use tests::processor::{EventProducer, ProcessorTopics, Scenario, PARTITIONS};
 use tests::service::ServiceProcess;
 use tests::unique_name;
@@ -123,6 +129,24 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         sample_seconds: u64,
     },
+    /// Exactly-once against the Kafka Streams peer (benches/peers/kafka-streams), alternating:
+    /// events/s, CPU seconds per million events, peak RSS; then each one's restart restore.
+    Peers {
+        #[arg(long, default_value_t = 1_100_000)]
+        conversions: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// The peer's Java classpath (scripts/bench-peers builds it).
+        #[arg(long)]
+        peer_classpath: String,
+        /// The peer's stream threads (1, Streams' default, was faster and cheaper here than 2).
+        #[arg(long, default_value_t = 1)]
+        peer_threads: usize,
+        /// Unique events (clicks, so one dedup key and one conversion each) in the restore input;
+        /// 0 skips the restore comparison.
+        #[arg(long, default_value_t = 1_000_000)]
+        restore_events: usize,
+    },
     /// Restore time and memory per dedup key.
     Restore {
         #[arg(long, default_value_t = 1_000_000)]
@@ -154,6 +178,21 @@ fn main() -> anyhow::Result<()> {
             &window,
             Duration::from_secs(sample_seconds),
         ),
+        Command::Peers {
+            conversions,
+            rounds,
+            peer_classpath,
+            peer_threads,
+            restore_events,
+        } => peers::compare(
+            &peers::Peer {
+                classpath: peer_classpath,
+                threads: peer_threads,
+            },
+            conversions,
+            rounds,
+            restore_events,
+        ),
         Command::Restore { keys } => restore_bench(keys),
     }
 }
@@ -162,15 +201,10 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().expect("runtime")
 }
 
-/// Runs the processor in `mode` over `input` until its group has committed `total` offsets;
-/// returns input events per second.
-fn run_once(input: &str, total: i64, mode: &str) -> anyhow::Result<f64> {
-    run_bin("processor", input, total, mode)
-}
-
-/// `run_once` with the processor binary `bin`.
+/// Runs the processor binary `bin` in `mode` over `input` until its group has committed
+/// `total` offsets; returns input events per second.
 fn run_bin(bin: &str, input: &str, total: i64, mode: &str) -> anyhow::Result<f64> {
-    run_with(bin, input, total, mode, Stage::None)
+    run_with(bin, input, total, mode, Stage::None).map(|r| r.rate)
 }
 
 /// The keyed stage a run turns on, besides the ledger stage.
@@ -235,6 +269,82 @@ impl Stage<'_> {
     }
 }
 
+/// What one run measured: input events per second from the group's first commit to its
+/// last, and the process's CPU seconds per million input events and peak RSS, both over its
+/// whole life up to the last commit (start-up included).
+#[derive(Clone, Copy)]
+struct Run {
+    rate: f64,
+    cpu_per_million: f64,
+    peak_rss_mib: f64,
+}
+
+impl Run {
+    fn describe(&self) -> String {
+        format!(
+            "{:.0} events/s, {:.1} CPU-s per M events, {:.0} MiB peak RSS",
+            self.rate, self.cpu_per_million, self.peak_rss_mib
+        )
+    }
+}
+
+/// The input offsets group `group` has committed on `input`.
+fn committed_offsets(consumer: &BaseConsumer, input: &str) -> i64 {
+    let mut tpl = TopicPartitionList::new();
+    for part in 0..PARTITIONS {
+        tpl.add_partition(input, part);
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .map(|c| {
+            c.elements()
+                .iter()
+                .map(|e| match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Follows process `pid`, consumer group `group`, over `input` until the group has committed
+/// `total` offsets and `settled` says the rest of the work is done.
+fn follow(
+    what: &str,
+    pid: u32,
+    group: &str,
+    input: &str,
+    total: i64,
+    mut alive: impl FnMut() -> bool,
+    mut settled: impl FnMut(Option<f64>) -> bool,
+) -> anyhow::Result<Run> {
+    let consumer: BaseConsumer = tests::kafka().config(&[]).set("group.id", group).create()?;
+    let mut first: Option<(Instant, i64)> = None;
+    let deadline = Instant::now() + Duration::from_secs(1200);
+    loop {
+        let done = committed_offsets(&consumer, input);
+        let now = Instant::now();
+        if done > 0 && first.is_none() {
+            first = Some((now, done));
+        }
+        if done >= total {
+            let (t0, c0) = first.expect("a first commit");
+            let seconds = now.duration_since(t0).as_secs_f64();
+            if settled(Some(seconds)) {
+                return Ok(Run {
+                    rate: (done - c0) as f64 / seconds,
+                    cpu_per_million: cpu_seconds(pid) * 1e6 / total as f64,
+                    peak_rss_mib: peak_rss_mib(pid),
+                });
+            }
+        }
+        anyhow::ensure!(alive(), "{what} exited; see its log");
+        anyhow::ensure!(now < deadline, "{what} did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `run_bin`, with a keyed `stage` on: then the run ends once that stage has passed on every
 /// entry the ledger stage sent it, too.
 fn run_with(
@@ -243,9 +353,20 @@ fn run_with(
     total: i64,
     mode: &str,
     stage: Stage<'_>,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Run> {
     let mut topics = runtime().block_on(ProcessorTopics::create(&format!("bench-{mode}")));
     topics.input = input.to_owned();
+    run_on(bin, &topics, total, mode, stage)
+}
+
+/// `run_with` on the given topics.
+fn run_on(
+    bin: &str,
+    topics: &ProcessorTopics,
+    total: i64,
+    mode: &str,
+    stage: Stage<'_>,
+) -> anyhow::Result<Run> {
     let mut args: Vec<String> = vec!["--mode".into(), mode.into()];
     match stage {
         Stage::None => {}
@@ -253,49 +374,25 @@ fn run_with(
         Stage::ClickIds => args.push("--click-ids=always".into()),
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut p = ServiceProcess::processor_bin(bin, &topics, "bench", &args);
-    let consumer: BaseConsumer = tests::kafka()
-        .config(&[])
-        .set("group.id", &topics.group)
-        .create()?;
-    let committed = || -> i64 {
-        let mut tpl = TopicPartitionList::new();
-        for part in 0..PARTITIONS {
-            tpl.add_partition(input, part);
-        }
-        consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .map(|c| {
-                c.elements()
-                    .iter()
-                    .map(|e| match e.offset() {
-                        Offset::Offset(o) => o,
-                        _ => 0,
-                    })
-                    .sum()
-            })
-            .unwrap_or(0)
-    };
-    let mut first: Option<(Instant, i64)> = None;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let rate = loop {
-        let done = committed();
-        let now = Instant::now();
-        if done > 0 && first.is_none() {
-            first = Some((now, done));
-        }
-        let settled =
-            matches!(stage, Stage::None) || stage.settled(&p.get("/metrics").unwrap_or_default());
-        if done >= total && settled {
-            let (t0, c0) = first.expect("a first commit");
-            let seconds = now.duration_since(t0).as_secs_f64();
-            stage.report(&p.get("/metrics").unwrap_or_default(), seconds);
-            break (done - c0) as f64 / seconds;
-        }
-        anyhow::ensure!(p.is_running(), "processor ({mode}) exited; see its log");
-        anyhow::ensure!(now < deadline, "processor ({mode}) did not finish");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let p = std::cell::RefCell::new(ServiceProcess::processor_bin(bin, topics, "bench", &args));
+    let pid = p.borrow().pid();
+    let run = follow(
+        &format!("processor ({mode})"),
+        pid,
+        &topics.group,
+        &topics.input,
+        total,
+        || p.borrow_mut().is_running(),
+        |seconds| {
+            let metrics = p.borrow().get("/metrics").unwrap_or_default();
+            let settled = matches!(stage, Stage::None) || stage.settled(&metrics);
+            if let (true, Some(seconds)) = (settled, seconds) {
+                stage.report(&metrics, seconds);
+            }
+            settled
+        },
+    )?;
+    let p = p.into_inner();
     if mode == "exactly-once" {
         let metrics = p.get("/metrics").unwrap_or_default();
         let value = |name: &str| -> f64 {
@@ -314,7 +411,7 @@ fn run_with(
         );
     }
     p.terminate();
-    Ok(rate)
+    Ok(run)
 }
 
 /// A new input topic holding the mixed scenario of `conversions` conversions.
@@ -344,17 +441,23 @@ fn throughput(conversions: usize, rounds: usize) -> anyhow::Result<()> {
     );
     let mut ratios = Vec::new();
     for round in 1..=rounds {
-        let base = run_once(&input, total, "pass-through")?;
-        let eos = run_once(&input, total, "exactly-once")?;
-        let ratio = eos / base;
+        let base = run_with("processor", &input, total, "pass-through", Stage::None)?;
+        let eos = run_with("processor", &input, total, "exactly-once", Stage::None)?;
+        let ratio = eos.rate / base.rate;
         println!(
-            "round {round}: pass-through {base:.0} events/s, exactly-once {eos:.0} events/s, ratio {ratio:.2}"
+            "round {round}: pass-through {}; exactly-once {}; ratio {ratio:.2}",
+            base.describe(),
+            eos.describe()
         );
         ratios.push((ratio, base, eos));
     }
     ratios.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (ratio, base, eos) = ratios[ratios.len() / 2];
-    println!("median round: pass-through {base:.0} events/s, exactly-once {eos:.0} events/s, ratio {ratio:.2}");
+    println!(
+        "median round: pass-through {}; exactly-once {}; ratio {ratio:.2}",
+        base.describe(),
+        eos.describe()
+    );
     Ok(())
 }
 
@@ -458,7 +561,7 @@ fn caps_bench(conversions: usize, rounds: usize, baseline_bin: Option<&str>) -> 
     let names: Vec<&str> = variants.iter().map(|v| v.0).collect();
     let rates = rotated(rounds, &names, |i| {
         let (_, bin, caps) = variants[i];
-        run_with(bin, &input, total, "exactly-once", caps)
+        run_with(bin, &input, total, "exactly-once", caps).map(|r| r.rate)
     })?;
     let (plain, capped) = (median(&rates[0]), median(&rates[1]));
     println!(
@@ -499,7 +602,7 @@ fn click_ids_bench(
     let names: Vec<&str> = variants.iter().map(|v| v.0).collect();
     let rates = rotated(rounds, &names, |i| {
         let (_, bin, stage) = variants[i];
-        run_with(bin, &input, total, "exactly-once", stage)
+        run_with(bin, &input, total, "exactly-once", stage).map(|r| r.rate)
     })?;
     let (off, on) = (median(&rates[0]), median(&rates[1]));
     println!(
@@ -514,18 +617,6 @@ fn click_ids_bench(
         );
     }
     Ok(())
-}
-
-/// The resident set of process `pid`, in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn soak(
