@@ -6,10 +6,14 @@
 //! exported from ClickHouse as one RowBinary file, inserted into an empty copy of the table
 //! with `curl` over HTTP, the physical limit of this machine.
 //!
+//! `engine`: the sink beside ClickHouse's Kafka table engine (`engine.rs`).
+//!
 //! `latency`: events POSTed one per request to ingest at a fixed rate go through the
 //! processor and the sink (real binaries, private output topics); each event's latency is
 //! from its ingest acknowledgement to the moment a poll of ClickHouse (every 50 ms) sees its
 //! ledger row.
+
+mod engine;
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -44,6 +48,23 @@ enum Cmd {
         #[arg(long, default_value = "sale")]
         shape: String,
     },
+    /// Sink rows/s and CPU beside ClickHouse's Kafka table engine over the same rows.
+    Engine {
+        #[arg(long, default_value_t = 500_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Rows per message on the engine's batched topic.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Then kill ClickHouse (SIGKILL) during a load of each: duplicates and losses.
+        #[arg(long)]
+        kill: bool,
+        /// A flag for the sink, as `--name=value`, replacing the tests' own (`tests::sink`
+        /// runs it at `--batch-ms=200`); repeat for more.
+        #[arg(long, default_value = "--batch-ms=500", allow_hyphen_values = true)]
+        sink_arg: Vec<String>,
+    },
     /// Ingest acknowledgement to ClickHouse visibility, through the processor and the sink.
     Latency {
         #[arg(long, default_value_t = 1_000)]
@@ -61,6 +82,16 @@ async fn main() -> anyhow::Result<()> {
             rounds,
             shape,
         } => throughput(rows, rounds, &shape).await,
+        Cmd::Engine {
+            rows,
+            rounds,
+            batch,
+            kill,
+            sink_arg,
+        } => {
+            let sink_args: Vec<&str> = sink_arg.iter().map(String::as_str).collect();
+            engine::compare(rows, rounds, batch, kill, &sink_args).await
+        }
         Cmd::Latency { rate, seconds } => latency(rate, seconds).await,
     }
 }
@@ -111,8 +142,8 @@ fn curl(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn throughput(rows: usize, rounds: usize, shape: &str) -> anyhow::Result<()> {
-    let topics = ProcessorTopics::create("bench-sink").await;
+/// Produces `rows` ledger entries of `shape` to `topics.ledger`.
+fn produce_entries(topics: &ProcessorTopics, rows: usize, shape: &str) -> anyhow::Result<()> {
     let producer = EventProducer::new(&topics.ledger);
     for i in 0..rows {
         let entry = bench_entry(i, shape);
@@ -120,6 +151,12 @@ async fn throughput(rows: usize, rounds: usize, shape: &str) -> anyhow::Result<(
     }
     producer.flush();
     eprintln!("[bench] {rows} {shape} ledger entries on {}", topics.ledger);
+    Ok(())
+}
+
+async fn throughput(rows: usize, rounds: usize, shape: &str) -> anyhow::Result<()> {
+    let topics = ProcessorTopics::create("bench-sink").await;
+    produce_entries(&topics, rows, shape)?;
 
     let columns = "event_id, event_name, conversion_key, link_status, linked_event_id, \
         adopted_event_ids, signed_revenue, signed_payout, conversion_status, net_revenue, \
