@@ -288,7 +288,7 @@ impl Run {
     }
 }
 
-/// The input offsets group `group` has committed on `input`.
+/// The input offsets `consumer`'s group has committed on `input`.
 fn committed_offsets(consumer: &BaseConsumer, input: &str) -> i64 {
     let mut tpl = TopicPartitionList::new();
     for part in 0..PARTITIONS {

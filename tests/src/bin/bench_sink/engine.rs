@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tests::host::cpu_seconds;
+use tests::host::{cpu_seconds, peak_rss_mib};
 use tests::processor::{EventProducer, ProcessorTopics};
 use tests::service::ServiceProcess;
 use tests::sink::{clickhouse, count, database};
@@ -37,12 +37,17 @@ struct Load {
     cpu_per_million: f64,
     /// ClickHouse's part of `cpu_per_million`.
     clickhouse_per_million: f64,
+    /// The sink's peak RSS (ClickHouse's is the server's, shared by every load).
+    sink_peak_rss_mib: Option<f64>,
 }
 
 impl Load {
     fn describe(&self) -> String {
+        let rss = self
+            .sink_peak_rss_mib
+            .map_or(String::new(), |mib| format!(", sink peak RSS {mib:.0} MiB"));
         format!(
-            "{:.0} rows/s, {:.1} CPU-s per M rows ({:.1} of them ClickHouse's)",
+            "{:.0} rows/s, {:.1} CPU-s per M rows ({:.1} of them ClickHouse's){rss}",
             self.rate, self.cpu_per_million, self.clickhouse_per_million
         )
     }
@@ -150,6 +155,7 @@ async fn sink_load(
         cpu_seconds(sink.pid()) - sink_before,
         cpu_seconds(ch) - ch_before,
     );
+    let sink_peak_rss_mib = Some(peak_rss_mib(sink.pid()));
     sink.terminate();
     let per_million = 1e6 / rows as f64;
     Ok((
@@ -157,6 +163,7 @@ async fn sink_load(
             rate: rows as f64 / seconds,
             cpu_per_million: (sink_cpu + ch_cpu) * per_million,
             clickhouse_per_million: ch_cpu * per_million,
+            sink_peak_rss_mib,
         },
         db,
     ))
@@ -268,6 +275,7 @@ async fn engine_load(
         rate: rows as f64 / seconds,
         cpu_per_million: ch_cpu * per_million,
         clickhouse_per_million: ch_cpu * per_million,
+        sink_peak_rss_mib: None,
     })
 }
 
