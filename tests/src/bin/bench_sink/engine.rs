@@ -353,7 +353,11 @@ pub async fn compare(
         for k in 0..3 {
             let i = (round + k) % 3;
             let load = match i {
-                0 => sink_load(&topics, n, sink_args).await?.0,
+                0 => {
+                    let (load, db) = sink_load(&topics, n, sink_args).await?;
+                    sql(&format!("DROP DATABASE IF EXISTS {db} SYNC"))?;
+                    load
+                }
                 1 => engine_load(&source, &columns, &single, n).await?,
                 _ => engine_load(&source, &columns, &batched, n).await?,
             };
@@ -397,6 +401,7 @@ pub async fn compare(
             println!("kill -9 of ClickHouse {moment}: engine, {batch} rows per message: {outcome}");
         }
     }
+    sql(&format!("DROP DATABASE IF EXISTS {source} SYNC"))?;
     Ok(())
 }
 
