@@ -66,6 +66,25 @@ pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
     metric_values(text, name, labels).iter().sum()
 }
 
+/// `scripts/stack <action> <service>` on the running stack (its environment is this
+/// process's): stops or starts one of the shared servers, for the outage tests and the
+/// benchmarks that kill one.
+pub fn stack(action: &str, service: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack");
+    let status = std::process::Command::new(script)
+        .args([action, service])
+        .status()
+        .expect("scripts/stack runs");
+    assert!(status.success(), "scripts/stack {action} {service} failed");
+}
+
+/// The median of a benchmark's rounds (the upper one of an even count).
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// A name no other test run uses, for databases, groups and tables.
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())

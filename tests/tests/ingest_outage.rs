@@ -2,22 +2,12 @@
 //! redirect and are spooled to disk; when Kafka is back, ingest recovers and the spooled
 //! clicks arrive. Its own test binary, because it stops the shared broker.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use schemas::{topics, EventCodec, SingleObjectCodec};
 use serde_json::json;
-use tests::{scan_topic, secrets, unique_name, IngestServer};
-
-fn stack(action: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack");
-    let status = Command::new(script)
-        .args([action, "kafka"])
-        .status()
-        .expect("scripts/stack runs");
-    assert!(status.success(), "scripts/stack {action} kafka failed");
-}
+use tests::{scan_topic, secrets, stack, unique_name, IngestServer};
 
 async fn eventually(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -78,7 +68,7 @@ async fn kafka_outage_gives_503_then_recovers_without_loss() {
     let before = unique_name("before");
     assert_eq!(post(before.clone()).await.unwrap().status(), StatusCode::OK);
 
-    stack("down");
+    stack("down", "kafka");
     let during = unique_name("during");
     let resp = post(during.clone()).await.unwrap();
     assert_eq!(
@@ -166,7 +156,7 @@ async fn kafka_outage_gives_503_then_recovers_without_loss() {
     })
     .await;
 
-    stack("up");
+    stack("up", "kafka");
     eventually("readyz turning 200", Duration::from_secs(60), async || {
         client.get(&ready).send().await.unwrap().status() == StatusCode::OK
     })

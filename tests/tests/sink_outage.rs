@@ -2,21 +2,12 @@
 //! sink stops consuming, retries, reports not-ready, and when ClickHouse is back every entry
 //! arrives exactly once. Its own test binary, because it stops the shared ClickHouse.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tests::processor::ProcessorTopics;
 use tests::service::ServiceProcess;
 use tests::sink::{clickhouse, count, database, stream_entries, wait_rows};
-
-fn stack(action: &str, service: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack");
-    let status = Command::new(script)
-        .args([action, service])
-        .status()
-        .expect("scripts/stack runs");
-    assert!(status.success(), "scripts/stack {action} {service} failed");
-}
+use tests::stack;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_clickhouse_outage_delays_rows_but_loses_and_doubles_none() {

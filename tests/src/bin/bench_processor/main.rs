@@ -51,7 +51,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tests::host::{cpu_seconds, peak_rss_mib, rss_mib};
 use tests::processor::{EventProducer, ProcessorTopics, Scenario, PARTITIONS};
 use tests::service::ServiceProcess;
-use tests::unique_name;
+use tests::{median, unique_name};
 
 /// Counts live heap bytes, so that the state's footprint is measured, not estimated.
 struct Counting;
@@ -535,12 +535,6 @@ fn rotated(
     Ok(rates)
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn caps_bench(conversions: usize, rounds: usize, baseline_bin: Option<&str>) -> anyhow::Result<()> {
     let (input, scenario) = mixed_input("bench-caps", conversions);
     let total = scenario.events.len() as i64;
@@ -551,30 +545,9 @@ fn caps_bench(conversions: usize, rounds: usize, baseline_bin: Option<&str>) -> 
         "[[cap]]\nid = \"bench\"\noffer_id = \"offer-a\"\nperiod = \"total\"\nconversions = 1000000000000\n",
     )?;
     eprintln!("[bench] input: {total} events, every conversion on one offer");
-    let mut variants: Vec<(&str, &str, Stage<'_>)> = vec![
-        ("no caps", "processor", Stage::None),
-        ("every conversion capped", "processor", Stage::Caps(&caps)),
-    ];
-    if let Some(bin) = baseline_bin {
-        variants.push(("baseline build", bin, Stage::None));
-    }
-    let names: Vec<&str> = variants.iter().map(|v| v.0).collect();
-    let rates = rotated(rounds, &names, |i| {
-        let (_, bin, caps) = variants[i];
-        run_with(bin, &input, total, "exactly-once", caps).map(|r| r.rate)
-    })?;
-    let (plain, capped) = (median(&rates[0]), median(&rates[1]));
-    println!(
-        "median: no caps {plain:.0} events/s, every conversion capped {capped:.0} events/s, capped / no caps {:.2}",
-        capped / plain
-    );
-    if rates.len() == 3 {
-        let b = median(&rates[2]);
-        println!(
-            "median: baseline build {b:.0} events/s, this build (no caps) / baseline {:.2}",
-            plain / b
-        );
-    }
+    let stage = Stage::Caps(&caps);
+    let names = ("no caps", "every conversion capped");
+    stage_on_off(&input, total, rounds, names, stage, baseline_bin)?;
     std::fs::remove_file(&caps).ok();
     Ok(())
 }
@@ -592,28 +565,40 @@ fn click_ids_bench(
     eprintln!(
         "[bench] input: {total} events; every click carries a gclid, every sale names a click"
     );
-    let mut variants: Vec<(&str, &str, Stage<'_>)> = vec![
-        ("click IDs off", "processor", Stage::None),
-        ("click IDs on", "processor", Stage::ClickIds),
-    ];
+    let names = ("click IDs off", "click IDs on");
+    stage_on_off(&input, total, rounds, names, Stage::ClickIds, baseline_bin)
+}
+
+/// Exactly-once over `input` with a keyed `stage` off and on, and, given `baseline_bin`,
+/// another build with it off, rotated over `rounds`; prints the medians and their ratios.
+fn stage_on_off(
+    input: &str,
+    total: i64,
+    rounds: usize,
+    (off, on): (&str, &str),
+    stage: Stage<'_>,
+    baseline_bin: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut variants: Vec<(&str, &str, Stage<'_>)> =
+        vec![(off, "processor", Stage::None), (on, "processor", stage)];
     if let Some(bin) = baseline_bin {
         variants.push(("baseline build", bin, Stage::None));
     }
     let names: Vec<&str> = variants.iter().map(|v| v.0).collect();
     let rates = rotated(rounds, &names, |i| {
         let (_, bin, stage) = variants[i];
-        run_with(bin, &input, total, "exactly-once", stage).map(|r| r.rate)
+        run_with(bin, input, total, "exactly-once", stage).map(|r| r.rate)
     })?;
-    let (off, on) = (median(&rates[0]), median(&rates[1]));
+    let (off_rate, on_rate) = (median(&rates[0]), median(&rates[1]));
     println!(
-        "median: click IDs off {off:.0} events/s, on {on:.0} events/s, on / off {:.2}",
-        on / off
+        "median: {off} {off_rate:.0} events/s, {on} {on_rate:.0} events/s, {on} / {off} {:.2}",
+        on_rate / off_rate
     );
     if rates.len() == 3 {
         let b = median(&rates[2]);
         println!(
-            "median: baseline build {b:.0} events/s, this build (off) / baseline {:.2}",
-            off / b
+            "median: baseline build {b:.0} events/s, this build ({off}) / baseline {:.2}",
+            off_rate / b
         );
     }
     Ok(())

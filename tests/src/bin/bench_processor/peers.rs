@@ -13,7 +13,8 @@ use tests::host::{peak_rss_mib, rss_mib};
 use tests::processor::{EventProducer, ProcessorTopics};
 use tests::service::ServiceProcess;
 
-use super::{follow, median, mixed_input, run_on, runtime, Run, Stage};
+use super::{follow, mixed_input, run_on, runtime, Run, Stage};
+use tests::median;
 
 /// How to run the peer.
 pub struct Peer {

@@ -25,7 +25,7 @@ use tests::host::{cpu_seconds, peak_rss_mib};
 use tests::processor::{EventProducer, ProcessorTopics};
 use tests::service::ServiceProcess;
 use tests::sink::{clickhouse, count, database};
-use tests::{clickhouse_url, stack_env};
+use tests::{clickhouse_url, median, stack, stack_env};
 
 use super::{curl, produce_entries, wait_count};
 
@@ -65,13 +65,6 @@ fn clickhouse_pid() -> anyhow::Result<u32> {
 
 fn sql(query: &str) -> anyhow::Result<()> {
     curl(&[&clickhouse_url(), "--data-binary", query])
-}
-
-fn stack(action: &str) -> anyhow::Result<()> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack");
-    let status = Command::new(script).args([action, "clickhouse"]).status()?;
-    anyhow::ensure!(status.success(), "scripts/stack {action} clickhouse failed");
-    Ok(())
 }
 
 /// The ledger table's stored columns (not MATERIALIZED or ALIAS), each with its type as the
@@ -293,12 +286,6 @@ async fn json_topic(lines: &[&str], batch: usize) -> anyhow::Result<String> {
     Ok(topic)
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// `sink_args` replace the tests' sink flags (`tests::sink`), e.g. `--batch-ms=500`.
 pub async fn compare(
     rows: usize,
@@ -461,8 +448,8 @@ async fn killed_sink(
     let mut sink = ServiceProcess::sink(topics, &db, sink_args);
     sink.wait_ready(Duration::from_secs(60));
     kill_at(&db, at).await?;
-    stack("down")?;
-    stack("up")?;
+    stack("down", "clickhouse");
+    stack("up", "clickhouse");
     let outcome = settled(&db, rows).await?;
     sink.terminate();
     let _ = sql(&format!("DROP DATABASE IF EXISTS {db} SYNC"));
@@ -480,8 +467,8 @@ async fn killed_engine(
     load.start()?;
     kill_at(&load.db, at).await?;
     load.forget()?;
-    stack("down")?;
-    stack("up")?;
+    stack("down", "clickhouse");
+    stack("up", "clickhouse");
     load.start()?;
     settled(&load.db, rows).await
 }
