@@ -11,6 +11,8 @@ pub struct Metrics {
     pub rows: IntCounterVec,
     /// Time to insert a batch (retries included), by table.
     pub insert_seconds: HistogramVec,
+    /// Rows per insert, by table: a backlog loads in larger blocks (`loader`).
+    pub insert_rows: HistogramVec,
     /// Inserts ClickHouse refused or did not answer, by table.
     pub insert_errors: IntCounterVec,
     /// 1 while ClickHouse takes inserts, 0 while the sink is retrying one.
@@ -38,6 +40,21 @@ impl Metrics {
                 &["table"],
             )
             .unwrap(),
+            insert_rows: HistogramVec::new(
+                HistogramOpts::new("insert_rows", "Rows per insert").buckets(vec![
+                    1.0,
+                    10.0,
+                    100.0,
+                    1_000.0,
+                    10_000.0,
+                    50_000.0,
+                    100_000.0,
+                    500_000.0,
+                    1_000_000.0,
+                ]),
+                &["table"],
+            )
+            .unwrap(),
             insert_errors: IntCounterVec::new(
                 Opts::new("insert_errors_total", "Inserts ClickHouse refused"),
                 &["table"],
@@ -56,6 +73,7 @@ impl Metrics {
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.rows.clone()),
             Box::new(m.insert_seconds.clone()),
+            Box::new(m.insert_rows.clone()),
             Box::new(m.insert_errors.clone()),
             Box::new(m.clickhouse_up.clone()),
             Box::new(m.undecodable.clone()),

@@ -238,6 +238,51 @@ async fn sigkill_at_random_points_neither_loses_nor_doubles_a_row() {
     assert_eq!(distinct.len(), n, "every event_id once");
 }
 
+/// A backlog loads in blocks that grow while ClickHouse takes the previous one: with
+/// `--batch-ms=1`, the sink before pipelining made 136 inserts of these 60,000 rows (about 440
+/// rows each); now the next batch fills until the insert in flight lands (5 inserts here).
+/// Every row still lands once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_loads_in_blocks_that_grow_while_the_previous_insert_lands() {
+    let topics = ProcessorTopics::create("sink-backlog").await;
+    let db = database("sink_backlog");
+    let n = 60_000;
+    tokio::task::spawn_blocking({
+        let ledger = topics.ledger.clone();
+        move || stream_entries(&ledger, "backlog", n, 0).join().unwrap()
+    })
+    .await
+    .unwrap();
+
+    let sink = ServiceProcess::sink(&topics, &db, &["--batch-ms=1"]);
+    let ch = clickhouse(&db);
+    wait_rows(&ch, "ledger", n as u64, Duration::from_secs(120)).await;
+    let metrics = sink.get("/metrics").unwrap_or_default();
+    sink.terminate();
+    let label = "table=\"ledger\"";
+    let inserts = tests::metric(&metrics, "sink_insert_seconds_count", label);
+    assert!(
+        (1.0..=30.0).contains(&inserts),
+        "{inserts} inserts for {n} rows (an average of {:.0} rows)",
+        n as f64 / inserts
+    );
+    assert_eq!(
+        (
+            tests::metric(&metrics, "sink_insert_rows_count", label),
+            tests::metric(&metrics, "sink_insert_rows_sum", label)
+        ),
+        (inserts, n as f64),
+        "sink_insert_rows: one observation per insert, adding up to the rows"
+    );
+    let ids: Vec<String> = ch
+        .query("SELECT event_id FROM ledger")
+        .fetch_all()
+        .await
+        .unwrap();
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (n, n), "every event_id once");
+}
+
 #[derive(Debug, Row, Deserialize)]
 struct Health {
     destination: String,
