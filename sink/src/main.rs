@@ -4,6 +4,11 @@ use std::sync::Arc;
 use clap::Parser;
 use sink::{Config, Metrics};
 
+// Rows are decoded on the load loop's thread and freed on the insert task's: glibc's malloc
+// and free were a fifth of the sink's CPU in a profile (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init_tracing();
