@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
-use clickhouse::{Client, Row, RowOwned, RowWrite};
+use clickhouse::native::Block;
+use clickhouse::{Client, Row};
 use futures::future::BoxFuture;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -37,7 +38,9 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::migrations;
 use crate::retry::{self, Failure};
-use crate::rows::{AttemptRow, KafkaPosition, LedgerRow, QuarantineRow, ReceiptRow, TableRow};
+use crate::rows::{
+    AttemptRow, KafkaPosition, LedgerRow, NativeRows, QuarantineRow, ReceiptRow, TableRow,
+};
 use crate::topology::Topology;
 
 /// How long the stored offsets must hold still before the sink resumes from them.
@@ -55,7 +58,7 @@ struct Batch<R> {
     last: HashMap<i32, i64>,
 }
 
-impl<R: RowOwned + RowWrite + TableRow> Batch<R> {
+impl<R: TableRow> Batch<R> {
     fn new(table: &'static str, topic: &str) -> Self {
         Self {
             table,
@@ -233,7 +236,7 @@ trait Load: Send {
     fn landed(&self) -> bool;
 }
 
-impl<R: RowOwned + RowWrite + TableRow + Send + Sync + 'static> Load for Table<R> {
+impl<R: NativeRows + TableRow + Send + Sync + 'static> Load for Table<R> {
     fn name(&self) -> &'static str {
         self.batch.table
     }
@@ -315,7 +318,7 @@ impl<R: RowOwned + RowWrite + TableRow + Send + Sync + 'static> Load for Table<R
     }
 }
 
-fn table<R: RowOwned + RowWrite + TableRow + Send + Sync + 'static>(
+fn table<R: NativeRows + TableRow + Send + Sync + 'static>(
     name: &'static str,
     topic: &str,
     decode: fn(&BorrowedMessage<'_>, KafkaPosition) -> Result<R, String>,
@@ -562,20 +565,19 @@ impl Inserter {
     /// (`retry::classify`) stops the sink with the reason instead: nothing is lost, since
     /// the batch's offsets were neither stored nor committed. Kafka offsets are committed
     /// only after ClickHouse has acknowledged the insert.
-    async fn flush<R: RowOwned + RowWrite + TableRow>(
-        &self,
-        batch: &mut Batch<R>,
-    ) -> anyhow::Result<()> {
+    async fn flush<R: NativeRows + TableRow>(&self, batch: &mut Batch<R>) -> anyhow::Result<()> {
         if batch.rows.is_empty() {
             return Ok(());
         }
+        let block = R::block(&batch.rows)
+            .with_context(|| format!("encoding a batch of {}", batch.table))?;
         let (client, metrics) = (&self.client, &self.metrics);
         let started = Instant::now();
         let mut delay = Duration::from_millis(100);
         loop {
             let partitions: BTreeSet<i32> = batch.last.keys().copied().collect();
             let tag = insert_tag(batch.table, partitions.iter().copied());
-            match self.insert(batch, &tag).await {
+            match self.insert(batch, &block, &tag).await {
                 Ok(()) => break,
                 Err(e) => {
                     metrics
@@ -646,19 +648,17 @@ impl Inserter {
 }
 
 impl Inserter {
-    /// One attempt at inserting `batch` as one block. On a cluster the insert waits for
-    /// its quorum of replicas, and carries a token that makes a retry of the same batch a
-    /// no-op on any replica that already holds it.
-    async fn insert<R: RowOwned + RowWrite>(
-        &self,
-        batch: &Batch<R>,
-        tag: &str,
-    ) -> anyhow::Result<()> {
+    /// One attempt at inserting `batch` as one block, in ClickHouse's columnar `Native`
+    /// format. A column the table lacks is refused (`input_format_skip_unknown_fields=0`)
+    /// rather than dropped. On a cluster the insert waits for its quorum of replicas, and
+    /// carries a token that makes a retry of the same batch a no-op on any replica that
+    /// already holds it.
+    async fn insert<R>(&self, batch: &Batch<R>, block: &Block, tag: &str) -> anyhow::Result<()> {
         let mut insert = self
             .client
-            .insert::<R>(batch.table)
-            .await?
+            .insert_native(batch.table)
             .with_setting("query_id", tag)
+            .with_setting("input_format_skip_unknown_fields", "0")
             .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)));
         for (name, value) in self
             .topology
@@ -666,9 +666,7 @@ impl Inserter {
         {
             insert = insert.with_setting(name, value);
         }
-        for row in &batch.rows {
-            insert.write(row).await?;
-        }
+        insert.write(block).await?;
         insert.end().await?;
         Ok(())
     }

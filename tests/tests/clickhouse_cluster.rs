@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use sink::migrations;
-use sink::rows::{KafkaPosition, QuarantineRow};
+use sink::rows::{KafkaPosition, NativeRows, QuarantineRow};
 use sink::topology::Topology;
 use tests::clickhouse_url;
 use tests::sink::{clickhouse, database};
@@ -115,7 +115,7 @@ async fn the_sinks_reads_through_the_cluster_see_what_is_stored() {
         .unwrap();
 
     // The settings of the sink's inserts on a cluster are the engine's own.
-    let mut insert = client.insert::<QuarantineRow>("quarantine").await.unwrap();
+    let mut insert = client.insert_native("quarantine");
     for (name, value) in topology.insert_settings("auto", "quarantine:1:5@9".into()) {
         insert = insert.with_setting(name, value);
     }
@@ -123,8 +123,9 @@ async fn the_sinks_reads_through_the_cluster_see_what_is_stored() {
         partition: 5,
         offset: 9,
     };
+    let row = QuarantineRow::unreadable(chrono::Utc::now(), 4, at);
     insert
-        .write(&QuarantineRow::unreadable(chrono::Utc::now(), 4, at))
+        .write(&QuarantineRow::block(&[row]).unwrap())
         .await
         .unwrap();
     insert.end().await.unwrap();

@@ -238,6 +238,124 @@ async fn sigkill_at_random_points_neither_loses_nor_doubles_a_row() {
     assert_eq!(distinct.len(), n, "every event_id once");
 }
 
+/// The sink's `Native` blocks carry every stored column of its four tables, by name, in a
+/// type ClickHouse takes for it (the table's, without `LowCardinality`): ClickHouse fills a
+/// column a block leaves out with its default, silently, so a migration that adds a column
+/// and a block that forgets it would lose data without an error.
+#[tokio::test]
+async fn the_native_blocks_carry_every_column_of_the_tables() {
+    use chrono::Utc;
+    use schemas::{AttemptOutcome, PostbackAttempt, Receipt, ReceiptKind};
+    use sink::rows::{AttemptRow, KafkaPosition, LedgerRow, NativeRows, QuarantineRow, ReceiptRow};
+
+    let db = database("sink_columns");
+    let root = clickhouse::Client::default().with_url(clickhouse_url());
+    apply(&root, &db, &Topology::Single).await.unwrap();
+    let at = KafkaPosition {
+        partition: 0,
+        offset: 1,
+    };
+    let now = Utc::now();
+    let ledger = LedgerRow::new(tests::sink::click_entry("columns"), at).unwrap();
+    let receipt = ReceiptRow::new(
+        Receipt {
+            event_id: "e".into(),
+            conversion_key: "k".into(),
+            kind: ReceiptKind::Duplicate,
+            event_name: "sale".into(),
+            occurrence: 2,
+            route: "/v1/events".into(),
+            delivery_attempt: None,
+            received_at: now,
+            first_received_at: now,
+            content_fingerprint: "f".into(),
+            first_fingerprint: "f".into(),
+            is_test: false,
+            recorded_at: now,
+            input_partition: 0,
+            input_offset: 0,
+        },
+        at,
+    );
+    let attempt = AttemptRow::new(
+        PostbackAttempt {
+            destination: "d".into(),
+            idempotency_key: "e".into(),
+            event_name: "sale".into(),
+            offer_id: None,
+            is_test: false,
+            attempt: 1,
+            outcome: AttemptOutcome::Delivered,
+            dead_lettered: false,
+            http_status: Some(200),
+            error: None,
+            latency_ms: 3,
+            response_snippet: String::new(),
+            attempted_at: now,
+            next_attempt_at: None,
+        },
+        at,
+    );
+    let blocks = [
+        ("ledger", LedgerRow::block(&[ledger]).unwrap()),
+        ("receipts", ReceiptRow::block(&[receipt]).unwrap()),
+        (
+            "quarantine",
+            QuarantineRow::block(&[QuarantineRow::unreadable(now, 1, at)]).unwrap(),
+        ),
+        ("postback_attempts", AttemptRow::block(&[attempt]).unwrap()),
+    ];
+    for (table, block) in blocks {
+        let stored: Vec<(String, String)> = clickhouse(&db)
+            .query(
+                "SELECT name, type FROM system.columns WHERE database = currentDatabase() \
+                 AND table = ? AND default_kind IN ('', 'DEFAULT') ORDER BY name",
+            )
+            .bind(table)
+            .fetch_all()
+            .await
+            .unwrap();
+        let stored: Vec<(String, String)> = stored
+            .into_iter()
+            .map(|(name, ty)| (name, without_low_cardinality(&ty)))
+            .collect();
+        let mut sent: Vec<(String, String)> = block
+            .columns()
+            .iter()
+            .map(|c| (c.name().to_owned(), c.data_type().to_string()))
+            .collect();
+        sent.sort();
+        assert_eq!(
+            sent, stored,
+            "{table}: the block's columns against the table's"
+        );
+    }
+}
+
+/// `Array(LowCardinality(String))` as `Array(String)`: the type a block sends for it.
+fn without_low_cardinality(ty: &str) -> String {
+    let mut ty = ty.to_owned();
+    while let Some(start) = ty.find("LowCardinality(") {
+        let inner = start + "LowCardinality(".len();
+        let mut depth = 1;
+        let end = inner
+            + ty[inner..]
+                .char_indices()
+                .find(|&(_, c)| {
+                    depth += match c {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .expect("balanced parentheses")
+                .0;
+        ty = format!("{}{}{}", &ty[..start], &ty[inner..end], &ty[end + 1..]);
+    }
+    ty
+}
+
 /// A backlog loads in blocks that grow while ClickHouse takes the previous one: with
 /// `--batch-ms=1`, the sink before pipelining made 136 inserts of these 60,000 rows (about 440
 /// rows each); now the next batch fills until the insert in flight lands (5 inserts here).
