@@ -571,13 +571,17 @@ impl Inserter {
         }
         let block = R::block(&batch.rows)
             .with_context(|| format!("encoding a batch of {}", batch.table))?;
+        let (rows, token) = (batch.rows.len(), batch.token());
+        // The block holds the rows now, and a retry sends it again: their memory goes back
+        // before the insert rather than after it.
+        batch.rows.clear();
         let (client, metrics) = (&self.client, &self.metrics);
         let started = Instant::now();
         let mut delay = Duration::from_millis(100);
         loop {
             let partitions: BTreeSet<i32> = batch.last.keys().copied().collect();
             let tag = insert_tag(batch.table, partitions.iter().copied());
-            match self.insert(batch, &block, &tag).await {
+            match self.insert(batch.table, &block, &tag, &token).await {
                 Ok(()) => break,
                 Err(e) => {
                     metrics
@@ -586,7 +590,7 @@ impl Inserter {
                         .inc();
                     self.ready.store(false, Ordering::SeqCst);
                     if retry::classify(&e) == Failure::Permanent {
-                        tracing::error!(table = batch.table, rows = batch.rows.len(), error = %e, "insert refused for good; stopping");
+                        tracing::error!(table = batch.table, rows, error = %e, "insert refused for good; stopping");
                         return Err(e.context(format!(
                             "ClickHouse refused an insert into {} for a reason a retry cannot fix \
                              (a missing table or column, a type mismatch, an access error): check \
@@ -596,7 +600,7 @@ impl Inserter {
                         )));
                     }
                     metrics.clickhouse_up.set(0);
-                    tracing::warn!(table = batch.table, rows = batch.rows.len(), error = %e, retry_in = ?delay, "insert failed");
+                    tracing::warn!(table = batch.table, rows, error = %e, retry_in = ?delay, "insert failed");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(self.config.retry_max());
                     // The insert may have landed (or still be landing) although the error
@@ -625,7 +629,7 @@ impl Inserter {
         metrics
             .rows
             .with_label_values(&[batch.table])
-            .inc_by(batch.rows.len() as u64);
+            .inc_by(rows as u64);
         metrics
             .insert_seconds
             .with_label_values(&[batch.table])
@@ -633,7 +637,7 @@ impl Inserter {
         metrics
             .insert_rows
             .with_label_values(&[batch.table])
-            .observe(batch.rows.len() as f64);
+            .observe(rows as f64);
 
         let mut tpl = TopicPartitionList::new();
         for (p, o) in &batch.last {
@@ -648,21 +652,27 @@ impl Inserter {
 }
 
 impl Inserter {
-    /// One attempt at inserting `batch` as one block, in ClickHouse's columnar `Native`
-    /// format. A column the table lacks is refused (`input_format_skip_unknown_fields=0`)
-    /// rather than dropped. On a cluster the insert waits for its quorum of replicas, and
-    /// carries a token that makes a retry of the same batch a no-op on any replica that
-    /// already holds it.
-    async fn insert<R>(&self, batch: &Batch<R>, block: &Block, tag: &str) -> anyhow::Result<()> {
+    /// One attempt at inserting a batch's `block` into `table`: one block in ClickHouse's
+    /// columnar `Native` format. A column the table lacks is refused
+    /// (`input_format_skip_unknown_fields=0`) rather than dropped. On a cluster the insert
+    /// waits for its quorum of replicas, and carries the batch's `token`, which makes a retry
+    /// of the same batch a no-op on any replica that already holds it.
+    async fn insert(
+        &self,
+        table: &str,
+        block: &Block,
+        tag: &str,
+        token: &str,
+    ) -> anyhow::Result<()> {
         let mut insert = self
             .client
-            .insert_native(batch.table)
+            .insert_native(table)
             .with_setting("query_id", tag)
             .with_setting("input_format_skip_unknown_fields", "0")
             .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)));
         for (name, value) in self
             .topology
-            .insert_settings(&self.config.insert_quorum, batch.token())
+            .insert_settings(&self.config.insert_quorum, token.to_owned())
         {
             insert = insert.with_setting(name, value);
         }
