@@ -561,10 +561,10 @@ impl Inserter {
 
     /// Inserts a batch, retrying with back-off while ClickHouse is unavailable; the loop
     /// fills the table's next batch meanwhile, then waits (and so does the consumer), which
-    /// is the back-pressure. A permanent error
-    /// (`retry::classify`) stops the sink with the reason instead: nothing is lost, since
-    /// the batch's offsets were neither stored nor committed. Kafka offsets are committed
-    /// only after ClickHouse has acknowledged the insert.
+    /// is the back-pressure. A permanent error (`retry::classify`) stops the sink with the
+    /// reason instead: nothing is lost, since the batch's offsets were neither stored nor
+    /// committed. Kafka offsets are committed only after ClickHouse has acknowledged the
+    /// insert.
     async fn flush<R: NativeRows + TableRow>(&self, batch: &mut Batch<R>) -> anyhow::Result<()> {
         if batch.rows.is_empty() {
             return Ok(());
