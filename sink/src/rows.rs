@@ -568,14 +568,7 @@ mod tests {
             payout_source: schemas::PayoutSource::Rule,
             payout_rule: Some("clawback of offer k: cpa 8 USD".into()),
         };
-        let row = LedgerRow::new(
-            entry,
-            KafkaPosition {
-                partition: 4,
-                offset: 99,
-            },
-        )
-        .unwrap();
+        let row = row_at_4_99(entry);
         assert_eq!(row.signed_revenue, -19_990_000);
         assert_eq!(row.net_payout, 12_000_000);
         assert_eq!(row.link_status, "LINKED");
@@ -587,6 +580,75 @@ mod tests {
         );
         assert_eq!((row.kafka_partition, row.kafka_offset), (4, 99));
         assert_eq!(TableRow::month(&row), 202611);
+    }
+
+    /// Each optional text field of an event set to its column's name: a column filled from
+    /// another field (two closures swapped in `NativeRows`) shows another name.
+    #[test]
+    fn each_column_of_a_ledger_block_holds_its_own_field() {
+        let mut e = samples::sale();
+        let mut names = vec!["linked_event_id", "payout_rule"];
+        for (name, field) in [
+            ("occurred_at_original", &mut e.occurred_at_original),
+            ("source_timezone", &mut e.source_timezone),
+            ("order_id", &mut e.order_id),
+            ("transaction_id", &mut e.transaction_id),
+            ("parent_order_id", &mut e.parent_order_id),
+            ("lead_id", &mut e.lead_id),
+            ("native_event_type", &mut e.native_event_type),
+            ("click_id", &mut e.click_id),
+            ("affiliate_id", &mut e.affiliate_id),
+            ("campaign_id", &mut e.campaign_id),
+            ("offer_id", &mut e.offer_id),
+            ("source", &mut e.source),
+            ("placement", &mut e.placement),
+            ("utm_source", &mut e.utm_source),
+            ("utm_medium", &mut e.utm_medium),
+            ("utm_campaign", &mut e.utm_campaign),
+            ("utm_term", &mut e.utm_term),
+            ("utm_content", &mut e.utm_content),
+            ("sub1", &mut e.sub1),
+            ("sub2", &mut e.sub2),
+            ("sub3", &mut e.sub3),
+            ("sub4", &mut e.sub4),
+            ("sub5", &mut e.sub5),
+            ("ip_hash", &mut e.ip_hash),
+            ("email_hash", &mut e.email_hash),
+            ("user_agent", &mut e.user_agent),
+        ] {
+            *field = Some(name.to_owned());
+            names.push(name);
+        }
+        let recorded_at = e.received_at;
+        let mut entry = LedgerEntry::opening(e, ConversionStatus::Approved, recorded_at).unwrap();
+        entry.linked_event_id = Some("linked_event_id".into());
+        entry.payout_rule = Some("payout_rule".into());
+        let block = LedgerRow::block(&[row_at_4_99(entry)]).unwrap();
+        let text = |name: &str| -> Option<String> {
+            let column = block.column_by_name(name).expect(name);
+            column
+                .iter::<Option<String>>()
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+        };
+        for name in names {
+            assert_eq!(text(name).as_deref(), Some(name), "column {name}");
+        }
+        let int = |name: &str| -> i64 {
+            let column = block.column_by_name(name).expect(name);
+            column.iter::<i64>().unwrap().next().unwrap().unwrap()
+        };
+        assert_eq!((int("kafka_offset"), block.num_rows()), (99, 1));
+    }
+
+    fn row_at_4_99(entry: LedgerEntry) -> LedgerRow {
+        let at = KafkaPosition {
+            partition: 4,
+            offset: 99,
+        };
+        LedgerRow::new(entry, at).unwrap()
     }
 
     #[test]
