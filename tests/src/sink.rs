@@ -16,6 +16,48 @@ pub fn database(prefix: &str) -> String {
     unique_name(prefix)
 }
 
+/// `table`'s stored columns in `database` (not MATERIALIZED, ALIAS or EPHEMERAL), in order,
+/// each with its type without `LowCardinality`: the types a `Native` block of the sink, or a
+/// Kafka table feeding a copy of the table, declares for them.
+pub async fn plain_columns(database: &str, table: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let columns: Vec<(String, String)> = clickhouse(database)
+        .query(
+            "SELECT name, type FROM system.columns WHERE database = ? AND table = ? \
+             AND default_kind NOT IN ('MATERIALIZED', 'ALIAS', 'EPHEMERAL') ORDER BY position",
+        )
+        .bind(database)
+        .bind(table)
+        .fetch_all()
+        .await?;
+    Ok(columns
+        .into_iter()
+        .map(|(name, t)| (name, without_low_cardinality(&t)))
+        .collect())
+}
+
+/// `Array(LowCardinality(Nullable(String)))` -> `Array(Nullable(String))`.
+fn without_low_cardinality(t: &str) -> String {
+    const WRAPPER: &str = "LowCardinality(";
+    let mut t = t.to_owned();
+    while let Some(start) = t.find(WRAPPER) {
+        let inner = start + WRAPPER.len();
+        let mut depth = 1;
+        let close = t[inner..]
+            .char_indices()
+            .find_map(|(i, c)| {
+                depth += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                (depth == 0).then_some(inner + i)
+            })
+            .expect("balanced parentheses in a ClickHouse type");
+        t = format!("{}{}{}", &t[..start], &t[inner..close], &t[close + 1..]);
+    }
+    t
+}
+
 /// A client of the running ClickHouse, on `database`.
 pub fn clickhouse(database: &str) -> clickhouse::Client {
     clickhouse::Client::default()

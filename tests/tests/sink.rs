@@ -13,7 +13,7 @@ use sink::topology::Topology;
 use tests::clickhouse_url;
 use tests::processor::{wait_caught_up, EventProducer, ProcessorTopics, Scenario};
 use tests::service::ServiceProcess;
-use tests::sink::{clickhouse, count, database, stream_entries, wait_rows};
+use tests::sink::{clickhouse, count, database, plain_columns, stream_entries, wait_rows};
 
 #[tokio::test]
 async fn migrations_applied_twice_are_a_no_op() {
@@ -306,19 +306,8 @@ async fn the_native_blocks_carry_every_column_of_the_tables() {
         ("postback_attempts", AttemptRow::block(&[attempt]).unwrap()),
     ];
     for (table, block) in blocks {
-        let stored: Vec<(String, String)> = clickhouse(&db)
-            .query(
-                "SELECT name, type FROM system.columns WHERE database = currentDatabase() \
-                 AND table = ? AND default_kind IN ('', 'DEFAULT') ORDER BY name",
-            )
-            .bind(table)
-            .fetch_all()
-            .await
-            .unwrap();
-        let stored: Vec<(String, String)> = stored
-            .into_iter()
-            .map(|(name, ty)| (name, without_low_cardinality(&ty)))
-            .collect();
+        let mut stored = plain_columns(&db, table).await.unwrap();
+        stored.sort();
         let mut sent: Vec<(String, String)> = block
             .columns()
             .iter()
@@ -330,30 +319,6 @@ async fn the_native_blocks_carry_every_column_of_the_tables() {
             "{table}: the block's columns against the table's"
         );
     }
-}
-
-/// `Array(LowCardinality(String))` as `Array(String)`: the type a block sends for it.
-fn without_low_cardinality(ty: &str) -> String {
-    let mut ty = ty.to_owned();
-    while let Some(start) = ty.find("LowCardinality(") {
-        let inner = start + "LowCardinality(".len();
-        let mut depth = 1;
-        let end = inner
-            + ty[inner..]
-                .char_indices()
-                .find(|&(_, c)| {
-                    depth += match c {
-                        '(' => 1,
-                        ')' => -1,
-                        _ => 0,
-                    };
-                    depth == 0
-                })
-                .expect("balanced parentheses")
-                .0;
-        ty = format!("{}{}{}", &ty[..start], &ty[inner..end], &ty[end + 1..]);
-    }
-    ty
 }
 
 /// A backlog loads in blocks that grow while ClickHouse takes the previous one: with

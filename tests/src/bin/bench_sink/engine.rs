@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tests::host::{cpu_seconds, peak_rss_mib};
 use tests::processor::{EventProducer, ProcessorTopics};
 use tests::service::ServiceProcess;
-use tests::sink::{clickhouse, count, database};
+use tests::sink::{clickhouse, count, database, plain_columns};
 use tests::{clickhouse_url, median, stack, stack_env};
 
 use super::{curl, produce_entries, wait_count};
@@ -65,47 +65,6 @@ fn clickhouse_pid() -> anyhow::Result<u32> {
 
 fn sql(query: &str) -> anyhow::Result<()> {
     curl(&[&clickhouse_url(), "--data-binary", query])
-}
-
-/// The ledger table's stored columns (not MATERIALIZED or ALIAS), each with its type as the
-/// Kafka table declares it: `LowCardinality` left out, which halves the engine's speed when
-/// kept and converted in the view (measured for the issue).
-async fn plain_columns(db: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let columns: Vec<(String, String)> = clickhouse(db)
-        .query(
-            "SELECT name, type FROM system.columns WHERE database = ? AND table = 'ledger' \
-             AND default_kind NOT IN ('MATERIALIZED', 'ALIAS', 'EPHEMERAL') ORDER BY position",
-        )
-        .bind(db)
-        .fetch_all()
-        .await?;
-    Ok(columns
-        .into_iter()
-        .map(|(name, t)| (name, without_low_cardinality(&t)))
-        .collect())
-}
-
-/// `Array(LowCardinality(Nullable(String)))` -> `Array(Nullable(String))`.
-fn without_low_cardinality(t: &str) -> String {
-    const WRAPPER: &str = "LowCardinality(";
-    let mut t = t.to_owned();
-    while let Some(start) = t.find(WRAPPER) {
-        let inner = start + WRAPPER.len();
-        let mut depth = 1;
-        let close = t[inner..]
-            .char_indices()
-            .find_map(|(i, c)| {
-                depth += match c {
-                    '(' => 1,
-                    ')' => -1,
-                    _ => 0,
-                };
-                (depth == 0).then_some(inner + i)
-            })
-            .expect("balanced parentheses in a ClickHouse type");
-        t = format!("{}{}{}", &t[..start], &t[inner..close], &t[close + 1..]);
-    }
-    t
 }
 
 /// Waits (up to a minute) until ClickHouse runs no merge in `db`: the parts a load left are
@@ -299,7 +258,9 @@ pub async fn compare(
     let n = rows as u64;
     let (first, source) = sink_load(&topics, n, sink_args).await?;
     eprintln!("[bench] first sink load: {}", first.describe());
-    let columns = plain_columns(&source).await?;
+    // The Kafka table declares the ledger's columns without `LowCardinality`, which halves
+    // the engine's speed when kept and converted in the view (measured for the issue).
+    let columns = plain_columns(&source, "ledger").await?;
     let file = std::env::temp_dir().join(format!("{source}.json"));
     let names: Vec<String> = columns.iter().map(|(n, _)| format!("`{n}`")).collect();
     curl(&[
